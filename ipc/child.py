@@ -1,0 +1,258 @@
+"""The child side: `from ipc import parent`.
+
+Finds its channel the way Node does — the fd in ``NODE_CHANNEL_FD`` (so a Node parent's
+`fork()` of a Python script just works) — or from ``IPC_EXPLORER_CHANNEL`` for the transports
+Node does not have (``pipe:R,W``, ``unix:/path``, ``tcp:host:port``; the last two connect and
+present ``IPC_EXPLORER_SECRET`` first). The variables are removed from `os.environ` and the fds
+made non-inheritable, so a grandchild does not believe it has our channel.
+
+As in Node, a process with a ``message`` listener stays alive while the channel is open: the
+listener runs on a non-daemon reader thread that ends when the parent disconnects (or we do).
+Without listeners, `messages()` reads in the caller's thread and nothing keeps the process up.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import selectors
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import wire
+from .errors import BrokenChannelError, ChannelClosedError, InvalidArgumentError, IPCError
+from .transports import (
+    ENV_CHANNEL,
+    ENV_MAX_MESSAGE_SIZE,
+    ENV_SECRET,
+    ENV_SERIALIZATION,
+    NODE_CHANNEL_FD,
+    NODE_CHANNEL_SERIALIZATION_MODE,
+    connect_from_child,
+)
+
+_END = object()
+
+
+class Parent:
+    """This process's channel to the parent that forked it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._write_lock = threading.Lock()
+        self._opened = False
+        self._read_fd: int | None = None
+        self._write_fd: int | None = None
+        self._sock: socket.socket | None = None
+        self._serialization = "json"
+        self._max_size = wire.DEFAULT_MAX_MESSAGE_SIZE
+        self._listeners: dict[str, list[Callable[..., Any]]] = {"message": [], "disconnect": []}
+        self._reader: threading.Thread | None = None
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = -1, -1
+        self._closed = False
+        self._pending: deque[Any] = deque()  # decoded by messages() but not yet yielded
+        self._shared_decoder: wire.Decoder | None = None
+
+    # ---- opening --------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        with self._lock:
+            if self._opened:
+                return
+            self._opened = True
+            env = os.environ
+            self._serialization = wire.check_serialization(
+                env.pop(ENV_SERIALIZATION, None) or env.pop(NODE_CHANNEL_SERIALIZATION_MODE, "json")
+            )
+            env.pop(NODE_CHANNEL_SERIALIZATION_MODE, None)
+            self._max_size = int(env.pop(ENV_MAX_MESSAGE_SIZE, wire.DEFAULT_MAX_MESSAGE_SIZE))
+            node_fd, address = env.pop(NODE_CHANNEL_FD, None), env.pop(ENV_CHANNEL, None)
+            secret = env.pop(ENV_SECRET, "")
+            if node_fd is not None:
+                fd = int(node_fd)
+                self._sock = socket.socket(fileno=fd)
+                self._read_fd = self._write_fd = self._sock.fileno()
+            elif address is not None and address.startswith("pipe:"):
+                read_fd, write_fd = (int(x) for x in address[len("pipe:") :].split(","))
+                self._read_fd, self._write_fd = read_fd, write_fd
+            elif address is not None:
+                self._sock = connect_from_child(address, secret)
+                self._read_fd = self._write_fd = self._sock.fileno()
+            else:
+                self._closed = True
+                return
+            for fd in {self._read_fd, self._write_fd}:
+                os.set_inheritable(fd, False)
+                os.set_blocking(fd, True)
+            self._wake_r, self._wake_w = os.pipe()
+
+    @property
+    def connected(self) -> bool:
+        self._open()
+        return not self._closed
+
+    def _require_channel(self) -> None:
+        self._open()
+        if self._closed:
+            if self._read_fd is None:
+                raise ChannelClosedError(
+                    "this process has no channel to a parent (it was not started by fork(): "
+                    f"neither {NODE_CHANNEL_FD} nor {ENV_CHANNEL} is set)"
+                )
+            raise ChannelClosedError("the channel to the parent is closed")
+
+    # ---- sending --------------------------------------------------------------------------
+
+    def send(self, message: Any) -> None:
+        """Send `message` to the parent (blocks until the kernel took it).
+
+        :raises ChannelClosedError: there is no channel or it was closed.
+        :raises BrokenChannelError: the parent went away.
+        """
+        self._require_channel()
+        frame = memoryview(wire.encode(message, self._serialization, self._max_size))
+        with self._write_lock:
+            assert self._write_fd is not None
+            try:
+                while frame:
+                    frame = frame[os.write(self._write_fd, frame) :]
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                raise BrokenChannelError("the parent closed the channel") from exc
+
+    # ---- receiving ------------------------------------------------------------------------
+
+    def on(self, event: str, fn: Callable[..., Any]) -> Parent:
+        """`message(msg)` or `disconnect()`. A message listener keeps this process alive while
+        the channel is open."""
+        if event not in self._listeners:
+            raise InvalidArgumentError(f"unknown event {event!r}; use 'message' or 'disconnect'")
+        self._require_channel()
+        with self._lock:
+            self._listeners[event].append(fn)
+            if self._reader is None:
+                self._reader = threading.Thread(
+                    target=self._read_loop, name="ipc-parent-reader", daemon=False
+                )
+                self._reader.start()
+        return self
+
+    def off(self, event: str, fn: Callable[..., Any]) -> Parent:
+        with self._lock:
+            if fn in self._listeners.get(event, []):
+                self._listeners[event].remove(fn)
+        return self
+
+    def messages(self, timeout: float | None = None) -> Iterator[Any]:
+        """Yield messages until the parent disconnects (or `timeout` seconds pass idle)."""
+        self._require_channel()
+        if self._reader is None:
+            yield from self._read_inline(timeout)
+            return
+        while True:
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                return
+            if item is _END:
+                self._queue.put(_END)
+                return
+            yield item
+
+    def recv(self, timeout: float | None = None) -> Any:
+        """The next message; raises `ChannelClosedError` at the end, `TimeoutError` on time."""
+        for msg in self.messages(timeout):
+            return msg
+        if self._closed:
+            raise ChannelClosedError("the parent disconnected")
+        raise TimeoutError(f"no message from the parent within {timeout} s")
+
+    def _read_inline(self, timeout: float | None) -> Iterator[Any]:
+        decoder = self._decoder()
+        while not self._closed:
+            while self._pending:  # popped one at a time: a caller may stop between two
+                yield self._pending.popleft()
+            data = self._read_chunk(timeout)
+            if data is None:
+                return
+            if not data:
+                self._close_channel()
+                return
+            self._pending.extend(decoder.feed(data))
+
+    def _decoder(self) -> wire.Decoder:
+        if self._shared_decoder is None:
+            self._shared_decoder = wire.Decoder(self._serialization, self._max_size)
+        return self._shared_decoder
+
+    def _read_chunk(self, timeout: float | None) -> bytes | None:
+        """Bytes from the channel; b"" at its end; None on timeout."""
+        assert self._read_fd is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._read_fd, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            ready = selector.select(timeout)
+        if not ready:
+            return None
+        if any(key.fd == self._wake_r for key, _ in ready):
+            return b""
+        try:
+            return os.read(self._read_fd, 256 * 1024)
+        except (ConnectionResetError, OSError):
+            return b""
+
+    def _read_loop(self) -> None:
+        decoder = self._decoder()
+        try:
+            while not self._closed:
+                data = self._read_chunk(None)
+                if not data:
+                    break
+                try:
+                    messages = decoder.feed(data)
+                except IPCError as exc:
+                    import sys
+
+                    print(f"ipc: bad frame from the parent: {exc}", file=sys.stderr)
+                    break
+                for msg in messages:
+                    self._queue.put(msg)
+                    with self._lock:
+                        listeners = list(self._listeners["message"])
+                    for fn in listeners:
+                        fn(msg)
+        finally:
+            self._close_channel()
+
+    # ---- closing --------------------------------------------------------------------------
+
+    def disconnect(self) -> None:
+        """Close the channel; the parent sees `disconnect`, and this process may end."""
+        self._require_channel()
+        if self._reader is not None and threading.current_thread() is not self._reader:
+            os.write(self._wake_w, b"\0")  # the reader closes the channel on its way out
+            self._reader.join()
+        else:
+            self._close_channel()
+
+    def _close_channel(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._sock is not None:
+                self._sock.close()
+            else:
+                for fd in {self._read_fd, self._write_fd}:
+                    if fd is not None:
+                        os.close(fd)
+            listeners = list(self._listeners["disconnect"])
+        self._queue.put(_END)
+        for fn in listeners:
+            fn()
+
+
+parent = Parent()

@@ -1,0 +1,100 @@
+"""Listeners per event name, with nothing lost to the race between start and `on()`.
+
+In Node no event fires before the code that called `fork()` returns to the event loop, so
+listeners attached right after `fork()` see everything. Here the reactor thread may already
+have emitted `spawn` or a first message by the time `fork()` returns, so an event with no
+listener of its type is *held* and delivered, in order, to the first listener that comes.
+
+Events are emitted on the reactor thread only; a held queue is flushed on the reactor thread
+too, before any newer event of that type, so listeners see one order.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict, deque
+from collections.abc import Callable
+from typing import Any
+
+from .reactor import Reactor
+
+Listener = Callable[..., Any]
+
+
+class Emitter:
+    def __init__(self, reactor: Reactor, on_drained: Callable[[str], None] | None = None) -> None:
+        self._reactor = reactor
+        self._lock = threading.Lock()
+        self._listeners: dict[str, list[tuple[Listener, bool]]] = defaultdict(list)
+        self._held: dict[str, deque[tuple[Any, ...]]] = {}
+        self._on_drained = on_drained
+
+    def on(self, event: str, fn: Listener, *, once: bool = False) -> None:
+        if not callable(fn):
+            from .errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f"listener for {event!r} must be callable, not {fn!r}")
+        with self._lock:
+            first = not self._listeners[event]
+            self._listeners[event].append((fn, once))
+            flush = first and bool(self._held.get(event))
+        if flush:
+            self._reactor.call_soon(self._flush, event)
+
+    def off(self, event: str, fn: Listener) -> None:
+        with self._lock:
+            listeners = self._listeners.get(event, [])
+            for i, (candidate, _) in enumerate(listeners):
+                if candidate == fn:
+                    del listeners[i]
+                    break
+
+    def listener_count(self, event: str) -> int:
+        with self._lock:
+            return len(self._listeners.get(event, ()))
+
+    def held_count(self, event: str) -> int:
+        with self._lock:
+            held = self._held.get(event)
+            return len(held) if held else 0
+
+    def emit(self, event: str, *args: Any) -> bool:
+        """Call the listeners of `event` (reactor thread). False when the event was held."""
+        with self._lock:
+            held = self._held.get(event)
+            if held or not self._listeners.get(event):
+                self._held.setdefault(event, deque()).append(args)
+                return False
+            listeners = self._take(event)
+        self._call(listeners, args)
+        return True
+
+    def _take(self, event: str) -> list[Listener]:
+        """The listeners to call for one emission; `once` ones are removed. Holds the lock."""
+        entries = self._listeners[event]
+        self._listeners[event] = [entry for entry in entries if not entry[1]]
+        return [fn for fn, _ in entries]
+
+    @staticmethod
+    def _call(listeners: list[Listener], args: tuple[Any, ...]) -> None:
+        import logging
+
+        for fn in listeners:
+            try:
+                fn(*args)
+            except Exception:
+                logging.getLogger("ipc").exception("listener failed")
+
+    def _flush(self, event: str) -> None:
+        while True:
+            with self._lock:
+                held = self._held.get(event)
+                if not held or not self._listeners.get(event):
+                    if held is not None and not held:
+                        del self._held[event]
+                    break
+                args = held.popleft()
+                listeners = self._take(event)
+            self._call(listeners, args)
+        if self._on_drained is not None:
+            self._on_drained(event)

@@ -1,0 +1,617 @@
+"""`ChildProcess`: one started child, its pipes, its message port and its lifecycle events.
+
+Lifecycle (an event on every change)::
+
+    starting ──spawn──▶ running ──exit──▶ exited | signaled ──(all streams at EOF)──▶ close
+        └──error (cannot start)──▶ failed ──▶ close
+
+The child is started with `subprocess.Popen` (its C fork+exec is safe in a threaded process),
+in a process group of its own. Its exit is noticed through a pidfd in the reactor's selector —
+no SIGCHLD handler, no thread per child — and it is reaped with `os.waitpid`, the status decoded
+with `WIFSIGNALED` / `WTERMSIG` / `WEXITSTATUS`. `close` fires only after exit *and* end of
+stream on stdout, stderr, extra pipes and the channel (asyncio's `_maybe_close_transport` rule).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal as signal_module
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .emitter import Emitter
+from .errors import (
+    ChannelClosedError,
+    InvalidArgumentError,
+    IPCError,
+    ProcessTimeoutError,
+    SpawnError,
+)
+from .messaging import MessagePort, SendCallback
+from .reactor import Reactor, get_reactor
+from .transports import TransportSetup
+
+EVENTS: Final = frozenset(
+    {"spawn", "message", "stdout", "stderr", "exit", "close", "error", "disconnect"}
+)
+#: Output chunks / messages held for a type with no listener before reading that source pauses.
+HOLD_LIMIT: Final = 256
+_READ_SIZE: Final = 64 * 1024
+_BASH: Final = shutil.which("bash") or "/bin/bash"
+
+
+def signal_number(sig: str | int) -> int:
+    """`"SIGTERM"`, `"TERM"`, `15` or `signal.SIGTERM` → 15.
+
+    :raises InvalidArgumentError: not a signal this system knows.
+    """
+    if isinstance(sig, bool):
+        raise InvalidArgumentError(f"signal must be a name or a number, not {sig!r}")
+    if isinstance(sig, int):
+        try:
+            return signal_module.Signals(sig).value
+        except ValueError:
+            raise InvalidArgumentError(f"unknown signal number {sig}") from None
+    if isinstance(sig, str):
+        name = sig.upper()
+        if not name.startswith("SIG"):
+            name = "SIG" + name
+        value = getattr(signal_module.Signals, name, None)
+        if value is not None and not name.startswith("SIG_"):
+            return value.value
+        raise InvalidArgumentError(
+            f"unknown signal {sig!r}; use a name like 'SIGTERM', 'SIGINT', 'SIGKILL' or a number"
+        )
+    raise InvalidArgumentError(f"signal must be a name or a number, not {type(sig).__name__}")
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal_module.Signals(signum).name
+    except ValueError:
+        return f"SIG{signum}"
+
+
+@dataclass
+class LaunchSpec:
+    """Everything needed to start one child (built by `ipc.api`)."""
+
+    kind: str  # "fork" | "spawn" | "exec"
+    argv: list[str]
+    cwd: str | None = None
+    env: dict[str, str] | None = None
+    stdin: str = "pipe"  # "pipe" | "inherit" | "ignore"
+    stdout: str = "pipe"
+    stderr: str = "pipe"
+    extra_pipes: list[int] = field(default_factory=list)  # child fds 3, 4, ... as duplex sockets
+    transport: TransportSetup | None = None
+    serialization: str = "json"
+    max_message_size: int = 64 * 1024 * 1024
+    listeners: dict[str, Callable[..., Any]] | None = None
+
+
+class ChildProcess:
+    """A child process, as Node's `ChildProcess`. Create it with `ipc.fork/spawn/exec`."""
+
+    def __init__(self, spec: LaunchSpec, reactor: Reactor | None = None) -> None:
+        self._reactor = reactor or get_reactor()
+        self._reactor.ensure_running()
+        self.kind = spec.kind
+        self.spawnfile = spec.argv[0]
+        self.spawnargs = list(spec.argv)
+        self.pid: int | None = None
+        self.exit_code: int | None = None
+        self.signal_code: str | None = None
+        self.killed = False
+        self.state = "starting"
+        self.started_at = time.time()
+        self.transport = spec.transport.name if spec.transport else None
+        self._emitter = Emitter(self._reactor, on_drained=self._resume_source)
+        self._exited = threading.Event()
+        self._closed = threading.Event()
+        self._reap_lock = threading.Lock()
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._pidfd: int | None = None
+        self._stdin_fd: int | None = None
+        self._stdin_lock = threading.Lock()
+        self._outputs: dict[int, tuple[str, int]] = {}  # our fd -> (event name, ...)
+        self._paused: dict[str, int] = {}  # event name -> fd whose reading is paused
+        self._extra_socks: dict[int, socket.socket] = {}  # child fd number -> our end
+        self._open_streams = 0
+        self._port: MessagePort | None = None
+        for event, fn in (spec.listeners or {}).items():
+            self.on(event, fn)
+        _table.add(self)
+        self._start(spec)
+
+    # ---- public API -----------------------------------------------------------------------
+
+    def on(self, event: str, fn: Callable[..., Any]) -> ChildProcess:
+        """Call `fn` on every `event`. Events fired before the first listener came are held."""
+        self._check_event(event)
+        self._emitter.on(event, fn)
+        return self
+
+    def once(self, event: str, fn: Callable[..., Any]) -> ChildProcess:
+        self._check_event(event)
+        self._emitter.on(event, fn, once=True)
+        return self
+
+    def off(self, event: str, fn: Callable[..., Any]) -> ChildProcess:
+        self._emitter.off(event, fn)
+        return self
+
+    @property
+    def connected(self) -> bool:
+        return self._port is not None and self._port.connected
+
+    @property
+    def returncode(self) -> int | None:
+        """As `subprocess`: the exit code, or `-signum` for a signal, or None while running."""
+        if self.exit_code is not None:
+            return self.exit_code
+        if self.signal_code is not None:
+            return -signal_number(self.signal_code)
+        return None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def send(self, message: Any, callback: SendCallback | None = None) -> bool:
+        """Send `message` over the channel. False past the high-water mark (still queued).
+
+        On a closed channel: `callback(err)` if given, else an `error` event; returns False.
+
+        :raises SerializationError: `message` cannot be encoded.
+        :raises MessageTooLargeError: `message` is over the channel's size limit.
+        """
+        if self._port is None:
+            error = ChannelClosedError(
+                f"this child has no message channel (it was started with {self.kind}(), not fork())"
+            )
+            if callback is not None:
+                self._reactor.call_soon(callback, error)
+            else:
+                self._reactor.call_soon(self._emit, "error", error)
+            return False
+        return self._port.send(message, callback)
+
+    def disconnect(self) -> None:
+        """Close the channel (after queued messages are written); emits `disconnect`."""
+        if self._port is None or not self._port.connected:
+            raise ChannelClosedError("the channel is already closed")
+        self._port.disconnect()
+
+    def kill(self, sig: str | int = "SIGTERM", *, group: bool = True) -> bool:
+        """Send `sig` to the child's process group (or to its pid alone with `group=False`).
+
+        Returns True when the signal was delivered; False when the child has already been
+        reaped (its pid may belong to someone else now) or could not be signalled.
+
+        :raises InvalidArgumentError: unknown signal.
+        """
+        signum = signal_number(sig)
+        with self._reap_lock:
+            if self.pid is None or self.returncode is not None:
+                return False
+            try:
+                if group:
+                    os.killpg(self.pid, signum)
+                else:
+                    os.kill(self.pid, signum)
+            except ProcessLookupError:
+                return False
+            except OSError as exc:
+                error = IPCError(f"kill({signal_name(signum)}) failed: {exc}")
+                error.code = errno.errorcode.get(exc.errno or 0, "EPERM")
+                self._reactor.call_soon(self._emit, "error", error)
+                return False
+        self.killed = True
+        return True
+
+    def write_stdin(self, data: bytes | str) -> None:
+        """Write to the child's stdin (blocking until the kernel took it all).
+
+        :raises ChannelClosedError: stdin is not a pipe or was ended.
+        """
+        if isinstance(data, str):
+            data = data.encode()
+        with self._stdin_lock:
+            if self._stdin_fd is None:
+                raise ChannelClosedError(
+                    "stdin is not open (not a pipe, or end_stdin() was called)"
+                )
+            view = memoryview(data)
+            while view:
+                try:
+                    written = os.write(self._stdin_fd, view)
+                except BrokenPipeError as exc:
+                    from .errors import BrokenChannelError
+
+                    raise BrokenChannelError("the child closed its stdin") from exc
+                view = view[written:]
+
+    def end_stdin(self) -> None:
+        """Close the child's stdin so it reads end of file."""
+        with self._stdin_lock:
+            if self._stdin_fd is not None:
+                os.close(self._stdin_fd)
+                self._stdin_fd = None
+
+    def write_fd(self, fd: int, data: bytes | str) -> None:
+        """Write to the extra stdio pipe that the child sees as `fd` (3, 4, ...)."""
+        sock = self._extra_socks.get(fd)
+        if sock is None:
+            raise InvalidArgumentError(f"the child has no extra pipe at fd {fd}")
+        sock.setblocking(True)
+        try:
+            sock.sendall(data.encode() if isinstance(data, str) else data)
+        finally:
+            sock.setblocking(False)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the child exits; return `returncode`.
+
+        :raises ProcessTimeoutError: still running after `timeout` seconds.
+        """
+        self._check_not_reactor("wait")
+        if not self._exited.wait(timeout):
+            raise ProcessTimeoutError(f"pid {self.pid} still running after {timeout} s")
+        rc = self.returncode
+        return rc if rc is not None else -1
+
+    def wait_closed(self, timeout: float | None = None) -> None:
+        """Block until `close` (exit and every stream at end of file)."""
+        self._check_not_reactor("wait_closed")
+        if not self._closed.wait(timeout):
+            raise ProcessTimeoutError(f"pid {self.pid} not closed after {timeout} s")
+
+    def __enter__(self) -> ChildProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.returncode is None and self.state != "failed":
+            self.kill("SIGKILL")
+        if self.state != "failed":
+            self.wait()
+
+    def __repr__(self) -> str:
+        return (
+            f"<ChildProcess {self.kind} pid={self.pid} state={self.state} "
+            f"exit_code={self.exit_code} signal={self.signal_code}>"
+        )
+
+    # ---- starting -------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_event(event: str) -> None:
+        if event not in EVENTS and not (event.startswith("fd") and event[2:].isdigit()):
+            raise InvalidArgumentError(
+                f"unknown event {event!r}; events are {', '.join(sorted(EVENTS))}, fd3, fd4, ..."
+            )
+
+    def _check_not_reactor(self, what: str) -> None:
+        if self._reactor.in_reactor_thread():
+            raise IPCError(f"{what}() would block the reactor thread; call it from another thread")
+
+    def _start(self, spec: LaunchSpec) -> None:
+        fds_to_close: list[int] = []  # the child's ends, closed in the parent after the start
+        ours: list[tuple[int, str]] = []  # (our read fd, event name)
+        stdio: list[int | None] = []
+        try:
+            for index, mode in enumerate((spec.stdin, spec.stdout, spec.stderr)):
+                if mode == "pipe":
+                    read_end, write_end = os.pipe()
+                    if index == 0:
+                        self._stdin_fd = write_end
+                        stdio.append(read_end)
+                        fds_to_close.append(read_end)
+                    else:
+                        ours.append((read_end, "stdout" if index == 1 else "stderr"))
+                        stdio.append(write_end)
+                        fds_to_close.append(write_end)
+                elif mode == "ignore":
+                    stdio.append(subprocess.DEVNULL)
+                else:
+                    stdio.append(None)
+            pass_fds: list[int] = []
+            argv = list(spec.argv)
+            if spec.extra_pipes:
+                redirections = []
+                for target in spec.extra_pipes:
+                    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                    mine.setblocking(False)
+                    self._extra_socks[target] = mine
+                    ours.append((mine.fileno(), f"fd{target}"))
+                    # Above any fd number we map to, so the redirections below cannot collide.
+                    high = _dup_high(theirs.fileno())
+                    theirs.close()
+                    fds_to_close.append(high)
+                    pass_fds.append(high)
+                    redirections.append(f"{target}<&{high} {high}<&-")
+                # Popen can place fds only at 0-2; a bash trampoline moves ours to 3, 4, ...
+                # (bash, not sh: dash cannot redirect fds above 9).
+                argv = [_BASH, "-c", f'exec "$0" "$@" {" ".join(redirections)}', *argv]
+            env = dict(os.environ if spec.env is None else spec.env)
+            if spec.transport is not None:
+                env.update(spec.transport.child_env)
+                pass_fds.extend(spec.transport.child_fds)
+            if spec.extra_pipes and _find_program(spec.argv[0], env) is None:
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", spec.argv[0])
+            self._popen = subprocess.Popen(
+                argv,
+                stdin=stdio[0],
+                stdout=stdio[1],
+                stderr=stdio[2],
+                pass_fds=pass_fds,
+                cwd=spec.cwd,
+                env=env,
+                process_group=0,
+                close_fds=True,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            for fd in fds_to_close:
+                os.close(fd)
+            for fd, _event in ours:
+                if not any(s.fileno() == fd for s in self._extra_socks.values()):
+                    os.close(fd)
+            for sock in self._extra_socks.values():
+                sock.close()
+            self._extra_socks.clear()
+            if self._stdin_fd is not None:
+                os.close(self._stdin_fd)
+                self._stdin_fd = None
+            if spec.transport is not None:
+                spec.transport.close()
+            self._fail_to_start(exc, spec)
+            return
+        for fd in fds_to_close:
+            os.close(fd)
+        if spec.transport is not None:
+            spec.transport.close_child_ends()
+        self.pid = self._popen.pid
+        self._pidfd = os.pidfd_open(self.pid)
+        self.state = "running"
+        for fd, event in ours:
+            os.set_blocking(fd, False)
+            self._outputs[fd] = (event, 0)
+            self._open_streams += 1
+        if spec.transport is not None:
+            self._open_streams += 1
+            self._port = MessagePort(
+                self._reactor,
+                spec.transport,
+                serialization=spec.serialization,
+                max_message_size=spec.max_message_size,
+                on_message=self._on_message,
+                on_error=lambda exc: self._emit("error", exc),
+                on_close=self._on_port_closed,
+            )
+        self._reactor.call_soon(self._register)
+
+    def _fail_to_start(self, exc: BaseException, spec: LaunchSpec) -> None:
+        code = errno.errorcode.get(getattr(exc, "errno", 0) or 0, "ERR_SPAWN")
+        path = getattr(exc, "filename", None) or spec.argv[0]
+        if isinstance(exc, NotADirectoryError) or (
+            spec.cwd is not None and code == "ENOENT" and not os.path.isdir(spec.cwd)
+        ):
+            message = f"spawn {spec.argv[0]}: cwd {spec.cwd!r} is not a directory"
+        else:
+            message = f"spawn {path} {code}: {getattr(exc, 'strerror', None) or exc}"
+        error = SpawnError(message, code=code, path=str(path))
+        self.state = "failed"
+        self._exited.set()
+
+        def report() -> None:
+            self._emit("error", error)
+            self._emit("close", None, None)
+            self._closed.set()
+            _table.discard(self)
+
+        self._reactor.call_soon(report)
+
+    def _register(self) -> None:
+        """Reactor thread: watch every fd of this child."""
+        self._emit("spawn")
+        assert self._pidfd is not None
+        self._reactor.add_reader(self._pidfd, self._on_exit_ready)
+        for fd in list(self._outputs):
+            self._reactor.add_reader(fd, lambda fd=fd: self._on_output(fd))
+        if self._port is not None:
+            self._port.start()
+
+    # ---- reactor-thread handlers ----------------------------------------------------------
+
+    def _emit(self, event: str, *args: Any) -> bool:
+        return self._emitter.emit(event, *args)
+
+    def _on_message(self, msg: Any) -> None:
+        if not self._emit("message", msg) and self._emitter.held_count("message") >= HOLD_LIMIT:
+            assert self._port is not None
+            self._paused["message"] = -1
+            self._port.pause_reading()
+
+    def _on_output(self, fd: int) -> None:
+        event, _ = self._outputs[fd]
+        try:
+            data = os.read(fd, _READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._reactor.remove_reader(fd)
+            del self._outputs[fd]
+            sock = self._extra_socks.pop(int(event[2:]), None) if event.startswith("fd") else None
+            if sock is not None:
+                sock.close()
+            else:
+                os.close(fd)
+            self._stream_closed()
+            return
+        if not self._emit(event, data) and self._emitter.held_count(event) >= HOLD_LIMIT:
+            self._paused[event] = fd
+            self._reactor.remove_reader(fd)
+
+    def _resume_source(self, event: str) -> None:
+        fd = self._paused.pop(event, None)
+        if fd is None:
+            return
+        if event == "message":
+            if self._port is not None:
+                self._port.resume_reading()
+        elif fd in self._outputs:
+            self._reactor.add_reader(fd, lambda fd=fd: self._on_output(fd))
+
+    def _on_port_closed(self) -> None:
+        self._emit("disconnect")
+        self._stream_closed()
+
+    def _on_exit_ready(self) -> None:
+        if self._reap():
+            self._after_exit()
+
+    def _reap(self) -> bool:
+        """waitpid the child if it has exited; True when this call reaped it."""
+        with self._reap_lock:
+            if self.returncode is not None or self.pid is None:
+                return False
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = self.pid, 0  # someone else reaped it; status unknown
+            if pid == 0:
+                return False
+            if os.WIFSIGNALED(status):
+                self.signal_code = signal_name(os.WTERMSIG(status))
+                self.state = "signaled"
+            else:
+                self.exit_code = os.WEXITSTATUS(status)
+                self.state = "exited"
+            if self._popen is not None:
+                self._popen.returncode = self.returncode  # so Popen never waits or warns
+        return True
+
+    def _after_exit(self) -> None:
+        if self._pidfd is not None:
+            self._reactor.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        with self._stdin_lock:
+            if self._stdin_fd is not None:
+                os.close(self._stdin_fd)
+                self._stdin_fd = None
+        self._exited.set()
+        self._emit("exit", self.exit_code, self.signal_code)
+        if self._port is not None and not self._port.closed and not self._port.attached:
+            # A unix/tcp child that never connected will not now. (A connected channel ends
+            # when the child's end closes: already, unless a grandchild holds it.)
+            self._port.close()
+        self._maybe_close()
+
+    def _stream_closed(self) -> None:
+        self._open_streams -= 1
+        self._maybe_close()
+
+    def _maybe_close(self) -> None:
+        if self._closed.is_set() or not self._exited.is_set() or self._open_streams > 0:
+            return
+        self._closed.set()
+        _table.discard(self)
+        self._emit("close", self.exit_code, self.signal_code)
+
+    # ---- shutdown support -----------------------------------------------------------------
+
+    def _signal_group(self, signum: int) -> None:
+        """Signal the process group even if the leader is gone (its grandchildren may live)."""
+        if self.pid is None:
+            return
+        try:
+            os.killpg(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _dup_high(fd: int, minimum: int = 100) -> int:
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, minimum)
+
+
+def _find_program(program: str, env: dict[str, str]) -> str | None:
+    if os.sep in program:
+        return program if os.access(program, os.X_OK) else None
+    return shutil.which(program, path=env.get("PATH", os.defpath))
+
+
+class _ProcessTable:
+    """The children of this process that have not closed yet (for `children()`/`shutdown()`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._children: set[ChildProcess] = set()
+
+    def add(self, child: ChildProcess) -> None:
+        with self._lock:
+            self._children.add(child)
+
+    def discard(self, child: ChildProcess) -> None:
+        with self._lock:
+            self._children.discard(child)
+
+    def snapshot(self) -> list[ChildProcess]:
+        with self._lock:
+            return sorted(self._children, key=lambda c: c.started_at)
+
+
+_table = _ProcessTable()
+
+
+def children() -> list[ChildProcess]:
+    """Every child started by this process that has not emitted `close` yet."""
+    return _table.snapshot()
+
+
+def shutdown(grace: float = 5.0) -> None:
+    """Terminate every child and its process group: TERM, then KILL after `grace` seconds.
+
+    Waits for each child to be reaped (a few more seconds at most after KILL).
+    """
+    live = children()
+    if not live:
+        return
+    on_reactor = get_reactor().in_reactor_thread()
+    for child in live:
+        child._signal_group(signal_module.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in live:
+        _wait_exited(child, deadline, on_reactor)
+    for child in live:
+        child._signal_group(signal_module.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    for child in live:
+        _wait_exited(child, deadline, on_reactor)
+
+
+def _wait_exited(child: ChildProcess, deadline: float, on_reactor: bool) -> None:
+    """Wait for `child`'s exit; reap it here when the reactor cannot (its own thread, or gone)."""
+    reactor = get_reactor()
+    while not child._exited.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        if on_reactor or not reactor.running:
+            if child._reap():
+                child._exited.set()
+                continue
+            time.sleep(min(0.01, remaining))
+        else:
+            child._exited.wait(min(remaining, 0.1))
