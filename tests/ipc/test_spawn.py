@@ -1,0 +1,227 @@
+"""`ipc.spawn`: output streams, exit codes, stdin, the extra fd 3 pipe, and start failures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ipctest import PYTHON, TIMEOUT, Recorder, process_gone
+
+import ipc
+
+
+def py(code: str, **options) -> ipc.ChildProcess:
+    return ipc.spawn(PYTHON, ["-c", code], **options)
+
+
+def test_stdout_and_stderr_arrive_complete_and_in_order(reap: list) -> None:
+    code = (
+        "import sys\n"
+        "for i in range(3000):\n"
+        "    sys.stdout.write(f'out {i}\\n')\n"
+        "    if i % 100 == 0: sys.stderr.write(f'err {i}\\n')\n"
+    )
+    child = py(code)
+    reap.append(child)
+    rec = Recorder(child)
+    rec.wait_for("close")
+    expected_out = "".join(f"out {i}\n" for i in range(3000)).encode()
+    expected_err = "".join(f"err {i}\n" for i in range(0, 3000, 100)).encode()
+    assert rec.output("stdout") == expected_out
+    assert rec.output("stderr") == expected_err
+    assert all(isinstance(a[0], bytes) for a in rec.args("stdout"))
+    assert rec.args("exit") == [(0, None)]
+    assert child.exit_code == 0
+    assert child.returncode == 0
+    assert child.transport is None
+    assert child.pid is not None
+
+
+def test_event_order_spawn_output_exit_close(reap: list) -> None:
+    child = py("import sys; print('hello'); sys.stderr.write('bye\\n'); sys.exit(3)")
+    reap.append(child)
+    rec = Recorder(child)
+    rec.wait_for("close")
+    names = rec.names()
+    assert names[0] == "spawn"
+    assert names[-1] == "close"
+    assert names.count("close") == 1
+    assert names.count("exit") == 1
+    last_output = max(i for i, n in enumerate(names) if n in ("stdout", "stderr"))
+    assert last_output < names.index("close")
+    assert names.index("exit") < names.index("close")
+    assert rec.args("exit") == [(3, None)]
+    assert rec.args("close") == [(3, None)]
+    assert child.exit_code == 3
+    assert child.signal_code is None
+    assert child.state == "exited"
+    assert not rec.args("error")
+
+
+@pytest.mark.parametrize("code", [0, 1, 2, 42, 255])
+def test_exit_codes(code: int, reap: list) -> None:
+    child = py(f"import sys; sys.exit({code})")
+    reap.append(child)
+    assert child.wait(timeout=TIMEOUT) == code
+    assert child.exit_code == code
+    assert child.signal_code is None
+
+
+def test_stdin_write_and_end(reap: list) -> None:
+    child = py("import sys; data = sys.stdin.buffer.read(); sys.stdout.buffer.write(data[::-1])")
+    reap.append(child)
+    rec = Recorder(child)
+    child.write_stdin(b"abc")
+    child.write_stdin("déf")  # str is accepted too (UTF-8)
+    child.end_stdin()
+    rec.wait_for("close")
+    assert rec.output() == "abcdéf".encode()[::-1]
+    assert child.exit_code == 0
+
+
+def test_stdin_streams_line_by_line(reap: list) -> None:
+    """A reply arrives before stdin ends: output streams live, nothing waits for EOF."""
+    child = py("import sys\nfor line in sys.stdin:\n    print(line.strip().upper(), flush=True)")
+    reap.append(child)
+    rec = Recorder(child)
+    child.write_stdin(b"one\n")
+    rec.wait_output(b"ONE\n")
+    child.write_stdin(b"two\n")
+    rec.wait_output(b"ONE\nTWO\n")
+    child.end_stdin()
+    assert child.wait(timeout=TIMEOUT) == 0
+
+
+def test_extra_fd3_pipe_both_ways(reap: list) -> None:
+    """Seed 003: stdio[3] = 'pipe' is a duplex socket at fd 3 in the child."""
+    code = (
+        "import os\n"
+        "os.write(3, b'hello master process!')\n"
+        "data = os.read(3, 100)\n"
+        "print('child got', data.decode(), flush=True)\n"
+        "os.write(3, b'|' + data[::-1])\n"
+    )
+    child = py(code, stdio=["pipe", "pipe", "pipe", "pipe"])
+    reap.append(child)
+    rec = Recorder(child, events=("spawn", "stdout", "stderr", "fd3", "exit", "close", "error"))
+    rec.wait_until(lambda: b"hello master" in rec.output("fd3"), "fd3 data")
+    child.write_fd(3, b"ping")
+    rec.wait_for("close")
+    assert rec.output("fd3") == b"hello master process!|gnip"
+    assert rec.output("stdout") == b"child got ping\n"
+    assert child.exit_code == 0
+    names = rec.names()
+    assert max(i for i, n in enumerate(names) if n == "fd3") < names.index("close")
+
+
+def test_fd3_with_node_like_seed_003(reap: list) -> None:
+    """Seed 003's child writes to an extra pipe with no stdout/stderr pipes at all."""
+    child = py("import os; os.write(3, b'via fd3')", stdio=["ignore", "ignore", "ignore", "pipe"])
+    reap.append(child)
+    rec = Recorder(child, events=("fd3", "exit", "close", "error"))
+    rec.wait_for("close")
+    assert rec.output("fd3") == b"via fd3"
+
+
+def test_inherit_and_ignore(reap: list, capfd: pytest.CaptureFixture[str]) -> None:
+    child = py(
+        "import sys; print('to the parent terminal'); sys.stderr.write('ignored\\n')",
+        stdio=["ignore", "inherit", "ignore"],
+    )
+    reap.append(child)
+    rec = Recorder(child)
+    rec.wait_for("close")
+    assert rec.output("stdout") == b""
+    assert "to the parent terminal" in capfd.readouterr().out
+
+
+def test_shell_true(reap: list) -> None:
+    child = ipc.spawn("echo $((6 * 7)) && exit 5", shell=True)
+    reap.append(child)
+    rec = Recorder(child)
+    rec.wait_for("close")
+    assert rec.output() == b"42\n"
+    assert child.exit_code == 5
+
+
+def test_missing_program_is_an_error_event(reap: list) -> None:
+    child = ipc.spawn("definitely-not-a-program-4242", ["x"])
+    reap.append(child)
+    rec = Recorder(child)
+    err = rec.wait_for("error")[0][0]
+    assert isinstance(err, ipc.SpawnError)
+    assert err.code == "ENOENT"
+    assert "definitely-not-a-program-4242" in str(err)
+    assert "spawn" not in rec.names()
+    assert child.pid is None
+
+
+def test_missing_cwd_is_an_error_event(tmp_path, reap: list) -> None:
+    child = ipc.spawn(PYTHON, ["-c", "pass"], cwd=str(tmp_path / "nope"))
+    reap.append(child)
+    rec = Recorder(child)
+    err = rec.wait_for("error")[0][0]
+    assert isinstance(err, ipc.SpawnError)
+    assert err.code == "ENOENT"
+
+
+@pytest.mark.parametrize("replace", [True, False], ids=["env-dict", "env-none"])
+def test_env_replaces_or_inherits(replace: bool, reap: list, monkeypatch) -> None:
+    monkeypatch.setenv("IPC_TEST_MARKER", "inherited")
+    env = {"ONLY": "1"} if replace else None
+    child = py("import os, json; print(json.dumps(dict(os.environ)))", env=env)
+    reap.append(child)
+    rec = Recorder(child)
+    rec.wait_for("close")
+    seen = json.loads(rec.output())
+    if replace:
+        assert seen.get("ONLY") == "1"
+        assert "IPC_TEST_MARKER" not in seen, "a dict env replaces os.environ, as in Node"
+    else:
+        assert seen.get("IPC_TEST_MARKER") == "inherited"
+
+
+def test_wait_timeout_raises_timeout_error(reap: list) -> None:
+    child = py("import time; time.sleep(60)")
+    reap.append(child)
+    with pytest.raises(TimeoutError):
+        child.wait(timeout=0.2)
+    with pytest.raises(ipc.ProcessTimeoutError):
+        child.wait(timeout=0.05)
+    assert child.exit_code is None
+    child.kill("SIGKILL")
+    assert child.wait(timeout=TIMEOUT) == -9
+
+
+def test_with_block_kills_and_reaps() -> None:
+    with py("import time; time.sleep(60)") as child:
+        pid = child.pid
+        assert pid is not None
+    assert child.signal_code is not None or child.exit_code is not None
+    assert process_gone(pid), "leaving `with` reaps the child"
+
+
+def test_with_block_on_a_finished_child() -> None:
+    with py("print('done')", stdio=["ignore", "ignore", "ignore"]) as child:
+        assert child.wait(timeout=TIMEOUT) == 0
+    assert child.exit_code == 0
+
+
+def test_forked_python_child_output_streams_live(tmp_path, reap: list) -> None:
+    """PYTHONUNBUFFERED=1: a silent child's print() arrives while the child still runs."""
+    script = tmp_path / "talker.py"
+    script.write_text(
+        "from ipc import parent\n"
+        "print('ready')\n"
+        "for msg in parent.messages():\n"
+        "    print('got', msg)\n"
+    )
+    child = ipc.fork(str(script), silent=True)
+    reap.append(child)
+    rec = Recorder(child)
+    rec.wait_output(b"ready\n")
+    child.send("ping")
+    rec.wait_output(b"got ping\n")
+    assert child.exit_code is None
+    child.disconnect()
+    assert child.wait(timeout=TIMEOUT) == 0
