@@ -5,43 +5,67 @@ over pipe or socket transports that speaks Node's own IPC wire format, and the c
 
 from __future__ import annotations
 
-import atexit
-from typing import TYPE_CHECKING, Any
+import importlib
 
-from .api import ExecResult, choose_transport, exec, exec_file, fork, spawn
-from .errors import (
-    AuthenticationError,
-    BrokenChannelError,
-    ChannelClosedError,
-    ExecError,
-    InvalidArgumentError,
-    IPCError,
-    MessageTooLargeError,
-    ProcessTimeoutError,
-    ProtocolError,
-    SerializationError,
-    SpawnError,
-)
-from .process import ChildProcess, children, shutdown, signal_name, signal_number
-from .transports import AUTO, TRANSPORTS
-from .wire import DEFAULT_MAX_MESSAGE_SIZE, SERIALIZATIONS
-
+TYPE_CHECKING = False  # `typing` would cost every child start-up time
 if TYPE_CHECKING:
+    from typing import Any
+
+    from .api import ExecResult, choose_transport, exec, exec_file, fork, spawn
     from .child import Parent
+    from .errors import (
+        AuthenticationError,
+        BrokenChannelError,
+        ChannelClosedError,
+        ExecError,
+        InvalidArgumentError,
+        IPCError,
+        MessageTooLargeError,
+        ProcessTimeoutError,
+        ProtocolError,
+        SerializationError,
+        SpawnError,
+    )
+    from .process import ChildProcess, children, shutdown, signal_name, signal_number
+    from .transports import AUTO, TRANSPORTS
+    from .wire import DEFAULT_MAX_MESSAGE_SIZE, SERIALIZATIONS
 
     parent: Parent
 
+# Names are imported on first use: a child doing `from ipc import parent` loads only the child
+# side (start-up time matters: it is on every fork's path), a parent never builds `parent`.
+_HOME = {
+    "ExecResult": "api",
+    "choose_transport": "api",
+    "exec": "api",
+    "exec_file": "api",
+    "fork": "api",
+    "spawn": "api",
+    "parent": "child",
+    "ChildProcess": "process",
+    "children": "process",
+    "shutdown": "process",
+    "signal_name": "process",
+    "signal_number": "process",
+    "AUTO": "transports",
+    "TRANSPORTS": "transports",
+    "DEFAULT_MAX_MESSAGE_SIZE": "wire",
+    "SERIALIZATIONS": "wire",
+}
+
 
 def __getattr__(name: str) -> Any:
-    # `parent` is created on first use, so a parent process never builds a child-side object.
-    if name == "parent":
-        from .child import parent
+    module = _HOME.get(name) or ("errors" if name.endswith("Error") else None)
+    if module is None:
+        raise AttributeError(f"module 'ipc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
-        return parent
-    raise AttributeError(f"module 'ipc' has no attribute {name!r}")
 
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
-atexit.register(shutdown)
 
 __all__ = [
     "AUTO",

@@ -20,7 +20,6 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from . import wire
 from .errors import BrokenChannelError, ChannelClosedError, InvalidArgumentError, IPCError
@@ -33,6 +32,10 @@ from .transports import (
     NODE_CHANNEL_SERIALIZATION_MODE,
     connect_from_child,
 )
+
+TYPE_CHECKING = False  # `typing` would cost every child start-up time; annotations only
+if TYPE_CHECKING:
+    from typing import Any
 
 _END = object()
 

@@ -8,7 +8,9 @@ as JSON without the caller knowing its attributes.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # `typing` would cost every child start-up time; annotations only
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class IPCError(Exception):

@@ -14,6 +14,7 @@ stream on stdout, stderr, extra pipes and the channel (asyncio's `_maybe_close_t
 
 from __future__ import annotations
 
+import atexit
 import errno
 import os
 import shutil
@@ -573,6 +574,7 @@ class _ProcessTable:
 
 
 _table = _ProcessTable()
+atexit.register(lambda: shutdown())  # no orphans when the interpreter exits
 
 
 def children() -> list[ChildProcess]:

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
-import shutil
 import socket
-import tempfile
-from dataclasses import dataclass, field
-from typing import Final
 
 from .errors import BrokenChannelError, InvalidArgumentError, SpawnError
+
+TYPE_CHECKING = False  # `typing` would cost every child start-up time; annotations only
+if TYPE_CHECKING:
+    from typing import Final
 
 TRANSPORTS: Final = ("pipe", "socketpair", "unix", "tcp")
 AUTO: Final = "auto"
@@ -128,21 +127,32 @@ class Channel:
                 os.close(self._write_fd)
 
 
-@dataclass
 class TransportSetup:
     """What opening a transport produced: the parent's side and what the child inherits.
 
     `channel` is ready at once for pipe/socketpair (and for a Node child on unix/tcp);
     otherwise `listener` waits for the child to connect and prove `secret`.
+    (A plain class, not a dataclass: this module is imported by every Python child, and
+    `dataclasses` costs milliseconds of start-up.)
     """
 
-    name: str
-    channel: Channel | None = None
-    listener: socket.socket | None = None
-    secret: bytes = b""
-    child_fds: list[int] = field(default_factory=list)
-    child_env: dict[str, str] = field(default_factory=dict)
-    _private_dir: str | None = None
+    def __init__(
+        self,
+        name: str,
+        *,
+        channel: Channel | None = None,
+        listener: socket.socket | None = None,
+        child_fds: list[int] | None = None,
+        child_env: dict[str, str] | None = None,
+        private_dir: str | None = None,
+    ) -> None:
+        self.name = name
+        self.channel = channel
+        self.listener = listener
+        self.secret = b""
+        self.child_fds = child_fds or []
+        self.child_env = child_env or {}
+        self._private_dir = private_dir
 
     def close_child_ends(self) -> None:
         """Close the fds the child inherited: only the child may hold them now (or EOF never
@@ -161,6 +171,8 @@ class TransportSetup:
             self.listener.close()
             self.listener = None
         if self._private_dir is not None:
+            import shutil
+
             shutil.rmtree(self._private_dir, ignore_errors=True)
             self._private_dir = None
 
@@ -178,6 +190,9 @@ def _socket_channel(sock: socket.socket) -> Channel:
 
 def _open_listener(name: str) -> tuple[socket.socket, str, str | None]:
     """A listening socket for `name` ("unix" or "tcp"), its address text and private dir."""
+    import shutil
+    import tempfile
+
     if name == "unix":
         private_dir = tempfile.mkdtemp(prefix="ipc-")  # mkdtemp makes it 0700
         path = os.path.join(private_dir, "channel.sock")
@@ -254,11 +269,13 @@ def open_transport(name: str, *, node_child: bool) -> TransportSetup:
             child_env={NODE_CHANNEL_FD: str(fd)},
         )
     listener, address, private_dir = _open_listener(name)
-    setup = TransportSetup(name, listener=listener, _private_dir=private_dir)
+    setup = TransportSetup(name, listener=listener, private_dir=private_dir)
     try:
         if node_child:
             _connect_for_node(setup, address)
         else:
+            import secrets
+
             listener.setblocking(False)
             setup.secret = secrets.token_hex(32).encode()
             setup.child_env = {ENV_CHANNEL: address, ENV_SECRET: setup.secret.decode()}

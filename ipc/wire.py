@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any, Final
 
 from .errors import InvalidArgumentError, MessageTooLargeError, ProtocolError, SerializationError
+
+TYPE_CHECKING = False  # `typing` would cost every child start-up time; annotations only
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 DEFAULT_MAX_MESSAGE_SIZE: Final = 64 * 1024 * 1024
 SERIALIZATIONS: Final = ("json", "binary")
