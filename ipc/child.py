@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import queue
-import selectors
+import select
 import socket
 import threading
 from collections import deque
@@ -59,6 +59,7 @@ class Parent:
         self._closed = False
         self._pending: deque[Any] = deque()  # decoded by messages() but not yet yielded
         self._shared_decoder: wire.Decoder | None = None
+        self._poller: select.poll | None = None
 
     # ---- opening --------------------------------------------------------------------------
 
@@ -194,13 +195,14 @@ class Parent:
     def _read_chunk(self, timeout: float | None) -> bytes | None:
         """Bytes from the channel; b"" at its end; None on timeout."""
         assert self._read_fd is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._read_fd, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            ready = selector.select(timeout)
+        if self._poller is None:  # made once: this is on every message's path
+            self._poller = select.poll()
+            self._poller.register(self._read_fd, select.POLLIN)
+            self._poller.register(self._wake_r, select.POLLIN)
+        ready = self._poller.poll(None if timeout is None else timeout * 1000)
         if not ready:
             return None
-        if any(key.fd == self._wake_r for key, _ in ready):
+        if any(fd == self._wake_r for fd, _ in ready):
             return b""
         try:
             return os.read(self._read_fd, 256 * 1024)
