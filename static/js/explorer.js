@@ -1,0 +1,285 @@
+// The explorer page: launch panel, process tree, timeline, console + talk, event log.
+// Everything on screen comes from the store, which only the WebSocket feed (or a loaded file,
+// in replay) writes to. REST is used for actions (launch, send, kill) and one-off lookups.
+
+import { Store, parseNDJSON } from "./store.js";
+import { Feed } from "./feed.js";
+import { api } from "./api.js";
+import { $, h, initTheme, showStatus } from "./ui.js";
+import { Timeline } from "./timeline.js";
+import { TreeView, ConsoleView, showDetails } from "./views.js";
+import { EventLog } from "./log.js";
+
+initTheme();
+
+const live = new Store();
+let view = live; // the store on screen: `live`, or a replay store loaded from a file
+let selectedJob = null;
+
+const timeline = new Timeline($("#timeline"), live, {
+  onSelect: (ev) => {
+    showDetails($("#details"), ev, view);
+    if (ev.job && view.jobs.has(ev.job)) tree.select(ev.job);
+  },
+});
+
+const consoleView = new ConsoleView({
+  el: $("#console"),
+  statsEl: $("#console-stats"),
+  stderrToggle: $("#console-stderr"),
+  copyBtn: $("#console-copy"),
+  downloadBtn: $("#console-download"),
+  store: live,
+  onNotice: (text, ok) => notice($("#talk-msg"), text, ok),
+});
+
+const tree = new TreeView($("#tree"), live, {
+  countEl: $("#tree-count"),
+  onSelect: (id) => {
+    selectedJob = id;
+    const j = view.jobs.get(id);
+    $("#job-title").textContent = j ? `${id} · ${j.label || j.kind || ""} · pid ${j.pid ?? "?"}` : "select a process";
+    consoleView.show(id);
+  },
+});
+
+const log = new EventLog({
+  table: $("#log-table"),
+  jobSelect: $("#log-job"),
+  typeSelect: $("#log-type"),
+  textInput: $("#log-text"),
+  countEl: $("#log-count"),
+  store: live,
+});
+
+// Jobs the feed mentions that we have no metadata for (started by another tab, or before
+// this page loaded) are looked up once each through the API: a label, kind and start time.
+const lookedUp = new Set();
+live.subscribe(() => {
+  for (const j of live.jobs.values()) {
+    if (!j.label && !lookedUp.has(j.id)) {
+      lookedUp.add(j.id);
+      api.getJob(j.id).then((obj) => live.upsertJob(obj?.job ?? obj)).catch(() => {});
+    }
+  }
+});
+
+const feed = new Feed({ store: live, after: 0, onStatus: showStatus }).start();
+
+// Exposed for the end-to-end tests (they drop the socket the way a network failure would).
+window.ipcExplorer = { store: live, feed, timeline, tree, log };
+
+function notice(el, text, ok = true) {
+  el.textContent = text;
+  el.className = `form-msg ${ok ? "ok" : "error"}`;
+}
+
+// ---------------------------------------------------------------- launch panel
+const form = $("#launch-form");
+const kindSel = $("#l-kind");
+
+function syncKind() {
+  const fork = kindSel.value === "fork";
+  $("#l-fork").hidden = !fork;
+  $("#l-command").hidden = fork;
+}
+kindSel.addEventListener("change", syncKind);
+syncKind();
+
+async function loadPrograms() {
+  try {
+    const data = await api.programs();
+    const programs = Array.isArray(data) ? data : (data.programs ?? []);
+    const sel = $("#l-program");
+    sel.replaceChildren(...programs.map((p) => {
+      const name = typeof p === "string" ? p : p.name;
+      const desc = typeof p === "string" ? "" : (p.description ?? p.summary ?? "");
+      return h("option", { value: name, title: desc }, desc ? `${name} — ${desc}` : name);
+    }));
+    const commands = data.commands ?? data.allowed_commands ?? [];
+    $("#l-commands").replaceChildren(...commands.map((c) => h("option", { value: typeof c === "string" ? c : c.name })));
+  } catch (e) {
+    notice($("#launch-msg"), `Could not list programs: ${e.message}`, false);
+  }
+}
+loadPrograms();
+
+export function parseArgs(text) {
+  const t = text.trim();
+  if (!t) return [];
+  if (t.startsWith("[")) {
+    const v = JSON.parse(t);
+    if (!Array.isArray(v)) throw new Error("arguments: a JSON array of strings");
+    return v.map(String);
+  }
+  return t.split(/\s+/);
+}
+
+function parseMessage(text) {
+  const t = text.trim();
+  if (!t) return undefined;
+  try {
+    return JSON.parse(t);
+  } catch {
+    return t; // plain text goes as a string, as `child.send('开始计算')` does
+  }
+}
+
+function parseEnv(text) {
+  const t = text.trim();
+  if (!t) return undefined;
+  const env = {};
+  for (const line of t.split(/\n/)) {
+    const i = line.indexOf("=");
+    if (i > 0) env[line.slice(0, i).trim()] = line.slice(i + 1);
+  }
+  return env;
+}
+
+function buildSpec() {
+  const kind = kindSel.value;
+  const args = parseArgs($("#l-args").value);
+  if (kind === "fork") {
+    const spec = { kind, program: $("#l-program").value, args, transport: $("#l-transport").value };
+    const message = parseMessage($("#l-message").value);
+    if (message !== undefined) spec.message = message;
+    return spec;
+  }
+  const spec = { kind, command: $("#l-cmd").value.trim(), args };
+  const timeout = Number($("#l-timeout").value);
+  if (timeout > 0) spec.timeout = timeout;
+  const maxBuf = Number($("#l-maxbuf").value);
+  if (maxBuf > 0 && kind !== "spawn") spec.max_buffer = maxBuf;
+  spec.kill_signal = $("#l-killsig").value;
+  const cwd = $("#l-cwd").value.trim();
+  if (cwd) spec.cwd = cwd;
+  const env = parseEnv($("#l-env").value);
+  if (env) spec.env = env;
+  return spec;
+}
+
+form.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const msg = $("#launch-msg");
+  let spec;
+  try {
+    spec = buildSpec();
+  } catch (err) {
+    notice(msg, err.message, false);
+    return;
+  }
+  if (spec.kind !== "fork" && !spec.command) {
+    notice(msg, "Give a command to run (e.g. ls).", false);
+    return;
+  }
+  const n = Math.max(1, Math.min(32, Number($("#l-count").value) || 1));
+  $("#l-submit").disabled = true;
+  notice(msg, `Launching ${n}…`, true);
+  const results = await Promise.allSettled(Array.from({ length: n }, () => api.createJob(spec)));
+  $("#l-submit").disabled = false;
+  const ok = results.filter((r) => r.status === "fulfilled").map((r) => r.value?.job ?? r.value);
+  const bad = results.filter((r) => r.status === "rejected").map((r) => r.reason.message);
+  for (const job of ok) live.upsertJob(job);
+  if (ok.length) tree.select(ok[0].id);
+  const text = [
+    ok.length ? `Launched ${ok.map((j) => `${j.id} (pid ${j.pid ?? "?"})`).join(", ")}.` : "",
+    bad.length ? `Refused: ${[...new Set(bad)].join("; ")}` : "",
+  ].filter(Boolean).join(" ");
+  notice(msg, text, bad.length === 0);
+});
+
+// ---------------------------------------------------------------- talk to a child
+function needJob() {
+  if (!selectedJob) {
+    notice($("#talk-msg"), "Select a process in the tree first.", false);
+    return null;
+  }
+  if (view !== live) {
+    notice($("#talk-msg"), "This is a replay; go back to live to talk to processes.", false);
+    return null;
+  }
+  return selectedJob;
+}
+
+async function act(fn, okText) {
+  try {
+    await fn();
+    notice($("#talk-msg"), okText, true);
+  } catch (err) {
+    notice($("#talk-msg"), err.message, false);
+  }
+}
+
+$("#send-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const id = needJob();
+  if (!id) return;
+  const text = $("#send-input").value;
+  let message;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    notice($("#talk-msg"), 'The message must be JSON (a string needs quotes: "hello").', false);
+    return;
+  }
+  act(() => api.send(id, message), `Sent to ${id}.`);
+});
+
+$("#stdin-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const id = needJob();
+  if (!id) return;
+  const data = $("#stdin-input").value;
+  const end = $("#stdin-end").checked;
+  act(() => api.stdin(id, data + (data && !data.endsWith("\n") ? "\n" : ""), end), `Wrote ${data.length} chars to ${id}'s stdin${end ? " and closed it" : ""}.`);
+});
+
+$("#kill-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const id = needJob();
+  if (!id) return;
+  const sig = $("#kill-signal").value;
+  act(() => api.kill(id, sig), `${sig} sent to ${id}.`);
+});
+
+$("#forget-btn").addEventListener("click", () => {
+  const id = needJob();
+  if (!id) return;
+  act(async () => {
+    await api.forget(id);
+    live.jobs.delete(id);
+    live.changed("jobs");
+  }, `${id} forgotten.`);
+});
+
+// ---------------------------------------------------------------- event log, export, replay
+$("#log-export").addEventListener("click", () => {
+  const n = log.exportNDJSON();
+  $("#log-count").textContent = `Exported ${n} events as NDJSON.`;
+});
+
+function setView(store, label) {
+  view = store;
+  timeline.setStore(store);
+  tree.setStore(store);
+  consoleView.setStore(store);
+  log.setStore(store);
+  const banner = $("#replay-banner");
+  banner.hidden = store === live;
+  banner.textContent = label ?? "";
+  $("#log-live").hidden = store === live;
+}
+
+$("#log-load").addEventListener("change", async (e) => {
+  const file = e.target.files?.[0];
+  if (!file) return;
+  const { events, bad } = parseNDJSON(await file.text());
+  const replay = new Store({ maxEvents: Math.max(100000, events.length) });
+  replay.applyAll(events);
+  $("#tl-window").value = "0";
+  timeline.windowSec = 0;
+  setView(replay, `Replaying ${file.name}: ${events.length} events${bad ? `, ${bad} unreadable lines skipped` : ""}. Live events keep arriving in the background.`);
+  e.target.value = "";
+});
+
+$("#log-live").addEventListener("click", () => setView(live));

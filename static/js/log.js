@@ -1,0 +1,89 @@
+// The event log: a filterable table of every event (by job, type, text), NDJSON export, and
+// loading an exported file back for replay. The table shows at most MAX_ROWS matching rows
+// (the newest); filtering scans the store, which holds every event.
+
+import { h, fmtClock, download } from "./ui.js";
+import { preview } from "./store.js";
+
+const MAX_ROWS = 500;
+const REDRAW_MS = 300;
+
+export class EventLog {
+  constructor({ table, jobSelect, typeSelect, textInput, countEl, store }) {
+    this.tbody = table.querySelector("tbody");
+    this.jobSelect = jobSelect;
+    this.typeSelect = typeSelect;
+    this.textInput = textInput;
+    this.countEl = countEl;
+    this.knownJobs = new Set();
+    for (const el of [jobSelect, typeSelect]) el.addEventListener("change", () => this.redraw());
+    textInput.addEventListener("input", () => this.redraw());
+    this.setStore(store);
+  }
+
+  setStore(store) {
+    this.unsub?.();
+    this.store = store;
+    this.knownJobs.clear();
+    this.jobSelect.replaceChildren(h("option", { value: "" }, "all jobs"));
+    this.unsub = store.subscribe(() => this.schedule());
+    this.redraw();
+  }
+
+  schedule() {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.draw();
+    }, REDRAW_MS);
+  }
+
+  redraw() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.draw();
+  }
+
+  matching() {
+    const job = this.jobSelect.value;
+    const type = this.typeSelect.value;
+    const text = this.textInput.value.trim().toLowerCase();
+    return this.store.events.filter((ev) => {
+      if (job && ev.job !== job) return false;
+      if (type && ev.type !== type) return false;
+      if (text) {
+        const hay = `${ev.job ?? ""} ${ev.pid ?? ""} ${ev.type} ${JSON.stringify(ev.data ?? "")}`.toLowerCase();
+        if (!hay.includes(text)) return false;
+      }
+      return true;
+    });
+  }
+
+  draw() {
+    for (const id of this.store.jobs.keys()) {
+      if (!this.knownJobs.has(id)) {
+        this.knownJobs.add(id);
+        this.jobSelect.append(h("option", { value: id }, id));
+      }
+    }
+    const rows = this.matching();
+    const shown = rows.slice(-MAX_ROWS);
+    const frag = document.createDocumentFragment();
+    for (const ev of shown) {
+      frag.append(h("tr", { class: `t-${ev.type}`, dataset: { seq: ev.seq ?? "" } },
+        h("td", {}, ev.seq ?? ""), h("td", {}, fmtClock(ev.t)), h("td", {}, ev.job ?? ""), h("td", {}, ev.pid ?? ""),
+        h("td", { class: "type" }, ev.type), h("td", { class: "data" }, preview(ev.data ?? "", 240))));
+    }
+    this.tbody.replaceChildren(frag);
+    if (this.countEl) {
+      const total = this.store.events.length;
+      this.countEl.textContent = `${rows.length} of ${total} events match${rows.length > shown.length ? ` · table shows the newest ${shown.length}` : ""}`;
+    }
+  }
+
+  exportNDJSON() {
+    const events = this.matching();
+    download(`ipc-events-${new Date().toISOString().replace(/[:.]/g, "-")}.ndjson`, this.store.toNDJSON(events), "application/x-ndjson");
+    return events.length;
+  }
+}

@@ -1,0 +1,366 @@
+// The event store: every page's single source of truth, fed by the WebSocket feed (or by a
+// loaded NDJSON file for replay). Pure logic, no DOM, so it can be tested on its own.
+//
+// Events keep the one shape of DESIGN.md: {seq, job, pid, type, t, data}. The store keeps them
+// all (up to `maxEvents`, oldest dropped and counted) and derives per-job state from them:
+// views ask the store, they never keep their own copies.
+
+const TEXT_TYPES = new Set(["stdout", "stderr"]);
+
+/** The text carried by an output event, whatever the server called the field. */
+export function outputText(ev) {
+  const d = ev.data ?? {};
+  if (typeof d === "string") return d;
+  if (typeof d.text === "string") return d.text;
+  if (typeof d.data === "string" && !d.encoding) return d.data;
+  const b64 = d.base64 ?? d.b64 ?? (d.encoding === "base64" ? d.data : undefined);
+  if (typeof b64 === "string") {
+    // Bytes that are not valid UTF-8 become U+FFFD replacement marks, as the issue asks.
+    const bin = atob(b64);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    return new TextDecoder("utf-8", { fatal: false }).decode(bytes);
+  }
+  if (typeof d.chunk === "string") return d.chunk;
+  return "";
+}
+
+/** The payload of a message event. */
+export function messagePayload(ev) {
+  const d = ev.data ?? {};
+  if ("message" in d) return d.message;
+  if ("msg" in d) return d.msg;
+  if ("payload" in d) return d.payload;
+  return d;
+}
+
+export function messageDirection(ev) {
+  const d = ev.data ?? {};
+  return d.direction === "to_child" ? "to_child" : "to_parent";
+}
+
+/** A short one-line preview of any value (for timeline labels and table cells). */
+export function preview(value, max = 60) {
+  let s;
+  if (typeof value === "string") s = value;
+  else {
+    try {
+      s = JSON.stringify(value);
+    } catch {
+      s = String(value);
+    }
+  }
+  if (s === undefined) s = String(value);
+  s = s.replace(/\s+/g, " ");
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+}
+
+export function byteLength(value) {
+  const s = typeof value === "string" ? value : JSON.stringify(value) ?? "";
+  return new TextEncoder().encode(s).length;
+}
+
+/** Human-readable state of a job for the tree and the tests ("exited 0", "killed SIGKILL"). */
+export function stateText(job) {
+  switch (job.state) {
+    case "exited":
+      return `exited ${job.exitCode ?? "?"}`;
+    case "killed":
+      return `killed ${job.signal ?? ""}`.trim();
+    case "error":
+      return "error";
+    default:
+      return job.state;
+  }
+}
+
+function newJob(id) {
+  return {
+    id,
+    pid: null,
+    ppid: null,
+    parent: null,
+    kind: null,
+    label: "",
+    transport: null,
+    state: "starting",
+    exitCode: null,
+    signal: null,
+    startedAt: null,
+    spawnAt: null,
+    firstMessageAt: null,
+    exitAt: null,
+    closed: false,
+    rss: null,
+    cpu: null,
+    error: null,
+    lines: [], // bounded scroll-back: {stream, text}
+    partial: { stdout: "", stderr: "" },
+    droppedLines: 0,
+    droppedBytes: 0,
+    serverDropped: 0,
+    outBytes: 0,
+    outChunks: [], // full output (bounded by maxKeepBytes) for copy / download
+    keptBytes: 0,
+    truncated: false,
+    eventCount: 0,
+    messages: 0,
+    lastToChild: null,
+    grandchildren: [],
+  };
+}
+
+export class Store {
+  constructor({ maxEvents = 100000, maxLines = 2000, maxKeepBytes = 4 * 1024 * 1024 } = {}) {
+    this.maxEvents = maxEvents;
+    this.maxLines = maxLines;
+    this.maxKeepBytes = maxKeepBytes;
+    this.reset();
+    this.listeners = new Set();
+  }
+
+  reset() {
+    this.events = [];
+    this.droppedEvents = 0; // dropped from this store's memory (oldest first)
+    this.serverDropped = 0; // announced by the server in `dropped` events
+    this.jobs = new Map();
+    this.lastSeq = null;
+    this.firstT = null;
+    this.lastT = null;
+    this.version = 0;
+  }
+
+  subscribe(fn) {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Tell listeners something changed; they batch their own drawing (requestAnimationFrame). */
+  changed(kind) {
+    this.version++;
+    for (const fn of this.listeners) fn(kind);
+  }
+
+  job(id) {
+    let j = this.jobs.get(id);
+    if (!j) {
+      j = newJob(id);
+      this.jobs.set(id, j);
+    }
+    return j;
+  }
+
+  /** Merge a job object from the REST API (POST /api/jobs, GET /api/jobs). */
+  upsertJob(obj) {
+    if (!obj || !obj.id) return null;
+    const j = this.job(obj.id);
+    if (obj.pid != null) j.pid = obj.pid;
+    if (obj.ppid != null) j.ppid = obj.ppid;
+    if (obj.parent != null) j.parent = obj.parent;
+    if (obj.kind) j.kind = obj.kind;
+    if (obj.transport) j.transport = obj.transport;
+    const label = obj.program ?? obj.command ?? obj.label;
+    if (label) j.label = [label, ...(obj.args ?? [])].join(" ");
+    if (obj.started_at != null && j.startedAt == null) j.startedAt = obj.started_at;
+    if (obj.rss != null) j.rss = obj.rss;
+    // The feed is the authority on state; take the REST state only if the feed said nothing.
+    if (j.eventCount === 0 && obj.state) this._setStateFromApi(j, obj);
+    if (j.exitCode == null && obj.exit_code != null) j.exitCode = obj.exit_code;
+    if (j.signal == null && obj.signal != null) j.signal = obj.signal;
+    this.changed("jobs");
+    return j;
+  }
+
+  _setStateFromApi(j, obj) {
+    const s = obj.state;
+    if (s === "signaled" || s === "killed") j.state = "killed";
+    else if (s === "failed") j.state = "error";
+    else if (s === "exited" || s === "closed") j.state = obj.signal ? "killed" : "exited";
+    else if (s === "running" || s === "starting" || s === "error") j.state = s;
+    else j.state = s;
+  }
+
+  /** Apply many events at once (replay, gap fill); one change notification. */
+  applyAll(events) {
+    for (const ev of events) this._apply(ev);
+    this.changed("events");
+  }
+
+  apply(ev) {
+    const took = this._apply(ev);
+    if (took) this.changed("events");
+    return took;
+  }
+
+  _apply(ev) {
+    if (!ev || typeof ev !== "object" || !ev.type) return false;
+    if (ev.seq != null) {
+      if (this.lastSeq != null && ev.seq <= this.lastSeq) return false; // already have it
+      this.lastSeq = ev.seq;
+    }
+    this.events.push(ev);
+    if (this.events.length > this.maxEvents) {
+      const cut = this.events.length - this.maxEvents;
+      this.events.splice(0, cut);
+      this.droppedEvents += cut;
+    }
+    if (ev.t != null) {
+      if (this.firstT == null) this.firstT = ev.t;
+      this.lastT = ev.t;
+    }
+    const d = ev.data ?? {};
+    if (ev.type === "dropped") {
+      const n = d.count ?? d.events ?? d.dropped ?? 0;
+      this.serverDropped += n;
+      if (ev.job) this.job(ev.job).serverDropped += n;
+      return true;
+    }
+    if (!ev.job) return true;
+    const j = this.job(ev.job);
+    j.eventCount++;
+    if (ev.pid != null && j.pid == null) j.pid = ev.pid;
+    switch (ev.type) {
+      case "spawn":
+        j.spawnAt = ev.t;
+        if (j.state === "starting") j.state = "running";
+        if (d.ppid != null) j.ppid = d.ppid;
+        if (d.parent != null) j.parent = d.parent;
+        if (d.kind) j.kind = d.kind;
+        if (d.transport) j.transport = d.transport;
+        if (d.started_at != null && j.startedAt == null) j.startedAt = d.started_at;
+        if (!j.label) {
+          const label = d.program ?? d.command ?? d.file;
+          if (label) j.label = [label, ...(d.args ?? [])].join(" ");
+        }
+        if (d.pid != null) j.pid = d.pid;
+        break;
+      case "message": {
+        j.messages++;
+        const dir = messageDirection(ev);
+        if (dir === "to_child") j.lastToChild = ev;
+        else {
+          if (j.firstMessageAt == null) j.firstMessageAt = ev.t;
+          ev._latency = j.lastToChild && ev.t != null ? ev.t - j.lastToChild.t : null;
+          const m = messagePayload(ev);
+          if (m && typeof m === "object" && Array.isArray(m.grandchildren)) j.grandchildren = m.grandchildren;
+        }
+        break;
+      }
+      case "stdout":
+      case "stderr":
+        this._output(j, ev.type, outputText(ev));
+        break;
+      case "exit":
+        j.exitAt = ev.t;
+        j.exitCode = d.code ?? null;
+        j.signal = d.signal ?? null;
+        j.state = j.signal ? "killed" : "exited";
+        this._flushPartial(j);
+        break;
+      case "close":
+        j.closed = true;
+        if (j.state === "running" || j.state === "starting") {
+          j.exitCode = d.code ?? j.exitCode;
+          j.signal = d.signal ?? j.signal;
+          j.state = j.signal ? "killed" : "exited";
+        }
+        this._flushPartial(j);
+        break;
+      case "error":
+        j.error = d.message ?? d.error ?? preview(d);
+        if (j.state !== "exited" && j.state !== "killed") j.state = "error";
+        this._line(j, "sys", `error: ${j.error}`);
+        break;
+      case "stats":
+        if (d.rss != null) j.rss = d.rss;
+        if (d.cpu != null) j.cpu = d.cpu;
+        if (Array.isArray(d.children)) j.grandchildren = d.children;
+        break;
+      default:
+        // Extra stdio pipes (fd3, ...) and future types are kept and shown as output lines.
+        if (/^fd\d+$/.test(ev.type)) this._output(j, ev.type, outputText(ev));
+        break;
+    }
+    return true;
+  }
+
+  _output(j, stream, text) {
+    const bytes = new TextEncoder().encode(text).length;
+    j.outBytes += bytes;
+    if (j.keptBytes + bytes <= this.maxKeepBytes) {
+      j.outChunks.push({ stream, text });
+      j.keptBytes += bytes;
+    } else j.truncated = true;
+    const key = stream === "stderr" ? "stderr" : "stdout";
+    const buf = (j.partial[key] ?? "") + text;
+    const parts = buf.split("\n");
+    j.partial[key] = parts.pop();
+    for (const p of parts) this._line(j, stream, p);
+    // A line without a newline for a long time is still shown once it grows big.
+    if (j.partial[key].length > 4096) {
+      this._line(j, stream, j.partial[key]);
+      j.partial[key] = "";
+    }
+  }
+
+  _flushPartial(j) {
+    for (const key of ["stdout", "stderr"]) {
+      if (j.partial[key]) {
+        this._line(j, key, j.partial[key]);
+        j.partial[key] = "";
+      }
+    }
+  }
+
+  _line(j, stream, text) {
+    j.lines.push({ stream, text });
+    if (j.lines.length > this.maxLines) {
+      const cut = j.lines.length - this.maxLines;
+      for (let i = 0; i < cut; i++) j.droppedBytes += j.lines[i].text.length + 1;
+      j.lines.splice(0, cut);
+      j.droppedLines += cut;
+    }
+    j.lineSerial = (j.lineSerial ?? 0) + 1;
+  }
+
+  /** Every output chunk of a job as one string (what copy / download give). */
+  fullOutput(id, { streams = ["stdout", "stderr"] } = {}) {
+    const j = this.jobs.get(id);
+    if (!j) return "";
+    return j.outChunks.filter((c) => streams.includes(c.stream) || !["stdout", "stderr"].includes(c.stream)).map((c) => c.text).join("");
+  }
+
+  jobEvents(id) {
+    return this.events.filter((e) => e.job === id);
+  }
+
+  toNDJSON(events = this.events) {
+    return events.map((e) => JSON.stringify(stripPrivate(e))).join("\n") + (events.length ? "\n" : "");
+  }
+}
+
+function stripPrivate(ev) {
+  const out = {};
+  for (const k of Object.keys(ev)) if (!k.startsWith("_")) out[k] = ev[k];
+  return out;
+}
+
+/** Parse an exported NDJSON file; bad lines are counted, not fatal. */
+export function parseNDJSON(text) {
+  const events = [];
+  let bad = 0;
+  for (const line of text.split(/\r?\n/)) {
+    if (!line.trim()) continue;
+    try {
+      const ev = JSON.parse(line);
+      if (ev && typeof ev === "object" && typeof ev.type === "string") events.push(ev);
+      else bad++;
+    } catch {
+      bad++;
+    }
+  }
+  events.sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
+  return { events, bad };
+}
+
+export { TEXT_TYPES };

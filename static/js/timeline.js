@@ -1,0 +1,265 @@
+// The timeline / sequence diagram: one lane for the server (the parent), one per child; every
+// lifecycle event is a mark on its lane and every message an arrow between the parent's lane
+// and the child's. Our own SVG (no library): the drawing is capped, the store keeps everything.
+//
+// Cost is bounded however many events arrive: at most MAX_MARKS shapes and MAX_LABELS text
+// labels per redraw, redraws at most every REDRAW_MS, and only events inside the visible
+// time window are looked at (scanning back from the newest).
+
+import { frameThrottle, fmtClock } from "./ui.js";
+import { messageDirection, messagePayload, preview, stateText } from "./store.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+const LANE_H = 34;
+const TOP = 24;
+const LEFT = 150;
+const MAX_MARKS = 1500;
+const MAX_LABELS = 80;
+const MAX_LANES = 40;
+const REDRAW_MS = 100;
+
+function s(tag, attrs = {}, text) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v != null) el.setAttribute(k, String(v));
+  if (text != null) el.textContent = text;
+  return el;
+}
+
+const LIFECYCLE = new Set(["spawn", "exit", "close", "error", "disconnect"]);
+
+export function eventLabel(ev) {
+  const d = ev.data ?? {};
+  switch (ev.type) {
+    case "spawn":
+      return `spawn pid ${ev.pid ?? d.pid ?? "?"}`;
+    case "exit":
+      return d.signal ? `exit ${d.signal}` : `exit ${d.code}`;
+    case "close":
+      return d.signal ? `close ${d.signal}` : `close ${d.code ?? ""}`.trim();
+    case "error":
+      return `error ${preview(d.message ?? d.error ?? d, 40)}`;
+    case "message":
+      return preview(messagePayload(ev), 28);
+    default:
+      return ev.type;
+  }
+}
+
+export class Timeline {
+  /**
+   * @param {HTMLElement} root  container (gets the SVG and the tools)
+   * @param {import('./store.js').Store} store
+   * @param {object} [opts]
+   * @param {(job) => boolean} [opts.filter]  which jobs get a lane
+   * @param {(ev) => void} [opts.onSelect]
+   */
+  constructor(root, store, { filter = null, onSelect = null, windowSec = 30 } = {}) {
+    this.root = root;
+    this.filter = filter;
+    this.onSelect = onSelect ?? (() => {});
+    this.windowSec = windowSec;
+    this.follow = true;
+    this.selectedSeq = null;
+    this.lastDraw = 0;
+    this.drawn = 0;
+    this.wrap = root.querySelector(".timeline-wrap") ?? root;
+    this.info = root.querySelector(".timeline-info");
+    this.svg = s("svg", { role: "img", "aria-label": "Timeline of processes and messages" });
+    this.wrap.append(this.svg);
+    const win = root.querySelector("select.timeline-window");
+    win?.addEventListener("change", () => {
+      this.windowSec = Number(win.value);
+      this.redraw();
+    });
+    const fol = root.querySelector("input.timeline-follow");
+    fol?.addEventListener("change", () => {
+      this.follow = fol.checked;
+      if (!this.follow) this.frozenEnd = this.store.lastT;
+      this.redraw();
+    });
+    this.schedule = frameThrottle(() => this._maybeDraw());
+    this.setStore(store);
+    new ResizeObserver(() => this.redraw()).observe(this.wrap);
+  }
+
+  setStore(store) {
+    this.unsub?.();
+    this.store = store;
+    this.unsub = store.subscribe(() => this.schedule());
+    this.redraw();
+  }
+
+  redraw() {
+    this.lastDraw = 0;
+    this.schedule();
+  }
+
+  _maybeDraw() {
+    const now = performance.now();
+    const wait = REDRAW_MS - (now - this.lastDraw);
+    if (wait > 0) {
+      clearTimeout(this.pendingTimer);
+      this.pendingTimer = setTimeout(() => this.schedule(), wait);
+      return;
+    }
+    this.lastDraw = now;
+    this.draw();
+  }
+
+  lanes() {
+    const jobs = [...this.store.jobs.values()].filter((j) => (this.filter ? this.filter(j) : true));
+    return jobs.slice(-MAX_LANES);
+  }
+
+  draw() {
+    const store = this.store;
+    const width = Math.max(320, this.wrap.clientWidth || 800);
+    const lanes = this.lanes();
+    const laneIndex = new Map(lanes.map((j, i) => [j.id, i + 1]));
+    const height = TOP + (lanes.length + 1) * LANE_H + 6;
+    const svg = this.svg;
+    svg.replaceChildren();
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    svg.setAttribute("height", height);
+
+    // The window ends at the newest event; it starts `windowSec` earlier, or at the first
+    // event if that is later (so a short burst fills the width instead of a corner).
+    const lastT = this.follow ? (store.lastT ?? Date.now() / 1000) : (this.frozenEnd ?? store.lastT ?? 0);
+    const firstT = store.firstT ?? lastT;
+    let start = this.windowSec > 0 ? Math.max(lastT - this.windowSec, firstT) : firstT;
+    const pad = Math.max((lastT - start) * 0.04, 0.02);
+    const end = lastT + pad;
+    start -= pad;
+    const span = Math.max(end - start, 0.001);
+    const plotW = width - LEFT - 16;
+    const x = (t) => LEFT + ((t - start) / span) * plotW;
+    const laneY = (i) => TOP + i * LANE_H + LANE_H / 2;
+
+    // Lanes and their labels.
+    const bg = s("g");
+    const rows = [{ label: "server (parent)", sub: "" }, ...lanes.map((j) => ({ label: laneName(j), sub: stateText(j), job: j }))];
+    rows.forEach((r, i) => {
+      bg.append(s("rect", { x: 0, y: TOP + i * LANE_H, width, height: LANE_H, class: `lane-bg${i % 2 ? " alt" : ""}` }));
+      const t = s("text", { x: 6, y: laneY(i) - 2, class: "lane-label" }, r.label);
+      bg.append(t);
+      if (r.sub) bg.append(s("text", { x: 6, y: laneY(i) + 11, class: "axis-text" }, r.sub));
+      bg.append(s("line", { x1: LEFT, x2: width - 8, y1: laneY(i), y2: laneY(i), class: "axis", "stroke-dasharray": "2 4" }));
+    });
+    svg.append(bg);
+
+    // Time axis.
+    const axis = s("g");
+    const ticks = 6;
+    for (let k = 0; k <= ticks; k++) {
+      const t = start + (span * k) / ticks;
+      const xx = x(t);
+      axis.append(s("line", { x1: xx, x2: xx, y1: TOP - 4, y2: height, class: "axis" }));
+      axis.append(s("text", { x: xx, y: 14, class: "axis-text", "text-anchor": k === 0 ? "start" : k === ticks ? "end" : "middle" }, fmtClock(t)));
+    }
+    svg.append(axis);
+
+    // Events, newest first, inside the window, capped.
+    const marks = s("g");
+    const labels = s("g");
+    let count = 0;
+    let labelCount = 0;
+    let outTicks = 0;
+    const lastLabelX = new Map(); // per lane: labels closer than this overlap, so skip them
+    const labelFits = (lane, xx) => {
+      const prev = lastLabelX.get(lane);
+      if (prev != null && Math.abs(prev - xx) < 70) return false;
+      lastLabelX.set(lane, xx);
+      return labelCount < MAX_LABELS;
+    };
+    const evs = store.events;
+    let inWindow = 0;
+    for (let i = evs.length - 1; i >= 0; i--) {
+      const ev = evs[i];
+      if (ev.t == null) continue;
+      if (ev.t < start) break;
+      if (ev.t > end) continue;
+      const li = laneIndex.get(ev.job);
+      if (li == null) continue;
+      inWindow++;
+      if (count >= MAX_MARKS) continue;
+      const xx = x(ev.t);
+      const y = laneY(li);
+      if (ev.type === "message") {
+        const dir = messageDirection(ev);
+        const y0 = dir === "to_child" ? laneY(0) : y;
+        const y1 = dir === "to_child" ? y : laneY(0);
+        const g = s("g", { class: "mark", tabindex: count < 300 ? 0 : null, "data-seq": ev.seq, "data-type": "message" });
+        g.append(s("line", { x1: xx, y1: y0, x2: xx, y2: y1 + (y1 > y0 ? -5 : 5), class: `arrow-${dir}`, "stroke-width": 2, "marker-end": `url(#head-${dir})` }));
+        g.append(s("rect", { x: xx - 4, y: Math.min(y0, y1), width: 8, height: Math.abs(y1 - y0), fill: "transparent" }));
+        g.append(s("title", {}, `${dir} · ${preview(messagePayload(ev), 200)}`));
+        this._hook(g, ev);
+        marks.append(g);
+        if (labelFits(dir === "to_child" ? `c${li}` : `p${li}`, xx)) {
+          labels.append(s("text", { x: xx + 4, y: (dir === "to_child" ? y - 6 : laneY(0) + 13), class: "msg-label", "data-seq": ev.seq }, eventLabel(ev)));
+          labelCount++;
+        }
+      } else if (ev.type === "stdout" || ev.type === "stderr" || /^fd\d+$/.test(ev.type)) {
+        // Output is many small events: thin ticks, and only a bounded number.
+        if (outTicks > 600) continue;
+        outTicks++;
+        const g = s("g", { class: "mark", "data-seq": ev.seq, "data-type": ev.type });
+        g.append(s("rect", { x: xx - 1, y: y + 4, width: 2, height: 9, class: `ev-${ev.type === "stderr" ? "stderr" : "stdout"}` }));
+        g.append(s("title", {}, `${ev.type} · ${preview(ev.data?.text ?? ev.data, 120)}`));
+        this._hook(g, ev);
+        marks.append(g);
+      } else if (LIFECYCLE.has(ev.type) || ev.type === "dropped") {
+        const bad = ev.type === "error" || (ev.type === "exit" && (ev.data?.signal || ev.data?.code));
+        const cls = ev.type === "exit" ? `ev-exit${bad ? " bad" : ""}` : LIFECYCLE.has(ev.type) ? `ev-${ev.type}` : "ev-other";
+        const g = s("g", { class: "mark", tabindex: 0, "data-seq": ev.seq, "data-type": ev.type });
+        g.append(s("circle", { cx: xx, cy: y, r: 5, class: cls }));
+        g.append(s("title", {}, `${eventLabel(ev)} · ${fmtClock(ev.t)}`));
+        this._hook(g, ev);
+        marks.append(g);
+        if (labelFits(`l${li}`, xx)) {
+          labels.append(s("text", { x: xx + 7, y: y - 6, class: "ev-label", "data-seq": ev.seq }, eventLabel(ev)));
+          labelCount++;
+        }
+      } else continue;
+      count++;
+    }
+    svg.append(defs(), marks, labels);
+    this.drawn = count;
+    if (this.info) {
+      const hidden = inWindow - count;
+      this.info.textContent = `${store.events.length} events kept · ${count} drawn${hidden > 0 ? ` (${hidden} more in view not drawn)` : ""}`;
+    }
+  }
+
+  _hook(g, ev) {
+    if (ev.seq === this.selectedSeq) g.classList.add("selected");
+    const pick = () => {
+      this.selectedSeq = ev.seq;
+      this.onSelect(ev);
+      this.svg.querySelectorAll(".mark.selected").forEach((m) => m.classList.remove("selected"));
+      g.classList.add("selected");
+    };
+    g.addEventListener("click", pick);
+    g.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        pick();
+      }
+    });
+  }
+}
+
+function laneName(j) {
+  const name = j.label || j.kind || "job";
+  const short = name.length > 18 ? `${name.slice(0, 17)}…` : name;
+  return `${short} ${j.pid ?? ""}`.trim();
+}
+
+function defs() {
+  const d = s("defs");
+  for (const dir of ["to_child", "to_parent"]) {
+    const m = s("marker", { id: `head-${dir}`, viewBox: "0 0 10 10", refX: 5, refY: 5, markerWidth: 5, markerHeight: 5, orient: "auto-start-reverse" });
+    m.append(s("path", { d: "M 0 0 L 10 5 L 0 10 z", class: `arrow-${dir}`, style: `fill: var(--${dir.replace("_", "-")})` }));
+    d.append(m);
+  }
+  return d;
+}

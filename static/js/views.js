@@ -1,0 +1,213 @@
+// Views shared by the pages: the process tree, a job's console, the payload details box.
+// Each redraws at most once per frame from the store; none keeps state the store does not have.
+
+import { h, fmtBytes, fmtMs, fmtClock, frameThrottle, download, copyText } from "./ui.js";
+import { messageDirection, messagePayload, stateText } from "./store.js";
+
+/** Start-up cost of a job: time to `spawn` and to its first message, from the job's start. */
+export function startupCost(j) {
+  const base = j.startedAt;
+  return {
+    toSpawn: base != null && j.spawnAt != null ? j.spawnAt - base : null,
+    toFirstMessage: j.firstMessageAt != null ? j.firstMessageAt - (base ?? j.spawnAt) : null,
+  };
+}
+
+export class TreeView {
+  constructor(root, store, { onSelect, countEl, serverPid = null } = {}) {
+    this.root = root;
+    this.onSelect = onSelect ?? (() => {});
+    this.countEl = countEl;
+    this.selected = null;
+    this.serverPid = serverPid;
+    this.schedule = frameThrottle(() => this.draw());
+    this.setStore(store);
+  }
+
+  setStore(store) {
+    this.unsub?.();
+    this.store = store;
+    this.unsub = store.subscribe(() => this.schedule());
+    this.schedule();
+  }
+
+  select(id) {
+    this.selected = id;
+    this.schedule();
+    this.onSelect(id);
+  }
+
+  draw() {
+    const jobs = [...this.store.jobs.values()];
+    const serverPid = this.serverPid ?? jobs.find((j) => j.ppid != null && !j.parent)?.ppid ?? null;
+    const byParent = new Map();
+    for (const j of jobs) {
+      const p = j.parent && this.store.jobs.has(j.parent) ? j.parent : null;
+      if (!byParent.has(p)) byParent.set(p, []);
+      byParent.get(p).push(j);
+    }
+    const server = h("li", { role: "treeitem", "aria-expanded": "true" },
+      h("div", { class: "node server-node", dataset: { state: "running" } },
+        h("span", { class: "dot" }), h("span", { class: "name" }, "server"), h("span", { class: "state", dataset: { state: "running" } }, "running"),
+        h("span", { class: "meta" }, `pid ${serverPid ?? "?"} · the Flask app, parent of every job`)));
+    const top = byParent.get(null) ?? [];
+    const shown = top.slice(-200);
+    const ul = h("ul", { role: "group" }, shown.map((j) => this.item(j, byParent)));
+    server.append(ul);
+    this.root.replaceChildren(server);
+    if (this.countEl) {
+      const live = jobs.filter((j) => j.state === "running" || j.state === "starting").length;
+      this.countEl.textContent = `${jobs.length} jobs · ${live} running${top.length > shown.length ? ` · showing last ${shown.length}` : ""}`;
+    }
+  }
+
+  item(j, byParent) {
+    const cost = startupCost(j);
+    const meta = [
+      `pid ${j.pid ?? "?"}`,
+      j.ppid != null ? `ppid ${j.ppid}` : null,
+      j.kind,
+      j.transport,
+      `started ${fmtClock(j.startedAt ?? j.spawnAt)}`,
+      cost.toSpawn != null ? `spawn ${fmtMs(cost.toSpawn)}` : null,
+      cost.toFirstMessage != null ? `1st msg ${fmtMs(cost.toFirstMessage)}` : null,
+      j.rss != null ? `rss ${fmtBytes(j.rss)}` : null,
+    ].filter(Boolean).join(" · ");
+    const node = h("div", {
+      class: "node", tabindex: 0, role: "button", "aria-selected": String(this.selected === j.id),
+      dataset: { state: j.state, job: j.id },
+      onclick: () => this.select(j.id),
+      onkeydown: (e) => {
+        if (e.key === "Enter" || e.key === " ") {
+          e.preventDefault();
+          this.select(j.id);
+        }
+      },
+    },
+    h("span", { class: "dot" }),
+    h("span", { class: "name", title: j.label }, `${j.id} · ${j.label || j.kind || ""}`),
+    h("span", { class: "state", dataset: { state: j.state } }, stateText(j)),
+    h("span", { class: "meta" }, meta));
+    const li = h("li", { role: "treeitem" }, node);
+    const kids = byParent.get(j.id) ?? [];
+    const grand = (j.grandchildren ?? []).filter((g) => !kids.some((k) => k.pid === (g.pid ?? g)));
+    if (kids.length || grand.length) {
+      li.append(h("ul", { role: "group" },
+        kids.map((k) => this.item(k, byParent)),
+        grand.map((g) => h("li", { role: "treeitem" }, h("div", { class: "node", dataset: { state: g.state ?? "running" } },
+          h("span", { class: "dot" }), h("span", { class: "name" }, `grandchild ${g.pid ?? g}`),
+          h("span", { class: "state", dataset: { state: g.state ?? "running" } }, g.state ?? "running"),
+          h("span", { class: "meta" }, `pid ${g.pid ?? g} · ppid ${g.ppid ?? j.pid ?? "?"}`))))));
+    }
+    return li;
+  }
+}
+
+/**
+ * The console of one job: stdout and stderr as they arrive, stderr marked, bounded
+ * scroll-back (the store keeps the last N lines; the DOM never holds more), dropped counts.
+ */
+export class ConsoleView {
+  constructor({ el, statsEl, stderrToggle, copyBtn, downloadBtn, store, onNotice }) {
+    this.el = el;
+    this.statsEl = statsEl;
+    this.stderrToggle = stderrToggle;
+    this.onNotice = onNotice ?? (() => {});
+    this.jobId = null;
+    this.renderedSerial = 0;
+    this.schedule = frameThrottle(() => this.draw());
+    stderrToggle?.addEventListener("change", () => this.show(this.jobId, true));
+    copyBtn?.addEventListener("click", async () => {
+      if (!this.jobId) return;
+      const ok = await copyText(this.store.fullOutput(this.jobId));
+      this.onNotice(ok ? "Output copied to the clipboard." : "Copy failed (clipboard not available).", ok);
+    });
+    downloadBtn?.addEventListener("click", () => {
+      if (!this.jobId) return;
+      download(`${this.jobId}-output.txt`, this.store.fullOutput(this.jobId));
+    });
+    this.setStore(store);
+  }
+
+  setStore(store) {
+    this.unsub?.();
+    this.store = store;
+    this.unsub = store.subscribe(() => this.schedule());
+    this.show(this.jobId, true);
+  }
+
+  show(jobId, force = false) {
+    if (jobId === this.jobId && !force) return;
+    this.jobId = jobId;
+    this.el.replaceChildren();
+    this.renderedSerial = 0;
+    this.draw();
+  }
+
+  draw() {
+    const j = this.jobId ? this.store.jobs.get(this.jobId) : null;
+    if (!j) {
+      if (this.statsEl) this.statsEl.textContent = "";
+      return;
+    }
+    const serial = j.lineSerial ?? 0;
+    const fresh = serial - this.renderedSerial;
+    if (fresh <= 0) {
+      this.stats(j);
+      return;
+    }
+    const atBottom = this.el.scrollHeight - this.el.scrollTop - this.el.clientHeight < 40;
+    const showErr = this.stderrToggle ? this.stderrToggle.checked : true;
+    const take = Math.min(fresh, j.lines.length);
+    if (fresh > j.lines.length) this.el.replaceChildren();
+    const frag = document.createDocumentFragment();
+    for (const ln of j.lines.slice(j.lines.length - take)) {
+      if (ln.stream === "stderr" && !showErr) continue;
+      const cls = ln.stream === "stderr" ? "ln err" : ln.stream === "sys" ? "ln sys" : "ln";
+      const span = document.createElement("span");
+      span.className = cls;
+      span.textContent = ln.stream.startsWith("fd") ? `${ln.stream} │ ${ln.text}` : ln.text || "\u200b";
+      frag.append(span);
+    }
+    this.el.append(frag);
+    const extra = this.el.childElementCount - this.store.maxLines;
+    for (let i = 0; i < extra; i++) this.el.firstElementChild.remove();
+    this.renderedSerial = serial;
+    if (atBottom) this.el.scrollTop = this.el.scrollHeight;
+    this.stats(j);
+  }
+
+  stats(j) {
+    if (!this.statsEl) return;
+    const lost = j.droppedLines ? `${j.droppedLines} lines / ${fmtBytes(j.droppedBytes)} dropped from scroll-back` : "";
+    const srv = j.serverDropped ? `${j.serverDropped} events dropped by the server` : "";
+    const parts = [`${j.lines.length} lines shown`, `${fmtBytes(j.outBytes)} received`];
+    this.statsEl.replaceChildren(
+      parts.join(" · "),
+      lost ? h("span", { class: "dropped" }, ` · ${lost}`) : "",
+      srv ? h("span", { class: "dropped" }, ` · ${srv}`) : "",
+      j.truncated ? h("span", { class: "dropped" }, " · copy/download keep the first 4 MiB") : "",
+    );
+  }
+}
+
+/** The details box: the full payload of one event, and its latency for a reply. */
+export function showDetails(el, ev, store) {
+  const rows = [h("strong", {}, `#${ev.seq ?? "–"} ${ev.type}`), ` · job ${ev.job ?? "–"} · pid ${ev.pid ?? "–"} · ${fmtClock(ev.t)}`];
+  if (ev.type === "message") {
+    const dir = messageDirection(ev);
+    const payload = messagePayload(ev);
+    const size = new TextEncoder().encode(JSON.stringify(payload) ?? "").length;
+    rows.push(` · ${dir === "to_child" ? "parent → child" : "child → parent"} · ${size} bytes`);
+    if (ev._latency != null) rows.push(` · ${fmtMs(ev._latency)} after the last message to the child`);
+    const j = store?.jobs.get(ev.job);
+    if (j && dir === "to_parent" && j.spawnAt != null && j.firstMessageAt === ev.t) rows.push(` · first message ${fmtMs(ev.t - (j.startedAt ?? j.spawnAt))} after start`);
+  }
+  el.replaceChildren(h("div", {}, rows), h("pre", {}, JSON.stringify(stripPriv(ev), null, 2)));
+}
+
+function stripPriv(ev) {
+  const o = {};
+  for (const k of Object.keys(ev)) if (!k.startsWith("_")) o[k] = ev[k];
+  return o;
+}
