@@ -22,7 +22,13 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 from . import wire
-from .errors import BrokenChannelError, ChannelClosedError, InvalidArgumentError, IPCError
+from .errors import (
+    BrokenChannelError,
+    ChannelClosedError,
+    InvalidArgumentError,
+    IPCError,
+    ProtocolError,
+)
 from .transports import (
     ENV_CHANNEL,
     ENV_MAX_MESSAGE_SIZE,
@@ -185,7 +191,13 @@ class Parent:
             if not data:
                 self._close_channel()
                 return
-            self._pending.extend(decoder.feed(data))
+            try:
+                self._pending.extend(decoder.feed(data))
+            except ProtocolError as exc:
+                self._pending.extend(exc.messages)
+                self._close_channel()
+                yield from self._pending
+                raise
 
     def _decoder(self) -> wire.Decoder:
         if self._shared_decoder is None:
@@ -222,19 +234,24 @@ class Parent:
                 data = self._read_chunk(None)
                 if not data:
                     break
+                error: IPCError | None = None
                 try:
                     messages = decoder.feed(data)
-                except IPCError as exc:
-                    import sys
-
-                    print(f"ipc: bad frame from the parent: {exc}", file=sys.stderr)
-                    break
+                except ProtocolError as exc:
+                    messages, error = exc.messages, exc
                 for msg in messages:
                     self._queue.put(msg)
                     with self._lock:
                         listeners = list(self._listeners["message"])
                     for fn in listeners:
                         fn(msg)
+                if error is not None:
+                    import sys
+
+                    print(
+                        f"ipc: bad frame from the parent, channel closed: {error}", file=sys.stderr
+                    )
+                    break
         finally:
             self._close_channel()
 

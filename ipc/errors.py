@@ -57,6 +57,8 @@ class ProtocolError(IPCError):
     def __init__(self, message: str, data: bytes = b"") -> None:
         super().__init__(message)
         self.data = bytes(data[: self.SAMPLE])
+        #: Messages decoded from the same input before the bad frame (delivered first).
+        self.messages: list[Any] = []
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "data": self.data.decode("utf-8", "replace")}

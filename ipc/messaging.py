@@ -208,16 +208,18 @@ class MessagePort:
         self._deliver(data)
 
     def _deliver(self, data: bytes) -> None:
+        error: ProtocolError | None = None
         try:
             messages = self._decoder.feed(data)
         except ProtocolError as exc:
-            self._on_error(exc)
-            self.close()
-            return
+            messages, error = exc.messages, exc
         for msg in messages:
             if self.closed:
                 break
             self._on_message(msg)
+        if error is not None:
+            self._on_error(error)
+            self.close()
 
     # ---- accepting a unix/tcp child (reactor thread) --------------------------------------
 

@@ -122,16 +122,23 @@ class Decoder:
     def feed(self, data: bytes) -> list[Any]:
         """Add `data`; return the messages it completes, in order.
 
-        :raises ProtocolError: a frame is malformed (with its first bytes).
+        :raises ProtocolError: a frame is malformed (with its first bytes); its `messages`
+            attribute holds the complete messages that came before the bad frame.
         :raises MessageTooLargeError: a frame is larger than `max_size`.
         """
         self._buffer += data
-        if self.serialization == "json":
-            return self._feed_json()
-        return self._feed_binary()
-
-    def _feed_json(self) -> list[Any]:
         messages: list[Any] = []
+        try:
+            if self.serialization == "json":
+                self._feed_json(messages)
+            else:
+                self._feed_binary(messages)
+        except ProtocolError as exc:
+            exc.messages = messages  # complete frames ahead of the bad one still count
+            raise
+        return messages
+
+    def _feed_json(self, messages: list[Any]) -> None:
         buffer = self._buffer
         start = 0
         while True:
@@ -157,10 +164,8 @@ class Decoder:
         self._scanned = len(buffer)
         if len(buffer) > self.max_size:
             raise _too_large(len(buffer), self.max_size, bytes(buffer))
-        return messages
 
-    def _feed_binary(self) -> list[Any]:
-        messages: list[Any] = []
+    def _feed_binary(self, messages: list[Any]) -> None:
         buffer = self._buffer
         start = 0
         while len(buffer) - start >= _HEADER.size:
@@ -186,4 +191,3 @@ class Decoder:
                 raise ProtocolError(f"frame is not valid JSON: {exc}", body) from exc
         if start:
             del buffer[:start]
-        return messages
