@@ -45,6 +45,7 @@ EVENTS: Final = frozenset(
 #: Output chunks / messages held for a type with no listener before reading that source pauses.
 HOLD_LIMIT: Final = 256
 _READ_SIZE: Final = 64 * 1024
+_EXIT_POLL_INTERVAL: Final = 0.02  # seconds, only where pidfd_open is missing
 _BASH: Final = shutil.which("bash") or "/bin/bash"
 
 
@@ -379,7 +380,10 @@ class ChildProcess:
         if spec.transport is not None:
             spec.transport.close_child_ends()
         self.pid = self._popen.pid
-        self._pidfd = os.pidfd_open(self.pid)
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except OSError:  # kernel before 5.3: fall back to polling waitpid on a timer
+            self._pidfd = None
         self.state = "running"
         for fd, event in ours:
             os.set_blocking(fd, False)
@@ -422,8 +426,10 @@ class ChildProcess:
     def _register(self) -> None:
         """Reactor thread: watch every fd of this child."""
         self._emit("spawn")
-        assert self._pidfd is not None
-        self._reactor.add_reader(self._pidfd, self._on_exit_ready)
+        if self._pidfd is not None:
+            self._reactor.add_reader(self._pidfd, self._on_exit_ready)
+        else:
+            self._poll_exit()
         for fd in list(self._outputs):
             self._reactor.add_reader(fd, lambda fd=fd: self._on_output(fd))
         if self._port is not None:
@@ -475,6 +481,12 @@ class ChildProcess:
     def _on_port_closed(self) -> None:
         self._emit("disconnect")
         self._stream_closed()
+
+    def _poll_exit(self) -> None:
+        if self._reap():
+            self._after_exit()
+        elif self.returncode is None:
+            self._reactor.call_later(_EXIT_POLL_INTERVAL, self._poll_exit)
 
     def _on_exit_ready(self) -> None:
         if self._reap():
