@@ -217,6 +217,7 @@ export class Store {
     }
     if (!ev.job) return true;
     const j = this.job(ev.job);
+    if (j.firstSeq == null) j.firstSeq = ev.seq ?? 0;
     j.eventCount++;
     if (ev.pid != null && j.pid == null) j.pid = ev.pid;
     switch (ev.type) {

@@ -149,12 +149,14 @@ export class Timeline {
 
     // Time axis.
     const axis = s("g");
-    const ticks = 6;
+    // The first tick says the clock time, the others the offset from it (short, no overlap).
+    const ticks = Math.max(2, Math.min(8, Math.floor(plotW / 110)));
     for (let k = 0; k <= ticks; k++) {
       const t = start + (span * k) / ticks;
       const xx = x(t);
+      const label = k === 0 ? fmtClock(t) : `+${fmtSpan(t - start)}`;
       axis.append(s("line", { x1: xx, x2: xx, y1: TOP - 4, y2: height, class: "axis" }));
-      axis.append(s("text", { x: xx, y: 14, class: "axis-text", "text-anchor": k === 0 ? "start" : k === ticks ? "end" : "middle" }, fmtClock(t)));
+      axis.append(s("text", { x: xx, y: 14, class: "axis-text", "text-anchor": k === 0 ? "start" : k === ticks ? "end" : "middle" }, label));
     }
     svg.append(axis);
 
@@ -194,7 +196,7 @@ export class Timeline {
         g.append(s("title", {}, `${dir} · ${preview(messagePayload(ev), 200)}`));
         this._hook(g, ev);
         marks.append(g);
-        if (labelFits(dir === "to_child" ? `c${li}` : `p${li}`, xx)) {
+        if (labelFits(dir === "to_child" ? `l${li}` : "server", xx)) {
           labels.append(s("text", { x: xx + 4, y: (dir === "to_child" ? y - 6 : laneY(0) + 13), class: "msg-label", "data-seq": ev.seq }, eventLabel(ev)));
           labelCount++;
         }
@@ -246,6 +248,12 @@ export class Timeline {
       }
     });
   }
+}
+
+function fmtSpan(sec) {
+  if (sec < 1) return `${Math.round(sec * 1000)} ms`;
+  if (sec < 60) return `${sec.toFixed(sec < 10 ? 2 : 1)} s`;
+  return `${Math.floor(sec / 60)} m ${Math.round(sec % 60)} s`;
 }
 
 function laneName(j) {
