@@ -87,11 +87,6 @@ def test_oversize_line_without_newline_is_refused_early(reap: list, tmp_path: Pa
     assert_channel_closed_and_child_done(child, rec)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ipc finding F1 (/work/notes/ipc-findings.md): Decoder.feed raises and drops "
-    "the complete messages it decoded from the same chunk",
-)
 def test_good_message_before_garbage_in_one_write_is_delivered(reap: list, tmp_path: Path) -> None:
     """Nothing is dropped silently: the valid message ahead of the bad frame still arrives."""
     _child, rec = raw_child(b'{"good": 1}\nnot json\n', "socketpair", reap, tmp_path)
