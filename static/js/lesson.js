@@ -1,0 +1,179 @@
+// The seeds' lesson, visible: the server's heartbeat lateness charted live while /compute runs
+// inline (the chart spikes: the server's thread is busy) or in a child (it stays flat); then
+// the same range split over N children with each child's progress and the speed-up.
+
+import { Store, messagePayload } from "./store.js";
+import { Feed } from "./feed.js";
+import { api, getText } from "./api.js";
+import { $, h, initTheme, showStatus, fmtMs } from "./ui.js";
+import { makeChart } from "./charts.js";
+
+initTheme();
+
+const store = new Store();
+const WINDOW = 300; // heartbeat points kept on the chart (100 ms each: 30 s)
+const xs = [];
+const ys = [];
+let maxLate = 0;
+let worstSinceMark = 0;
+
+const chart = makeChart($("#hb-chart"), (axes) => ({
+  scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(50, max * 1.1)] } },
+  axes: [axes[0], { ...axes[1], label: "late (ms)", size: 60 }],
+  series: [{}, { label: "server lateness (ms)", stroke: "#d9480f", width: 2, fill: "rgba(217,72,15,0.12)", points: { show: false } }],
+  legend: { live: true },
+}), [[], []]);
+
+let dirty = false;
+function onHeartbeat(msg) {
+  const late = Number(msg.late_ms ?? msg.late ?? 0);
+  xs.push(Date.now() / 1000);
+  ys.push(late);
+  if (xs.length > WINDOW) {
+    xs.shift();
+    ys.shift();
+  }
+  maxLate = Math.max(maxLate, late);
+  worstSinceMark = Math.max(worstSinceMark, late);
+  $("#hb-now").textContent = `${late.toFixed(1)} ms`;
+  $("#hb-count").textContent = String(Number($("#hb-count").textContent || 0) + 1);
+  if (!dirty) {
+    dirty = true;
+    requestAnimationFrame(() => {
+      dirty = false;
+      chart.setData([xs.slice(), ys.slice()]);
+    });
+  }
+}
+
+const feed = new Feed({
+  store, after: null, heartbeat: true, onStatus: showStatus,
+  onControl: (msg) => msg.type === "heartbeat" && onHeartbeat(msg),
+}).start();
+window.ipcExplorer = { store, feed, chart };
+
+// ---------------------------------------------------------------- inline vs child
+async function runCompute(mode) {
+  const max = Number($("#c-max").value);
+  const transport = $("#c-transport").value;
+  const q = new URLSearchParams({ min: "0", max: String(max) });
+  if (mode === "inline") q.set("mode", "inline");
+  else if (transport !== "auto") q.set("transport", transport);
+  const row = h("tr", { dataset: { mode } }, h("td", {}, mode === "inline" ? "inline (server thread)" : "in a child"), h("td", {}, `0 … ${max.toLocaleString()}`), h("td", { class: "answer" }, "…"), h("td", {}, "…"), h("td", { class: "late" }, "…"));
+  $("#c-body").prepend(row);
+  worstSinceMark = 0;
+  for (const b of document.querySelectorAll(".c-run")) b.disabled = true;
+  let r;
+  try {
+    r = await getText(`/compute?${q}`);
+  } finally {
+    for (const b of document.querySelectorAll(".c-run")) b.disabled = false;
+  }
+  // Heartbeats that were held up during inline work arrive right after it: wait for them.
+  await new Promise((res) => setTimeout(res, 350));
+  row.children[2].textContent = r.ok ? r.text : `${r.status} ${r.text}`;
+  row.children[3].textContent = fmtMs(r.ms / 1000);
+  row.children[4].textContent = `${worstSinceMark.toFixed(1)} ms`;
+  row.dataset.late = String(worstSinceMark);
+}
+$("#c-inline").addEventListener("click", () => runCompute("inline"));
+$("#c-child").addEventListener("click", () => runCompute("child"));
+
+// ---------------------------------------------------------------- split over N children
+function progressOf(m) {
+  if (m && typeof m === "object") {
+    if (typeof m.progress === "number") return m.progress > 1 ? m.progress / 100 : m.progress;
+    if (m.done != null && m.total) return m.done / m.total;
+    if (m.type === "result" || m.sum != null || m.result != null) return 1;
+  }
+  if (typeof m === "number" || (typeof m === "string" && /^\d+$/.test(m))) return 1;
+  return null;
+}
+
+function resultOf(m) {
+  if (typeof m === "number" || (typeof m === "string" && /^\d+$/.test(m))) return BigInt(m);
+  if (m && typeof m === "object" && m.type !== "progress") {
+    const v = m.sum ?? m.result;
+    if (v != null) return BigInt(v);
+  }
+  return null;
+}
+
+const runs = [];
+async function split(n) {
+  const max = Number($("#s-max").value);
+  const box = $("#workers");
+  box.replaceChildren();
+  const step = Math.ceil(max / n);
+  const t0 = performance.now();
+  const run = { n, max, workers: [], t0, done: false, row: null };
+  runs.push(run);
+  for (let k = 0; k < n; k++) {
+    const min = k * step;
+    const hi = Math.min(max, (k + 1) * step);
+    const bar = h("div");
+    const label = h("span", {}, "starting");
+    box.append(h("div", { class: "worker" }, h("span", {}, `child ${k + 1}`), h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }, bar), label));
+    run.workers.push({ min, max: hi, bar, label, id: null, result: null });
+  }
+  await Promise.all(run.workers.map(async (w) => {
+    try {
+      const res = await api.createJob({ kind: "fork", program: $("#s-program").value, message: { min: w.min, max: w.max } });
+      w.id = (res?.job ?? res).id;
+      store.upsertJob(res?.job ?? res);
+    } catch (err) {
+      w.label.textContent = err.message;
+    }
+  }));
+  updateRun(run);
+}
+
+function updateRun(run) {
+  if (run.done) return;
+  for (const w of run.workers) {
+    if (!w.id) continue;
+    const j = store.jobs.get(w.id);
+    for (const ev of store.jobEvents(w.id)) {
+      if (ev.type !== "message" || ev.data?.direction === "to_child") continue;
+      const m = messagePayload(ev);
+      const p = progressOf(m);
+      if (p != null) w.progress = p;
+      const r = resultOf(m);
+      if (r != null && w.result == null) {
+        w.result = r;
+        w.doneAt = performance.now();
+      }
+    }
+    const pct = Math.round((w.progress ?? 0) * 100);
+    w.bar.style.width = `${pct}%`;
+    w.bar.parentElement.setAttribute("aria-valuenow", pct);
+    w.label.textContent = w.result != null ? "done" : j?.state === "error" || j?.state === "killed" ? j.state : `${pct}%`;
+  }
+  if (run.workers.every((w) => w.result != null)) {
+    run.done = true;
+    run.ms = Math.max(...run.workers.map((w) => w.doneAt)) - run.t0;
+    const total = run.workers.reduce((a, w) => a + w.result, 0n);
+    const base = runs.find((r) => r.done && r.n === 1 && r.max === run.max);
+    const speed = base ? `${(base.ms / run.ms).toFixed(2)}×` : "run with 1 child to compare";
+    $("#s-body").prepend(h("tr", { dataset: { n: run.n } }, h("td", {}, String(run.n)), h("td", {}, `0 … ${run.max.toLocaleString()}`), h("td", { class: "answer" }, total.toString()), h("td", {}, fmtMs(run.ms / 1000)), h("td", { class: "speedup" }, run.n === 1 ? "1× (baseline)" : speed)));
+  }
+}
+
+let pendingUpdate = false;
+store.subscribe(() => {
+  if (pendingUpdate) return;
+  pendingUpdate = true;
+  requestAnimationFrame(() => {
+    pendingUpdate = false;
+    for (const r of runs) updateRun(r);
+  });
+});
+
+$("#s-one").addEventListener("click", () => split(1));
+$("#s-many").addEventListener("click", () => split(Number($("#s-n").value) || 2));
+$("#s-n").value = String(Math.max(2, Math.min(8, navigator.hardwareConcurrency || 2)));
+
+// The REST heartbeat, once, so the page shows a number even before the feed's first beat.
+api.heartbeat().then((hb) => {
+  if (hb && hb.late_ms != null && !xs.length) $("#hb-now").textContent = `${Number(hb.late_ms).toFixed(1)} ms`;
+}).catch(() => {});
