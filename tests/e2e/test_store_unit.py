@@ -1,0 +1,147 @@
+"""The browser-side event store, tested in Chromium without the app.
+
+The store is what every view reads, so its rules (dedupe by seq, job state from events,
+bounded scroll-back with dropped counts, replacement marks for invalid UTF-8, NDJSON round
+trip) are checked here directly: a static file server hands out `static/`, and a harness
+page imports the module and returns results to Python.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def static_url() -> Iterator[str]:
+    handler = functools.partial(_QuietHandler, directory=str(ROOT))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def harness(page: Page, static_url: str, artifacts_dir: Path) -> Iterator[Page]:
+    # A page on the same origin as the modules, so `import` is allowed.
+    page.route(
+        f"{static_url}/harness.html",
+        lambda route: route.fulfill(
+            content_type="text/html",
+            body="<!doctype html><title>harness</title><script type=module>"
+            "import * as store from '/static/js/store.js'; window.S = store;"
+            "</script>",
+        ),
+    )
+    page.goto(f"{static_url}/harness.html")
+    page.wait_for_function("window.S !== undefined")
+    yield page
+    shots = artifacts_dir / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "e2e-store-unit-harness.png"))
+
+
+def ev(seq: int, type_: str, data: dict, job: str = "j1") -> dict:
+    return {"seq": seq, "job": job, "pid": 100, "type": type_, "t": 1000 + seq / 10, "data": data}
+
+
+def test_state_follows_lifecycle_and_duplicates_are_ignored(harness: Page) -> None:
+    events = [
+        ev(1, "spawn", {}),
+        ev(2, "message", {"direction": "to_child", "message": "开始计算"}),
+        ev(3, "message", {"direction": "to_parent", "message": 50005000}),
+        ev(3, "message", {"direction": "to_parent", "message": 50005000}),  # replayed twice
+        ev(4, "exit", {"code": None, "signal": "SIGKILL"}),
+        ev(5, "close", {"code": None, "signal": "SIGKILL"}),
+    ]
+    result = harness.evaluate(
+        """(events) => {
+            const s = new S.Store();
+            const states = [];
+            for (const e of events) { s.apply(e); states.push(s.jobs.get('j1').state); }
+            const j = s.jobs.get('j1');
+            return {states, kept: s.events.length, messages: j.messages, text: S.stateText(j),
+                    latency: s.events[2]._latency, lastSeq: s.lastSeq};
+        }""",
+        events,
+    )
+    assert result["states"] == ["running", "running", "running", "running", "killed", "killed"]
+    assert result["kept"] == 5
+    assert result["messages"] == 2
+    assert result["text"] == "killed SIGKILL"
+    assert result["latency"] == pytest.approx(0.1)
+    assert result["lastSeq"] == 5
+
+
+def test_scroll_back_is_bounded_and_counts_what_it_dropped(harness: Page) -> None:
+    result = harness.evaluate(
+        """() => {
+            const s = new S.Store({maxLines: 100});
+            let seq = 1;
+            s.apply({seq: seq++, job: 'j', pid: 1, type: 'spawn', t: 1, data: {}});
+            for (let i = 0; i < 50; i++) {
+                const lines = Array.from({length: 10}, (_, k) => `line ${i * 10 + k}`);
+                const text = lines.join('\\n') + '\\n';
+                s.apply({seq: seq++, job: 'j', pid: 1, type: 'stdout', t: 2, data: {text}});
+            }
+            const add = (type, data) => s.apply({seq: seq++, job: 'j', pid: 1, type, t: 3, data});
+            add('stderr', {text: 'oops'});
+            add('exit', {code: 1, signal: null});
+            const j = s.jobs.get('j');
+            return {lines: j.lines.length, dropped: j.droppedLines, first: j.lines[0].text,
+                    last: j.lines.at(-1), full: s.fullOutput('j').split('\\n').length,
+                    state: S.stateText(j)};
+        }"""
+    )
+    assert result["lines"] == 100
+    assert result["dropped"] == 401  # 500 stdout lines + 1 stderr line, 100 kept
+    assert result["first"] == "line 401"
+    assert result["last"] == {"stream": "stderr", "text": "oops"}
+    assert result["full"] == 501  # copy / download keep everything
+    assert result["state"] == "exited 1"
+
+
+def test_invalid_utf8_becomes_replacement_marks(harness: Page) -> None:
+    text = harness.evaluate(
+        """() => {
+            const base64 = btoa(String.fromCharCode(0x61, 0xff, 0xfe, 0x62));
+            return S.outputText({type: 'stdout', data: {base64}});
+        }"""
+    )
+    assert text == "a\ufffd\ufffdb"
+
+
+def test_ndjson_export_loads_back_for_replay(harness: Page) -> None:
+    result = harness.evaluate(
+        """() => {
+            const s = new S.Store();
+            s.apply({seq: 1, job: 'j', pid: 1, type: 'spawn', t: 1, data: {}});
+            s.apply({seq: 2, job: 'j', pid: 1, type: 'message', t: 2,
+                     data: {direction: 'to_parent', message: {sum: 1}}});
+            const text = s.toNDJSON() + 'not json\\n';
+            const {events, bad} = S.parseNDJSON(text);
+            const r = new S.Store();
+            r.applyAll(events);
+            const hasPrivate = text.includes('_latency');
+            return {n: events.length, bad, hasPrivate, jobs: r.jobs.size};
+        }"""
+    )
+    assert result == {"n": 2, "bad": 1, "hasPrivate": False, "jobs": 1}
