@@ -219,11 +219,11 @@ print("data:", r.stdout)`,
   ls.on('close', (code) => console.log('>>> close 事件', code));
 }`,
     python: `for i in range(5):
-    c = ipc.fork("hello.py")
+    c = ipc.fork("argv-child.js", args=[str(i)])
     c.on("close", lambda code, sig: print(">>> close 事件", code))`,
     expected: "5 × '>>> close 事件 0', five different pids",
     async run(ctx) {
-      for (let i = 0; i < 5; i++) await ctx.launch({ kind: "fork", program: ctx.programs.quick, args: [] });
+      for (let i = 0; i < 5; i++) await ctx.launch({ kind: "fork", program: "argv-child.js", args: [String(i)] });
     },
     check(ctx) {
       const closes = ctx.jobs.map((id) => ctx.job(id)).filter((j) => j?.closed);
@@ -287,7 +287,7 @@ parent.on("message", lambda m: print("子进程收到主进程的消息：", m))
 parent.send("hello master process!")`,
     expected: "hello master process! (to the parent) and hello child process! (to the child)",
     async run(ctx) {
-      await ctx.launch({ kind: "fork", program: ctx.programs.hello, message: "hello child process!" });
+      await ctx.launch({ kind: "fork", program: "hello.js", message: "hello child process!" });
     },
     check(ctx) {
       const got = replies(ctx, ctx.jobs[0]).map(String);
@@ -338,7 +338,7 @@ child1.on('exit', (code, signal) => console.log('>>> exit:', code, signal));
     async run(ctx) {
       const sigs = ["SIGTERM", "SIGINT", "SIGKILL"];
       const jobs = [];
-      for (let i = 0; i < 3; i++) jobs.push(await ctx.launch({ kind: "fork", program: ctx.programs.longRunning, args: [] }));
+      for (let i = 0; i < 3; i++) jobs.push(await ctx.launch({ kind: "fork", program: "counter.py", args: [] }));
       await ctx.waitFor(() => jobs.every((j) => ctx.job(j.id)?.spawnAt != null), 10000);
       for (let i = 0; i < 3; i++) await ctx.kill(jobs[i].id, sigs[i]);
     },

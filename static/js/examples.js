@@ -25,16 +25,6 @@ const timeline = new Timeline($("#ex-timeline"), store, {
 
 window.ipcExplorer = { store, feed, timeline };
 
-// Program names come from the catalog, so the page follows whatever the server ships.
-const programs = { quick: "hello.py", hello: "hello.py", longRunning: "counter.py" };
-api.programs().then((data) => {
-  const names = (Array.isArray(data) ? data : (data.programs ?? [])).map((p) => (typeof p === "string" ? p : p.name));
-  const pick = (...cands) => cands.map((c) => names.find((n) => n === c || n.startsWith(`${c}.`))).find(Boolean);
-  programs.hello = pick("hello") ?? programs.hello;
-  programs.quick = pick("hello", "exit_code", "echo") ?? programs.quick;
-  programs.longRunning = pick("counter", "ping_pong", "echo") ?? programs.longRunning;
-}).catch(() => {});
-
 function waitFor(pred, ms) {
   return new Promise((resolve, reject) => {
     if (pred()) return resolve();
@@ -55,7 +45,6 @@ function waitFor(pred, ms) {
 function makeCtx(run) {
   return {
     jobs: run.jobs,
-    programs,
     async launch(spec) {
       const res = await api.createJob(spec);
       const job = res?.job ?? res;

@@ -98,7 +98,7 @@ async function runLane(transport, count, program) {
   // person clicking "send" would; the round trip itself is timed by the server's events.
   for (let i = 0; i < count; i++) {
     try {
-      await api.send(lane.jobId, { ping: i, t: Date.now() });
+      await api.send(lane.jobId, { type: "ping", n: i, t: Date.now() });
     } catch (err) {
       lane.error = err.message;
       break;

@@ -118,7 +118,10 @@ async function split(n) {
   }
   await Promise.all(run.workers.map(async (w) => {
     try {
-      const res = await api.createJob({ kind: "fork", program: $("#s-program").value, message: { min: w.min, max: w.max } });
+      // "loop": really iterate (compute.py would answer big ranges by formula, instantly).
+      const message = { min: w.min, max: w.max };
+      if ($("#s-program").value.endsWith(".py")) message.method = "loop";
+      const res = await api.createJob({ kind: "fork", program: $("#s-program").value, message });
       w.id = (res?.job ?? res).id;
       store.upsertJob(res?.job ?? res);
     } catch (err) {

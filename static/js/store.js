@@ -243,7 +243,8 @@ export class Store {
           if (j.firstMessageAt == null) j.firstMessageAt = ev.t;
           ev._latency = j.lastToChild && ev.t != null ? ev.t - j.lastToChild.t : null;
           const m = messagePayload(ev);
-          if (m && typeof m === "object" && Array.isArray(m.grandchildren)) j.grandchildren = m.grandchildren;
+          // grandchildren.py reports the pids it started: {"type": "grandchildren", "pids": [...]}
+          if (m && typeof m === "object" && m.type === "grandchildren" && Array.isArray(m.pids)) j.grandchildren = m.pids;
         }
         break;
       }
