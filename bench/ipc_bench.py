@@ -63,9 +63,10 @@ class Config:
     big: int = 40
     startups: int = 10
     warmup: int = 200
+    rounds: int = 3
 
 
-QUICK = Config(rtt=300, msgs=2000, big=5, startups=3, warmup=50)
+QUICK = Config(rtt=300, msgs=2000, big=5, startups=3, warmup=50, rounds=1)
 
 
 @dataclass
@@ -80,6 +81,26 @@ class Row:
     startup_median: float | None = None
     startup_min: float | None = None
     notes: list[str] = field(default_factory=list)
+
+
+def merge(rows: list[Row]) -> Row:
+    """One row from several rounds of the same subject: the median of each number."""
+
+    def med(name: str) -> float | None:
+        values = [getattr(r, name) for r in rows if getattr(r, name) is not None]
+        return statistics.median(values) if values else None
+
+    first = rows[0]
+    return Row(
+        subject=first.subject,
+        rtt_p50=med("rtt_p50"),
+        rtt_p99=med("rtt_p99"),
+        msgs_per_s=med("msgs_per_s"),
+        mb_per_s=med("mb_per_s"),
+        startup_median=med("startup_median"),
+        startup_min=min((r.startup_min for r in rows if r.startup_min is not None), default=None),
+        notes=[*first.notes, f"median of {len(rows)} round(s)"],
+    )
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -409,19 +430,32 @@ def main(argv: list[str] | None = None) -> int:
     cfg = QUICK if args.quick else Config()
     started = time.perf_counter()
 
-    floor = bench_floor(cfg)
-    rows: list[Row] = []
-    for transport in (*ipc.TRANSPORTS, "auto"):
-        rows.append(bench_ipc(transport, cfg))
-        print(f"  measured {rows[-1].subject}", file=sys.stderr)
-    default = rows[-1]
-    # Where does the distance to the floor come from? Swap one side at a time.
-    rows.append(bench_ipc("socketpair", cfg, CHILDREN / "raw_echo.py", " + raw child"))
-    rows.append(bench_floor(cfg, ipc_child=True))
+    # Every subject runs in each of `rounds` rounds, in turn, and each number reported is the
+    # median over the rounds: a machine shared with other work drifts, and interleaving puts
+    # every subject under the same drift instead of giving one of them the quiet minute.
+    measure: list[tuple[str, Callable[[], Row | None]]] = [("floor", lambda: bench_floor(cfg))]
+    measure += [(t, lambda t=t: bench_ipc(t, cfg)) for t in (*ipc.TRANSPORTS, "auto")]
+    measure += [
+        # Where does the distance to the floor come from? Swap one side at a time.
+        ("ipc+raw", lambda: bench_ipc("socketpair", cfg, CHILDREN / "raw_echo.py", " + raw child")),
+        ("raw+ipc", lambda: bench_floor(cfg, ipc_child=True)),
+        ("mp", lambda: bench_mp_pipe(cfg)),
+        ("node", lambda: bench_node(cfg)),
+    ]
+    samples: dict[str, list[Row]] = {key: [] for key, _ in measure}
+    for round_no in range(cfg.rounds):
+        for key, fn in measure:
+            row = fn()
+            if row is not None:
+                samples[key].append(row)
+        print(f"  round {round_no + 1}/{cfg.rounds} done", file=sys.stderr)
+    merged = {key: merge(rows) for key, rows in samples.items() if rows}
+    floor = merged["floor"]
+    node = merged.get("node")
+    mp_row = merged["mp"]
+    default = merged["auto"]
     py_start = startup_ipc(CHILDREN / "echo_child.py", cfg)
     default.startup_median, default.startup_min = py_start
-    mp_row = bench_mp_pipe(cfg)
-    node = bench_node(cfg)
     startup_rows = [Row("ipc.fork python child", *([None] * 4), *py_start)]
     if NODE is not None:
         js_start = startup_ipc(CHILDREN / "echo_child.js", cfg)
@@ -429,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     startup_rows.append(mp_row)
     if node is not None:
         startup_rows.append(node)
-    all_rows = [floor, *rows, mp_row] + ([node] if node else [])
+    all_rows = list(merged.values())
 
     print()
     print(table(all_rows, floor, node))
