@@ -1,0 +1,53 @@
+"""IPC Explorer's Flask app: jobs over REST, one live WebSocket feed, the seeds' endpoints.
+
+`create_app(config)` is the application factory (as Flask's tutorial ``flaskr``): defaults from
+``config.py`` overlaid with `config`, the token check for every request, the blueprints (api,
+feed, demos, pages), and the services (event bus, job service) in ``app.extensions``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. `config` overrides settings by name (see ``webapp.config.DEFAULTS``)."""
+    from . import api, demos, errors, feed, pages, security
+    from .config import build_config
+    from .services import Services
+
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.update(build_config(config))
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+
+    security.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(demos.bp)
+    app.register_blueprint(pages.bp)
+    feed.init_app(app)
+
+    services = Services.build(app.config)
+    services.init_app(app)
+    services.heartbeat.start()
+    return app
+
+
+def shutdown_app(app: Flask, grace: float | None = None) -> None:
+    """Stop every child of `app` (TERM, KILL after `grace`) and end its feed connections."""
+    from .services import EXTENSION
+
+    app.extensions[EXTENSION].shutdown(grace)
+
+
+__all__ = ["create_app", "shutdown_app"]

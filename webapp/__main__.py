@@ -1,0 +1,182 @@
+"""``ipc-explorer`` / ``python -m webapp``: serve the app under gunicorn and print its URL.
+
+gunicorn runs with one threaded worker (``-k gthread -w 1 --threads N``): flask-sock needs a
+threaded worker, and one worker keeps every job, event and subscriber in one process, so the
+feed sees every job. The URL with the token is printed (and flushed) once the port listens,
+as Jupyter does.
+
+Stopping (Ctrl-C or SIGTERM): the worker's signal handlers only set an event (gunicorn's
+"handlers only enqueue" rule); a stopper thread then ends the feed connections and stops every
+child: TERM to each process group, KILL after the grace period (default 5 s), reaping all.
+The arbiter waits for that (its graceful timeout is the grace plus a margin) and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from .config import DEFAULTS, new_token
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="ipc-explorer",
+        description="IPC Explorer: Node's child_process model in Python, explored live.",
+    )
+    parser.add_argument(
+        "--host", default=DEFAULTS["HOST"], help="bind address (default %(default)s)"
+    )
+    parser.add_argument("--port", type=int, default=DEFAULTS["PORT"], help="default %(default)s")
+    parser.add_argument("--token", default=None, help="access token (default: a random one)")
+    parser.add_argument(
+        "--allow-any-command",
+        action="store_true",
+        help="let spawn/exec run any command, shell syntax included (remote code execution "
+        "for whoever has the token: only on a machine you own)",
+    )
+    parser.add_argument(
+        "--max-children", type=int, default=DEFAULTS["MAX_CHILDREN"], help="default %(default)s"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=32,
+        help="request threads; each open WebSocket holds one (default %(default)s)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULTS["SHUTDOWN_GRACE"],
+        help="seconds between TERM and KILL for the children at stop (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-body", type=int, default=DEFAULTS["MAX_CONTENT_LENGTH"], help="request body bytes"
+    )
+    parser.add_argument(
+        "--max-message", type=int, default=DEFAULTS["MAX_MESSAGE_BYTES"], help="bytes per message"
+    )
+    parser.add_argument(
+        "--max-events-per-job",
+        type=int,
+        default=DEFAULTS["MAX_EVENTS_PER_JOB"],
+        help="events kept per job (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-output-per-job",
+        type=int,
+        default=DEFAULTS["MAX_OUTPUT_PER_JOB"],
+        help="output bytes kept per job (default %(default)s)",
+    )
+    parser.add_argument("--log-level", default="warning", help="gunicorn's log level")
+    args = parser.parse_args(argv)
+    for name in ("max_children", "threads", "max_body", "max_message", "max_events_per_job"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.grace < 0:
+        parser.error("--grace must be >= 0")
+    return args
+
+
+def app_config(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "HOST": args.host,
+        "PORT": args.port,
+        "TOKEN": args.token,
+        "ALLOW_ANY_COMMAND": args.allow_any_command,
+        "MAX_CHILDREN": args.max_children,
+        "SHUTDOWN_GRACE": args.grace,
+        "MAX_CONTENT_LENGTH": args.max_body,
+        "MAX_MESSAGE_BYTES": args.max_message,
+        "MAX_EVENTS_PER_JOB": args.max_events_per_job,
+        "MAX_OUTPUT_PER_JOB": args.max_output_per_job,
+    }
+
+
+def display_url(host: str, port: int, token: str) -> str:
+    shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/?token={token}"
+
+
+class ExplorerServer(BaseApplication):
+    """gunicorn, configured in code: one gthread worker, our app, our stop procedure."""
+
+    def __init__(self, config: dict[str, Any], threads: int, log_level: str) -> None:
+        self.app_config = config
+        self.threads = threads
+        self.log_level = log_level
+        super().__init__()
+
+    def load_config(self) -> None:
+        host, port = self.app_config["HOST"], self.app_config["PORT"]
+        bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        grace = self.app_config["SHUTDOWN_GRACE"]
+        settings = {
+            "bind": [bind],
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": self.threads,
+            "graceful_timeout": int(grace) + 6,
+            "timeout": 0,  # a WebSocket is a long request; the worker's heartbeat is separate
+            "loglevel": self.log_level,
+            "accesslog": None,
+            "when_ready": self._when_ready,
+            "post_worker_init": self._post_worker_init,
+            "worker_int": lambda worker: None,
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        """Runs in the worker (after gunicorn's fork), so no thread exists before the fork."""
+        from . import create_app
+
+        return create_app(self.app_config)
+
+    def _when_ready(self, arbiter: Any) -> None:
+        cfg = self.app_config
+        print(
+            f"IPC Explorer running at {display_url(cfg['HOST'], cfg['PORT'], cfg['TOKEN'])}",
+            flush=True,
+        )
+
+    def _post_worker_init(self, worker: Any) -> None:
+        """Route the worker's stop signals through one stopper thread."""
+        stop = threading.Event()
+
+        def handle(signum: int, frame: Any) -> None:  # only enqueue (gunicorn's arbiter rule)
+            worker.alive = False
+            stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(signum, handle)
+
+        def stopper() -> None:
+            while not stop.wait(0.5):
+                if not worker.alive:  # gunicorn stopping the worker another way
+                    break
+            from . import shutdown_app
+
+            shutdown_app(worker.wsgi, self.app_config["SHUTDOWN_GRACE"])
+
+        # Not a daemon: the worker process waits for the children to be gone before it exits.
+        threading.Thread(target=stopper, name="explorer-stopper", daemon=False).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = app_config(args)
+    config["TOKEN"] = args.token or new_token()
+    ExplorerServer(config, args.threads, args.log_level).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

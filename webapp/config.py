@@ -1,0 +1,116 @@
+"""Settings with safe defaults.
+
+Every limit the app enforces lives here, so a test (or `--max-children`) can change one and
+see the matching 4xx. The defaults are for one person exploring on their own machine: bind to
+127.0.0.1, a random token per start, a short allowlist of harmless commands.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any, Final
+
+KiB: Final = 1024
+MiB: Final = 1024 * KiB
+
+#: Commands spawn / exec / exec_file may run without ``--allow-any-command``. Each only reads
+#: or prints; none runs code given to it. ``node`` and ``python`` are allowed separately, and
+#: only with one of the shipped programs as their script (see ``security.py``).
+DEFAULT_ALLOWED_COMMANDS: Final = (
+    "cat",
+    "date",
+    "echo",
+    "false",
+    "head",
+    "hostname",
+    "ls",
+    "printf",
+    "pwd",
+    "seq",
+    "sleep",
+    "tail",
+    "true",
+    "uname",
+    "wc",
+    "whoami",
+    "yes",
+)
+
+DEFAULTS: Final[Mapping[str, Any]] = {
+    "HOST": "127.0.0.1",
+    "PORT": 8000,
+    #: None: a random token is made by `create_app`.
+    "TOKEN": None,
+    "TOKEN_COOKIE": "ipc_explorer_token",
+    #: Extra origins (``scheme://host:port``) allowed to open the WebSocket besides our own.
+    "ALLOWED_ORIGINS": (),
+    "ALLOW_ANY_COMMAND": False,
+    "ALLOWED_COMMANDS": DEFAULT_ALLOWED_COMMANDS,
+    # ---- limits -----------------------------------------------------------------------------
+    #: Children alive at once (jobs and demo children together).
+    "MAX_CHILDREN": 32,
+    #: Flask's own limit on a request body; over it: 413 with a JSON error.
+    "MAX_CONTENT_LENGTH": 1 * MiB,
+    #: One message sent to a child (its JSON encoding).
+    "MAX_MESSAGE_BYTES": 256 * KiB,
+    #: One text the browser sends on the WebSocket.
+    "WS_MAX_MESSAGE_BYTES": 64 * KiB,
+    "WS_PING_INTERVAL": 20.0,
+    #: Events kept per job (oldest dropped first) and their total size.
+    "MAX_EVENTS_PER_JOB": 2000,
+    "MAX_HISTORY_BYTES_PER_JOB": 2 * MiB,
+    #: Output (stdout + stderr) kept per job for GET /api/jobs/<id>/output.
+    "MAX_OUTPUT_PER_JOB": 1 * MiB,
+    #: Jobs remembered; past it, the oldest finished ones are forgotten.
+    "MAX_JOBS_KEPT": 200,
+    #: Per WebSocket subscriber: events and bytes queued before output is merged / dropped.
+    "SUBSCRIBER_QUEUE_EVENTS": 1000,
+    "SUBSCRIBER_QUEUE_BYTES": 1 * MiB,
+    #: Output events of one job and stream merged into one chunk up to this size.
+    "COALESCE_BYTES": 64 * KiB,
+    #: Events a (re)subscription replays at most; older ones are reported as dropped.
+    "MAX_REPLAY_EVENTS": 10000,
+    #: exec / exec_file: max_buffer default and ceiling, timeout ceiling (seconds, 0 = none).
+    "DEFAULT_MAX_BUFFER": 1 * MiB,
+    "MAX_MAX_BUFFER": 16 * MiB,
+    "MAX_TIMEOUT": 3600.0,
+    #: Seconds a demo request (/getSum, /sum, /compute) waits for its child's answer.
+    "DEMO_TIMEOUT": 60.0,
+    #: Largest range /compute accepts (max - min), so one request cannot run for hours.
+    "DEMO_MAX_RANGE": 10**12,
+    #: Largest range ?mode=inline computes in the server thread (it blocks the worker).
+    "DEMO_MAX_INLINE_RANGE": 10**9,
+    "HEARTBEAT_INTERVAL": 0.1,
+    #: Seconds between `stats` events (rss, cpu) of each live job; 0 turns them off.
+    "STATS_INTERVAL": 1.0,
+    #: Stop: TERM to every child, then KILL after this many seconds.
+    "SHUTDOWN_GRACE": 5.0,
+    #: The catalogue of shipped child programs: None = `webapp.catalog`; tests may pass any
+    #: object with `list_programs()` and `get_program(name)`.
+    "CATALOG": None,
+}
+
+
+def build_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """DEFAULTS overlaid with `overrides`; an unknown key is refused so a typo is not ignored.
+
+    :raises KeyError: a key that is not a setting (Flask's own keys are allowed too).
+    """
+    config = dict(DEFAULTS)
+    for key, value in (overrides or {}).items():
+        if key not in DEFAULTS and not key.isupper():
+            raise KeyError(f"unknown setting {key!r}; settings are UPPER_CASE: {sorted(DEFAULTS)}")
+        config[key] = value
+    if not config["TOKEN"]:
+        config["TOKEN"] = new_token()
+    config["SOCK_SERVER_OPTIONS"] = {
+        "ping_interval": config["WS_PING_INTERVAL"],
+        "max_message_size": config["WS_MAX_MESSAGE_BYTES"],
+    }
+    return config
+
+
+def new_token() -> str:
+    """A fresh random access token (URL-safe, 192 bits)."""
+    return secrets.token_urlsafe(24)

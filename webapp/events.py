@@ -1,0 +1,361 @@
+"""The event bus: numbered events, bounded history, bounded subscribers, replay after a seq.
+
+Every event is one JSON object ``{"seq", "job", "pid", "type", "t", "data"}`` (DESIGN.md).
+`seq` is global and strictly increasing, so a browser that reconnects says "after 41" and gets
+42, 43, ... with nothing missed and nothing twice, as long as those events are still kept.
+
+Memory is bounded everywhere, because a child flooding stdout must not grow the server:
+
+* each job keeps at most ``max_events`` events and ``max_bytes`` bytes of history (oldest
+  first out); what fell out is remembered as seq ranges only, so a replay can say exactly how
+  many events it cannot give (a ``dropped`` notice);
+* each subscriber has a queue bounded in events and bytes. A subscriber that is behind gets
+  consecutive output of one job and stream merged into one chunk (``data.coalesced`` says how
+  many events it stands for); when even that does not fit, events are dropped and, as soon as
+  the subscriber catches up, it gets one ``dropped`` notice with the count and the seq range.
+
+A ``dropped`` notice is not kept. Its ``seq`` is the last seq it stands for, so a client that
+resumes from it continues right after the gap.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+OUTPUT_TYPES = frozenset({"stdout", "stderr"})
+EVENT_TYPES = frozenset(
+    {
+        "spawn",
+        "message",
+        "stdout",
+        "stderr",
+        "exit",
+        "close",
+        "error",
+        "disconnect",
+        "stats",
+        "dropped",
+    }
+)
+
+
+def dumps(event: dict[str, Any]) -> str:
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+@dataclass
+class _Kept:
+    """One event in a history, with its encoding (sent as is to every subscriber)."""
+
+    seq: int
+    event: dict[str, Any]
+    text: str
+
+
+@dataclass
+class _History:
+    """One job's kept events plus the seq ranges of those that fell out."""
+
+    events: deque[_Kept] = field(default_factory=deque)
+    size: int = 0
+    evicted: list[list[int]] = field(default_factory=list)  # [first, last] runs of seqs
+
+    def evict_one(self) -> None:
+        old = self.events.popleft()
+        self.size -= len(old.text)
+        if self.evicted and self.evicted[-1][1] == old.seq - 1:
+            self.evicted[-1][1] = old.seq
+        else:
+            self.evicted.append([old.seq, old.seq])
+
+    def evicted_after(self, after: int) -> tuple[int, int, int]:
+        """(count, first, last) of evicted seqs greater than `after`."""
+        count, first, last = 0, 0, 0
+        for lo, hi in reversed(self.evicted):
+            if hi <= after:
+                break
+            lo = max(lo, after + 1)
+            count += hi - lo + 1
+            first = lo
+            last = last or hi
+        return count, first, last
+
+
+def dropped_event(job: str | None, count: int, first: int, last: int, reason: str) -> dict:
+    return {
+        "seq": last,
+        "job": job,
+        "pid": None,
+        "type": "dropped",
+        "t": time.time(),
+        "data": {"count": count, "from_seq": first, "to_seq": last, "reason": reason},
+    }
+
+
+class Subscriber:
+    """One feed client's view of the bus: a replay, then live events, bounded.
+
+    The bus pushes under its lock; the client's thread calls `drain()`. Nothing here blocks
+    the publisher: a full queue merges or drops, never waits.
+    """
+
+    def __init__(
+        self, job: str | None, max_events: int, max_bytes: int, coalesce_bytes: int
+    ) -> None:
+        self.job = job
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.coalesce_bytes = coalesce_bytes
+        self._cond = threading.Condition()
+        self._queue: deque[list[Any]] = deque()  # [seq, event, text-or-None, size]
+        self._bytes = 0
+        self._gap: list[int] | None = None  # [count, first, last] while dropping
+        self.closed = False
+        self.dropped_total = 0
+
+    def wants(self, job: str | None) -> bool:
+        return self.job is None or self.job == job
+
+    def _put(self, seq: int, event: dict[str, Any], text: str | None, size: int) -> None:
+        self._queue.append([seq, event, text, size])
+        self._bytes += size
+
+    def push(self, kept: _Kept) -> None:
+        """Called by the bus, under its lock: queue, merge into the last chunk, or drop."""
+        size = len(kept.text)
+        with self._cond:
+            if self.closed:
+                return
+            if self._gap is not None:
+                self._note_drop(kept.seq)
+                return
+            last = self._queue[-1] if self._queue else None
+            if (
+                last is not None
+                and kept.event["type"] in OUTPUT_TYPES
+                and last[1]["type"] == kept.event["type"]
+                and last[1]["job"] == kept.event["job"]
+                and last[3] + size <= self.coalesce_bytes
+            ):
+                self._merge(last, kept, size)
+            elif len(self._queue) >= self.max_events or self._bytes + size > self.max_bytes:
+                self._note_drop(kept.seq)
+                return
+            else:
+                self._put(kept.seq, kept.event, kept.text, size)
+            self._cond.notify()
+
+    def _merge(self, last: list[Any], kept: _Kept, size: int) -> None:
+        merged = dict(last[1])
+        data = dict(merged["data"])
+        new = kept.event["data"]
+        data["text"] = data.get("text", "") + new.get("text", "")
+        data["bytes"] = data.get("bytes", 0) + new.get("bytes", 0)
+        data["coalesced"] = data.get("coalesced", 1) + new.get("coalesced", 1)
+        data.setdefault("first_seq", last[0])
+        merged["data"] = data
+        merged["seq"] = kept.seq
+        merged["t"] = kept.event["t"]
+        last[0], last[1], last[2] = kept.seq, merged, None
+        self._bytes += size
+        last[3] += size
+
+    def _note_drop(self, seq: int) -> None:
+        self.dropped_total += 1
+        if self._gap is None:
+            self._gap = [1, seq, seq]
+        else:
+            self._gap[0] += 1
+            self._gap[2] = seq
+
+    def preload(self, items: list[_Kept], notice: dict[str, Any] | None) -> None:
+        """The replay, queued ahead of live events (not bounded by the live limits: the
+        history it comes from is bounded, and `max_replay` caps it)."""
+        with self._cond:
+            if notice is not None:
+                self._put(notice["seq"], notice, None, 0)
+            for kept in items:
+                self._put(kept.seq, kept.event, kept.text, 0)
+
+    def drain(self, timeout: float | None = None) -> list[str]:
+        """Everything queued, encoded, in seq order; waits up to `timeout` for something.
+
+        A pending gap becomes one ``dropped`` notice after the queued events: they all came
+        before it, and nothing after it was queued while it was open.
+        """
+        with self._cond:
+            if not self._queue and self._gap is None and not self.closed and timeout:
+                self._cond.wait(timeout)
+            out = [text if text is not None else dumps(event) for _, event, text, _ in self._queue]
+            self._queue.clear()
+            self._bytes = 0
+            if self._gap is not None:
+                count, first, last = self._gap
+                self._gap = None
+                notice = dropped_event(self.job, count, first, last, "subscriber_behind")
+                out.append(dumps(notice))
+            return out
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._queue.clear()
+            self._cond.notify_all()
+
+
+class EventBus:
+    """Numbers, keeps and fans out events. Thread-safe; `publish` never blocks on a client."""
+
+    def __init__(
+        self,
+        *,
+        max_events_per_job: int = 2000,
+        max_bytes_per_job: int = 2 * 1024 * 1024,
+        subscriber_events: int = 1000,
+        subscriber_bytes: int = 1024 * 1024,
+        coalesce_bytes: int = 64 * 1024,
+        max_replay: int = 10000,
+    ) -> None:
+        self.max_events_per_job = max_events_per_job
+        self.max_bytes_per_job = max_bytes_per_job
+        self.subscriber_events = subscriber_events
+        self.subscriber_bytes = subscriber_bytes
+        self.coalesce_bytes = coalesce_bytes
+        self.max_replay = max_replay
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._histories: dict[str | None, _History] = {}
+        self._subscribers: set[Subscriber] = set()
+
+    @property
+    def last_seq(self) -> int:
+        with self._lock:
+            return self._seq
+
+    def publish(
+        self, job: str | None, pid: int | None, type_: str, data: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Number `type_` event of `job`, keep it, hand it to every interested subscriber."""
+        if type_ not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {type_!r}")
+        with self._lock:
+            self._seq += 1
+            event = {
+                "seq": self._seq,
+                "job": job,
+                "pid": pid,
+                "type": type_,
+                "t": time.time(),
+                "data": data or {},
+            }
+            kept = _Kept(self._seq, event, dumps(event))
+            history = self._histories.get(job)
+            if history is None:
+                history = self._histories[job] = _History()
+            history.events.append(kept)
+            history.size += len(kept.text)
+            while len(history.events) > 1 and (
+                len(history.events) > self.max_events_per_job
+                or history.size > self.max_bytes_per_job
+            ):
+                history.evict_one()
+            for sub in self._subscribers:
+                if sub.wants(job):
+                    sub.push(kept)
+            return event
+
+    def subscribe(self, job: str | None = None, after: int | None = None) -> tuple[Subscriber, int]:
+        """A subscriber to `job` (None: all), with the replay of everything after `after`
+        (None: nothing, only what happens from now on). Returns it and the seq it starts at.
+
+        Atomic with `publish`: no event falls between the replay and the live queue.
+        """
+        sub = Subscriber(job, self.subscriber_events, self.subscriber_bytes, self.coalesce_bytes)
+        with self._lock:
+            start = self._seq
+            if after is not None and after < start:
+                items, notice = self._replay(job, max(after, 0))
+                sub.preload(items, notice)
+            self._subscribers.add(sub)
+        return sub, start
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.discard(sub)
+        sub.close()
+
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return len(self._subscribers)
+
+    def events(self, job: str | None = None, after: int = 0) -> list[dict[str, Any]]:
+        """The kept events after `after` (of one job, or all), oldest first, plus a leading
+        ``dropped`` notice when some that were asked for are no longer kept."""
+        with self._lock:
+            items, notice = self._replay(job, after)
+        head = [notice] if notice is not None else []
+        return head + [kept.event for kept in items]
+
+    def iter_texts(self, job: str | None = None, after: int = 0) -> Iterator[str]:
+        """As `events`, encoded (for NDJSON export)."""
+        with self._lock:
+            items, notice = self._replay(job, after)
+        if notice is not None:
+            yield dumps(notice)
+        for kept in items:
+            yield kept.text
+
+    def forget(self, job: str) -> None:
+        """Drop a job's history (DELETE /api/jobs/<id>). Its seqs are then simply absent from
+        replays of all jobs: deleted on purpose, not dropped."""
+        with self._lock:
+            self._histories.pop(job, None)
+
+    # ---- internals (under the lock) -------------------------------------------------------
+
+    def _replay(self, job: str | None, after: int) -> tuple[list[_Kept], dict | None]:
+        """Kept events after `after`, and the notice for a gap right after `after`.
+
+        The gap is kept contiguous, so that a client that takes the notice's seq as its last
+        one never sees a smaller seq afterwards: for all jobs, kept events inside the gap
+        (other jobs' older events) are skipped and counted too. For one job the evicted
+        events are always its oldest, so its gap is exact.
+        """
+        asked = after
+        if job is not None:
+            history = self._histories.get(job)
+            if history is None:
+                return [], None
+            count, first, last = history.evicted_after(after)
+            items = [k for k in history.events if k.seq > after]
+        else:
+            last = max((h.evicted[-1][1] for h in self._histories.values() if h.evicted), default=0)
+            first, count = after + 1, 0
+            if last > after:
+                after = last
+                count = last - first + 1
+            streams = [[k for k in h.events if k.seq > after] for h in self._histories.values()]
+            items = list(heapq.merge(*streams, key=lambda k: k.seq))
+        if len(items) > self.max_replay:
+            cut = len(items) - self.max_replay
+            last = items[cut - 1].seq
+            if job is None:
+                first, count = asked + 1, last - asked
+            else:
+                first = first if count else items[0].seq
+                count += cut
+            items = items[cut:]
+        if not count:
+            return items, None
+        return items, dropped_event(job, count, first, last, "history_limit")

@@ -1,0 +1,530 @@
+"""The job service: starts `ipc` children for fork / spawn / exec jobs and turns every callback
+into an event on the bus.
+
+A job is one child plus what the explorer shows about it: an id (``j1``, ``j2``, ...), its state,
+exit code and signal (by name), and a bounded copy of its output. Callbacks run on ipc's single
+reactor thread, so each one only records and publishes; nothing here blocks it.
+
+exec / exec_file jobs run as a spawn with exec's rules on top (buffering up to ``max_buffer``,
+``timeout`` and ``kill_signal``), so their output streams live on the feed like any other job
+instead of arriving in one piece at the end.
+"""
+
+from __future__ import annotations
+
+import codecs
+import itertools
+import json
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ipc
+
+from .errors import ApiError
+from .events import EventBus
+from .stats import ProcSampler
+
+Hook = Callable[..., None]
+
+
+@dataclass
+class JobSpec:
+    """A validated job request (see `validation.py`); `argv` is what will really run."""
+
+    kind: str  # fork | spawn | exec | exec_file
+    argv: list[str]
+    command: str  # as the client gave it (exec: the shell line)
+    args: list[str] = field(default_factory=list)
+    program: str | None = None  # fork: the shipped program's name
+    runtime: str | None = None
+    transport: str = "auto"
+    message: Any = None
+    has_message: bool = False
+    cwd: str | None = None
+    env: dict[str, str] | None = None
+    shell: bool = False  # exec with --allow-any-command: run through /bin/sh
+    timeout: float = 0.0
+    max_buffer: int = 1024 * 1024
+    kill_signal: str = "SIGTERM"
+    label: str | None = None  # e.g. "demo /getSum"
+
+
+class Job:
+    """One child and its record. Mutated on the reactor thread; read under `lock`."""
+
+    def __init__(self, job_id: str, spec: JobSpec, output_cap: int) -> None:
+        self.id = job_id
+        self.spec = spec
+        self.lock = threading.Lock()
+        self.child: ipc.ChildProcess | None = None
+        self.pid: int | None = None
+        self.state = "starting"
+        self.transport: str | None = None
+        self.started_at = time.time()
+        self.ended_at: float | None = None
+        self.exit_code: int | None = None
+        self.signal: str | None = None
+        self.error: dict[str, Any] | None = None
+        self.result: dict[str, Any] | None = None  # exec kinds
+        self.closed = threading.Event()
+        #: Set once `child` is assigned: ipc may call `spawn` on its thread before fork()
+        #: has returned to us, and the event needs the pid.
+        self.launched = threading.Event()
+        self.output_cap = output_cap
+        self.output: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        self.output_bytes = 0  # all output seen, kept or not
+        self.output_truncated = False
+        self.messages_in = 0
+        self.messages_out = 0
+        self.decoders = {
+            s: codecs.getincrementaldecoder("utf-8")("replace") for s in ("stdout", "stderr")
+        }
+        self.hooks: dict[str, list[Hook]] = {}
+        self.stdin_queue: queue.Queue[tuple[bytes, bool]] | None = None
+        self.stdin_pending = 0
+        self.timer: threading.Timer | None = None
+        self.exec_overflow: str | None = None
+        self.timed_out = False
+
+    @property
+    def live(self) -> bool:
+        return not self.closed.is_set()
+
+    def to_dict(self) -> dict[str, Any]:
+        spec = self.spec
+        with self.lock:
+            data = {
+                "id": self.id,
+                "kind": spec.kind,
+                "label": spec.label,
+                "program": spec.program,
+                "runtime": spec.runtime,
+                "command": spec.command,
+                "args": spec.args,
+                "pid": self.pid,
+                "state": self.state,
+                "transport": self.transport,
+                "connected": bool(self.child is not None and self.child.connected),
+                "killed": bool(self.child is not None and self.child.killed),
+                "started_at": self.started_at,
+                "ended_at": self.ended_at,
+                "exit_code": self.exit_code,
+                "signal": self.signal,
+                "error": self.error,
+                "messages_in": self.messages_in,
+                "messages_out": self.messages_out,
+                "output_bytes": self.output_bytes,
+                "output_truncated": self.output_truncated,
+            }
+            if spec.kind in ("exec", "exec_file"):
+                data["timeout"] = spec.timeout
+                data["max_buffer"] = spec.max_buffer
+                data["result"] = self.result
+        return data
+
+
+class JobService:
+    """Owns every job: starting, limits, kill / send / stdin, forgetting, shutdown."""
+
+    def __init__(self, config: dict[str, Any], bus: EventBus) -> None:
+        self.config = config
+        self.bus = bus
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._ids = itertools.count(1)
+        self._sampler: ProcSampler | None = None
+
+    # ---- queries ----------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, f"no job {job_id!r}; GET /api/jobs lists the jobs")
+        return job
+
+    def list(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def live_count(self) -> int:
+        with self._lock:
+            return sum(1 for job in self._jobs.values() if job.live)
+
+    def live_jobs(self) -> list[Job]:
+        with self._lock:
+            return [job for job in self._jobs.values() if job.live]
+
+    # ---- starting ---------------------------------------------------------------------------
+
+    def start(self, spec: JobSpec, hooks: dict[str, list[Hook]] | None = None) -> Job:
+        """Start `spec` as a new job; `hooks` are extra callbacks (the demos' answer).
+
+        :raises ApiError: 503 while stopping, 429 at the live-children limit, 400 when ipc
+            refuses the options (e.g. transport "pipe" for a Node child).
+        """
+        if spec.has_message:
+            self.check_message(spec.message)
+        if self.stopping.is_set():
+            raise ApiError(503, "the server is stopping; start the job after it restarts")
+        limit = self.config["MAX_CHILDREN"]
+        with self._lock:
+            live = sum(1 for job in self._jobs.values() if job.live)
+            if live >= limit:
+                raise ApiError(
+                    429,
+                    f"{live} children are running, the limit is {limit}; wait for one to "
+                    "end or kill one (POST /api/jobs/<id>/kill), or start the server with "
+                    "a higher --max-children",
+                    limit=limit,
+                )
+            job = Job(f"j{next(self._ids)}", spec, self.config["MAX_OUTPUT_PER_JOB"])
+            job.hooks = {k: list(v) for k, v in (hooks or {}).items()}
+            self._jobs[job.id] = job
+            self._trim()
+        try:
+            try:
+                self._launch(job)
+            finally:
+                job.launched.set()
+        except (ipc.InvalidArgumentError, ipc.SpawnError, ipc.SerializationError) as exc:
+            with self._lock:
+                self._jobs.pop(job.id, None)
+            job.closed.set()
+            raise ApiError(400, str(exc), code=getattr(exc, "code", None)) from None
+        self._ensure_sampler()
+        return job
+
+    def _trim(self) -> None:
+        """Forget the oldest finished jobs past MAX_JOBS_KEPT (under `_lock`)."""
+        excess = len(self._jobs) - self.config["MAX_JOBS_KEPT"]
+        if excess <= 0:
+            return
+        for job_id in [j.id for j in self._jobs.values() if not j.live][:excess]:
+            del self._jobs[job_id]
+            self.bus.forget(job_id)
+
+    def _launch(self, job: Job) -> None:
+        spec = job.spec
+        listeners = self._listeners(job)
+        if spec.kind == "fork":
+            child = ipc.fork(
+                spec.argv[0],
+                spec.args,
+                transport=spec.transport,
+                cwd=spec.cwd,
+                env=spec.env,
+                silent=True,
+                max_message_size=self.config["MAX_MESSAGE_BYTES"],
+                listeners=listeners,
+            )
+        else:
+            argv = spec.argv
+            if spec.shell:
+                argv = ["/bin/sh", "-c", spec.command]
+            stdio = ["pipe", "pipe", "pipe"] if spec.kind == "spawn" else ["ignore", "pipe", "pipe"]
+            child = ipc.spawn(
+                argv[0], argv[1:], cwd=spec.cwd, env=spec.env, stdio=stdio, listeners=listeners
+            )
+        with job.lock:
+            job.child = child
+            job.transport = child.transport
+            if child.pid is not None:
+                job.pid = child.pid
+        job.launched.set()
+        if spec.kind in ("exec", "exec_file") and spec.timeout > 0:
+            job.timer = threading.Timer(spec.timeout, self._exec_timeout, args=(job,))
+            job.timer.daemon = True
+            job.timer.start()
+
+    def _listeners(self, job: Job) -> dict[str, Callable[..., Any]]:
+        """ipc callbacks for `job` (reactor thread: record, publish, return)."""
+
+        def publish(type_: str, data: dict[str, Any] | None = None) -> None:
+            self.bus.publish(job.id, job.pid, type_, data)
+
+        def run_hooks(event: str, *args: Any) -> None:
+            for hook in job.hooks.get(event, ()):
+                try:
+                    hook(*args)
+                except Exception as exc:  # a hook must not take the reactor down
+                    print(f"webapp: hook for {event} failed: {exc!r}", file=sys.stderr)
+
+        def on_spawn() -> None:
+            job.launched.wait(10)
+            child = job.child
+            with job.lock:
+                job.state = "running"
+                if child is not None:
+                    job.pid = child.pid
+            argv = job.spec.argv if not job.spec.shell else ["/bin/sh", "-c", job.spec.command]
+            publish(
+                "spawn",
+                {
+                    "kind": job.spec.kind,
+                    "argv": argv,
+                    "program": job.spec.program,
+                    "transport": job.transport,
+                    "ppid": _own_pid(),
+                },
+            )
+            if job.spec.kind == "fork" and job.spec.has_message:
+                self._deliver(job, job.spec.message)  # after `spawn`, as the timeline shows it
+            run_hooks("spawn")
+
+        def on_message(msg: Any) -> None:
+            with job.lock:
+                job.messages_in += 1
+            publish("message", {"direction": "to_parent", "message": msg})
+            run_hooks("message", msg)
+
+        def on_output(stream: str, data: bytes) -> None:
+            text = job.decoders[stream].decode(data)
+            self._keep_output(job, stream, data)
+            publish(stream, {"text": text, "bytes": len(data)})
+
+        def on_exit(code: int | None, sig: str | None) -> None:
+            with job.lock:
+                job.exit_code, job.signal = code, sig
+                job.state = "signaled" if sig else "exited"
+                job.ended_at = time.time()
+            publish("exit", {"code": code, "signal": sig})
+            run_hooks("exit", code, sig)
+
+        def on_close(code: int | None, sig: str | None) -> None:
+            job.launched.wait(10)
+            if job.timer is not None:
+                job.timer.cancel()
+            for stream, decoder in job.decoders.items():
+                rest = decoder.decode(b"", final=True)
+                if rest:
+                    publish(stream, {"text": rest, "bytes": 0})
+            with job.lock:
+                if job.ended_at is None:
+                    job.ended_at = time.time()
+                if job.child is not None and job.child.state == "failed":
+                    job.state = "failed"
+                if job.spec.kind in ("exec", "exec_file"):
+                    job.result = self._exec_result(job, code, sig)
+            publish("close", {"code": code, "signal": sig})
+            job.closed.set()
+            if job.stdin_queue is not None:
+                job.stdin_queue.put((b"", True))
+            run_hooks("close", code, sig)
+
+        def on_error(exc: BaseException) -> None:
+            job.launched.wait(10)
+            info = exc.to_dict() if hasattr(exc, "to_dict") else {"message": str(exc)}
+            with job.lock:
+                if isinstance(exc, ipc.SpawnError):
+                    job.state = "failed"
+                    job.error = info
+            publish("error", info)
+            run_hooks("error", exc)
+
+        def on_disconnect() -> None:
+            publish("disconnect", {})
+            run_hooks("disconnect")
+
+        listeners: dict[str, Callable[..., Any]] = {
+            "spawn": on_spawn,
+            "stdout": lambda data: on_output("stdout", data),
+            "stderr": lambda data: on_output("stderr", data),
+            "exit": on_exit,
+            "close": on_close,
+            "error": on_error,
+        }
+        if job.spec.kind == "fork":
+            listeners["message"] = on_message
+            listeners["disconnect"] = on_disconnect
+        return listeners
+
+    def _keep_output(self, job: Job, stream: str, data: bytes) -> None:
+        """The bounded copy for GET /output; exec's max_buffer is enforced here too."""
+        with job.lock:
+            job.output_bytes += len(data)
+            kept = sum(len(b) for b in job.output.values())
+            room = job.output_cap - kept
+            if len(data) > room:
+                job.output_truncated = True
+            if room > 0:
+                job.output[stream] += data[:room]
+            overflow = (
+                job.spec.kind in ("exec", "exec_file")
+                and job.exec_overflow is None
+                and len(job.output[stream]) > job.spec.max_buffer
+            )
+            if overflow:
+                job.exec_overflow = stream
+        if overflow and job.child is not None:
+            job.child.kill(job.spec.kill_signal)
+
+    def _exec_timeout(self, job: Job) -> None:
+        if job.child is not None and job.child.returncode is None:
+            job.timed_out = True
+            job.child.kill(job.spec.kill_signal)
+
+    @staticmethod
+    def _exec_result(job: Job, code: int | None, sig: str | None) -> dict[str, Any]:
+        """Node's exec callback in JSON (under `job.lock`): error or not, and why."""
+        limit = job.spec.max_buffer
+
+        def text(stream: str) -> str:
+            return bytes(job.output[stream][:limit]).decode("utf-8", "replace")
+
+        if job.error is not None:
+            reason = job.error.get("message")
+        elif job.exec_overflow:
+            reason = f"{job.exec_overflow} maxBuffer length exceeded ({limit} bytes)"
+        elif job.timed_out:
+            reason = f"Command timed out after {job.spec.timeout} s"
+        elif code != 0:
+            reason = f"Command failed with {'signal ' + sig if sig else f'exit code {code}'}"
+        else:
+            reason = None
+        return {
+            "ok": reason is None,
+            "error": reason,
+            "stdout": text("stdout"),
+            "stderr": text("stderr"),
+            "exit_code": code,
+            "signal": sig,
+            "timed_out": job.timed_out,
+            "max_buffer_exceeded": job.exec_overflow is not None,
+        }
+
+    # ---- actions ----------------------------------------------------------------------------
+
+    def kill(self, job: Job, sig: str) -> bool:
+        """Signal the job's process group. :raises ApiError: 409 when it has exited."""
+        child = job.child
+        if child is None or child.returncode is not None or job.state == "failed":
+            raise ApiError(
+                409,
+                f"job {job.id} is not running (state {job.state}); nothing to signal",
+            )
+        return child.kill(sig)
+
+    def send(self, job: Job, message: Any) -> bool:
+        """Send `message` to a fork job. :raises ApiError: 409 without an open channel."""
+        if job.spec.kind != "fork":
+            raise ApiError(
+                409, f"job {job.id} is a {job.spec.kind} job: only fork jobs have a channel"
+            )
+        if job.child is None or not job.child.connected:
+            raise ApiError(409, f"job {job.id}'s channel is closed; start a new fork job")
+        self.check_message(message)
+        return self._deliver(job, message)
+
+    def check_message(self, message: Any) -> None:
+        """:raises ApiError: 413 over MAX_MESSAGE_BYTES, 400 when not JSON-serialisable."""
+        try:
+            size = len(json.dumps(message, ensure_ascii=False, allow_nan=False).encode())
+        except (TypeError, ValueError) as exc:
+            raise ApiError(400, f"the message cannot be sent as JSON: {exc}") from None
+        limit = self.config["MAX_MESSAGE_BYTES"]
+        if size > limit:
+            raise ApiError(
+                413, f"the message is {size} bytes as JSON, over the {limit}-byte limit; send less"
+            )
+
+    def _deliver(self, job: Job, message: Any) -> bool:
+        assert job.child is not None
+        with job.lock:
+            job.messages_out += 1
+        self.bus.publish(job.id, job.pid, "message", {"direction": "to_child", "message": message})
+        return job.child.send(message)
+
+    def write_stdin(self, job: Job, data: bytes, end: bool) -> int:
+        """Queue `data` for the child's stdin; a writer thread per job does the (blocking)
+        write, so a child that never reads cannot hang a request thread.
+
+        :raises ApiError: 409 when the job has no stdin, 429 when too much is pending.
+        """
+        if job.spec.kind != "spawn":
+            raise ApiError(
+                409, f"job {job.id} is a {job.spec.kind} job; only spawn jobs take stdin"
+            )
+        if not job.live:
+            raise ApiError(409, f"job {job.id} has ended; its stdin is closed")
+        limit = self.config["MAX_CONTENT_LENGTH"]
+        with job.lock:
+            if job.stdin_queue is None:
+                job.stdin_queue = queue.Queue()
+                threading.Thread(
+                    target=self._stdin_writer, args=(job,), name=f"stdin-{job.id}", daemon=True
+                ).start()
+            if job.stdin_pending + len(data) > limit:
+                raise ApiError(
+                    429,
+                    f"{job.stdin_pending} bytes are still waiting for job {job.id} to read its "
+                    "stdin; wait before sending more",
+                )
+            job.stdin_pending += len(data)
+            job.stdin_queue.put((data, end))
+        return len(data)
+
+    def _stdin_writer(self, job: Job) -> None:
+        assert job.stdin_queue is not None
+        while True:
+            data, end = job.stdin_queue.get()
+            child = job.child
+            try:
+                if data and child is not None:
+                    child.write_stdin(data)
+                if end and child is not None:
+                    child.end_stdin()
+            except ipc.IPCError as exc:
+                self.bus.publish(job.id, job.pid, "error", exc.to_dict())
+                end = True
+            finally:
+                with job.lock:
+                    job.stdin_pending -= len(data)
+            if end or job.closed.is_set():
+                return
+
+    def forget(self, job: Job) -> None:
+        """Forget a finished job and its events. :raises ApiError: 409 while it runs."""
+        if job.live:
+            raise ApiError(409, f"job {job.id} is still running; kill it first")
+        with self._lock:
+            self._jobs.pop(job.id, None)
+        self.bus.forget(job.id)
+
+    # ---- stats and shutdown -----------------------------------------------------------------
+
+    def _ensure_sampler(self) -> None:
+        interval = self.config["STATS_INTERVAL"]
+        if not interval:
+            return
+        with self._lock:
+            if self._sampler is None:
+                self._sampler = ProcSampler(interval, self._sample_targets, self._publish_stats)
+                self._sampler.start()
+
+    def _sample_targets(self) -> list[tuple[str, int]]:
+        return [
+            (j.id, j.pid) for j in self.live_jobs() if j.pid is not None and j.state == "running"
+        ]
+
+    def _publish_stats(self, job_id: str, pid: int, stats: dict[str, Any]) -> None:
+        self.bus.publish(job_id, pid, "stats", stats)
+
+    def shutdown(self, grace: float | None = None) -> None:
+        """Stop every child: TERM to each process group, KILL after `grace`, reap them all."""
+        self.stopping.set()
+        if self._sampler is not None:
+            self._sampler.stop()
+        ipc.shutdown(grace=self.config["SHUTDOWN_GRACE"] if grace is None else grace)
+
+
+def _own_pid() -> int:
+    import os
+
+    return os.getpid()

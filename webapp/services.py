@@ -1,0 +1,58 @@
+"""The app's long-lived objects, one set per app (no module-level state, so two apps in one
+test process do not share jobs or events)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+
+from .events import EventBus
+from .heartbeat import Heartbeat
+from .jobs import JobService
+from .programs_index import ProgramIndex
+from .security import CommandPolicy
+
+EXTENSION = "ipc_explorer"
+
+
+@dataclass
+class Services:
+    bus: EventBus
+    jobs: JobService
+    programs: ProgramIndex
+    policy: CommandPolicy
+    heartbeat: Heartbeat
+
+    @classmethod
+    def build(cls, config: dict) -> Services:
+        bus = EventBus(
+            max_events_per_job=config["MAX_EVENTS_PER_JOB"],
+            max_bytes_per_job=config["MAX_HISTORY_BYTES_PER_JOB"],
+            subscriber_events=config["SUBSCRIBER_QUEUE_EVENTS"],
+            subscriber_bytes=config["SUBSCRIBER_QUEUE_BYTES"],
+            coalesce_bytes=config["COALESCE_BYTES"],
+            max_replay=config["MAX_REPLAY_EVENTS"],
+        )
+        programs = ProgramIndex(config["CATALOG"])
+        policy = CommandPolicy(
+            config["ALLOWED_COMMANDS"], config["ALLOW_ANY_COMMAND"], programs.resolve
+        )
+        return cls(
+            bus=bus,
+            jobs=JobService(config, bus),
+            programs=programs,
+            policy=policy,
+            heartbeat=Heartbeat(config["HEARTBEAT_INTERVAL"]),
+        )
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions[EXTENSION] = self
+
+    def shutdown(self, grace: float | None = None) -> None:
+        self.heartbeat.stop()
+        self.jobs.shutdown(grace)
+
+
+def services() -> Services:
+    return current_app.extensions[EXTENSION]
