@@ -91,11 +91,14 @@ async function loadPrograms() {
     const data = await api.programs();
     const programs = Array.isArray(data) ? data : (data.programs ?? []);
     const sel = $("#l-program");
+    catalog = new Map(programs.map((p) => [typeof p === "string" ? p : p.name, p]));
     sel.replaceChildren(...programs.map((p) => {
       const name = typeof p === "string" ? p : p.name;
       const desc = typeof p === "string" ? "" : (p.description ?? p.summary ?? "");
-      return h("option", { value: name, title: desc }, desc ? `${name} — ${desc}` : name);
+      const tag = p.runtime ? ` (${p.runtime}${p.kind === "spawn" ? ", spawn it with node" : ""})` : "";
+      return h("option", { value: name, title: desc, disabled: p.available === false }, `${name}${tag}`);
     }));
+    fillDefaults();
     const commands = data.commands ?? data.allowed_commands ?? [];
     $("#l-commands").replaceChildren(...commands.map((c) => h("option", { value: typeof c === "string" ? c : c.name })));
   } catch (e) {
@@ -103,6 +106,18 @@ async function loadPrograms() {
   }
 }
 loadPrograms();
+
+// Choosing a program fills in its default arguments and first message from the catalogue,
+// and shows what it demonstrates.
+let catalog = new Map();
+function fillDefaults() {
+  const p = catalog.get($("#l-program").value);
+  if (!p || typeof p === "string") return;
+  $("#l-args").value = (p.default_args ?? []).join(" ");
+  $("#l-message").value = p.default_message == null ? "" : JSON.stringify(p.default_message);
+  $("#l-program-desc").textContent = p.description ?? "";
+}
+$("#l-program").addEventListener("change", fillDefaults);
 
 export function parseArgs(text) {
   const t = text.trim();

@@ -190,14 +190,14 @@ export class Timeline {
         const dir = messageDirection(ev);
         const y0 = dir === "to_child" ? laneY(0) : y;
         const y1 = dir === "to_child" ? y : laneY(0);
-        const g = s("g", { class: "mark", tabindex: count < 300 ? 0 : null, "data-seq": ev.seq, "data-type": "message" });
+        const g = s("g", { class: "mark", tabindex: count < 300 ? 0 : null, "data-seq": ev.seq, "data-type": "message", "data-dir": dir });
         g.append(s("line", { x1: xx, y1: y0, x2: xx, y2: y1 + (y1 > y0 ? -5 : 5), class: `arrow-${dir}`, "stroke-width": 2, "marker-end": `url(#head-${dir})` }));
         g.append(s("rect", { x: xx - 4, y: Math.min(y0, y1), width: 8, height: Math.abs(y1 - y0), fill: "transparent" }));
         g.append(s("title", {}, `${dir} · ${preview(messagePayload(ev), 200)}`));
         this._hook(g, ev);
         marks.append(g);
-        if (labelFits(dir === "to_child" ? `l${li}` : "server", xx)) {
-          labels.append(s("text", { x: xx + 4, y: (dir === "to_child" ? y - 6 : laneY(0) + 13), class: "msg-label", "data-seq": ev.seq }, eventLabel(ev)));
+        if (labelFits(dir === "to_child" ? `c${li}` : "server", xx)) {
+          labels.append(s("text", { x: xx + 4, y: (dir === "to_child" ? y + 13 : laneY(0) + 13), class: "msg-label", "data-seq": ev.seq }, eventLabel(ev)));
           labelCount++;
         }
       } else if (ev.type === "stdout" || ev.type === "stderr" || /^fd\d+$/.test(ev.type)) {
@@ -217,8 +217,10 @@ export class Timeline {
         g.append(s("title", {}, `${eventLabel(ev)} · ${fmtClock(ev.t)}`));
         this._hook(g, ev);
         marks.append(g);
-        if (labelFits(`l${li}`, xx)) {
-          labels.append(s("text", { x: xx + 7, y: y - 6, class: "ev-label", "data-seq": ev.seq }, eventLabel(ev)));
+        // close sits just after exit: its label goes below the lane so both stay readable.
+        const below = ev.type === "close" || ev.type === "disconnect";
+        if (labelFits(`${below ? "b" : "l"}${li}`, xx)) {
+          labels.append(s("text", { x: xx + 7, y: below ? y + 14 : y - 6, class: "ev-label", "data-seq": ev.seq }, eventLabel(ev)));
           labelCount++;
         }
       } else continue;

@@ -94,10 +94,15 @@ export class TreeView {
     if (kids.length || grand.length) {
       li.append(h("ul", { role: "group" },
         kids.map((k) => this.item(k, byParent)),
-        grand.map((g) => h("li", { role: "treeitem" }, h("div", { class: "node", dataset: { state: g.state ?? "running" } },
+        // Grandchildren are known only from what the child reported (their pids): while the
+        // child runs they are assumed alive; after, a group kill or their own end took them.
+        grand.map((g) => {
+          const st = g.state ?? (j.state === "running" ? "running" : "ended");
+          return h("li", { role: "treeitem" }, h("div", { class: "node", dataset: { state: st } },
           h("span", { class: "dot" }), h("span", { class: "name" }, `grandchild ${g.pid ?? g}`),
-          h("span", { class: "state", dataset: { state: g.state ?? "running" } }, g.state ?? "running"),
-          h("span", { class: "meta" }, `pid ${g.pid ?? g} · ppid ${g.ppid ?? j.pid ?? "?"}`))))));
+          h("span", { class: "state", dataset: { state: st } }, st === "ended" ? "ended with its parent" : st),
+          h("span", { class: "meta" }, `pid ${g.pid ?? g} · ppid ${g.ppid ?? j.pid ?? "?"}`)));
+        })));
     }
     return li;
   }

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2etest import App
 from playwright.sync_api import Page
 
 
@@ -36,40 +37,6 @@ def live() -> Iterator[Any]:
 @pytest.fixture
 def browser_context_args(browser_context_args: dict) -> dict:
     return {**browser_context_args, "viewport": {"width": 1280, "height": 800}}
-
-
-class App:
-    """What a test needs to drive the app: open pages, call the API as the user's browser."""
-
-    def __init__(self, live: Any, page: Page) -> None:
-        self.live = live
-        self.page = page
-        self.base = live.base_url.rstrip("/")
-
-    def open(self, path: str = "/") -> Page:
-        """Open a page the way a user does the first time: the URL with the token in it."""
-        sep = "&" if "?" in path else "?"
-        self.page.goto(f"{self.base}{path}{sep}token={self.live.token}")
-        self.page.wait_for_selector("#feed-status[data-state=live]", timeout=15000)
-        return self.page
-
-    def api(self, method: str, path: str, body: Any = None) -> Any:
-        """An API call with the page's cookie (the same session the user has)."""
-        req = self.page.request
-        headers = {"Authorization": f"Bearer {self.live.token}"}
-        url = f"{self.base}{path}"
-        if method == "GET":
-            res = req.get(url, headers=headers)
-        elif method == "DELETE":
-            res = req.delete(url, headers=headers)
-        else:
-            res = req.fetch(url, method=method, headers=headers, data=body)
-        assert res.ok, f"{method} {path}: {res.status} {res.text()}"
-        return res.json() if res.text() else None
-
-    def launch(self, spec: dict) -> dict:
-        job = self.api("POST", "/api/jobs", spec)
-        return job.get("job", job)
 
 
 @pytest.fixture

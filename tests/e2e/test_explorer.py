@@ -1,0 +1,308 @@
+"""The explorer page, driven as a person would: launch, watch the tree and the timeline, read
+consoles, talk to children, filter and export the log, lose the connection and get it back.
+
+Each test names the point of issue 4 it covers. Waiting is Playwright's auto-waiting
+`expect(...)` with generous timeouts; there are no fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from e2etest import SLOW, App
+from playwright.sync_api import Page, expect
+
+
+def launch_fork(page: Page, program: str, message: str = "", transport: str = "auto") -> None:
+    page.select_option("#l-kind", "fork")
+    page.select_option("#l-program", program)
+    page.select_option("#l-transport", transport)
+    page.fill("#l-message", message)
+    page.fill("#l-args", "")
+    page.fill("#l-count", "1")
+    page.click("#l-submit")
+    expect(page.locator("#launch-msg")).to_contain_text("Launched", timeout=SLOW)
+
+
+def launch_command(page: Page, kind: str, command: str, args: str, **opts: str) -> None:
+    page.select_option("#l-kind", kind)
+    page.fill("#l-cmd", command)
+    page.fill("#l-args", args)
+    page.fill("#l-timeout", opts.get("timeout", "0"))
+    page.select_option("#l-killsig", opts.get("kill_signal", "SIGTERM"))
+    page.fill("#l-count", "1")
+    page.click("#l-submit")
+    expect(page.locator("#launch-msg")).to_contain_text("Launched", timeout=SLOW)
+
+
+def selected_node(page: Page):
+    return page.locator('#tree .node[aria-selected="true"]')
+
+
+# ---------------------------------------------------------------- 1, 2, 3: launch, tree, timeline
+def test_fork_compute_shows_50005000_on_the_timeline(app: App) -> None:
+    """Points 1 and 3: fork the seed's compute.js from the launch panel, see the answer arrive."""
+    page = app.open("/")
+    launch_fork(page, "compute.js", "开始计算")
+    timeline = page.locator("#timeline svg")
+    expect(timeline.locator("text", has_text="50005000")).to_be_visible(timeout=SLOW)
+    expect(timeline.locator("text", has_text="开始计算")).to_be_visible()
+    # Click the reply arrow: the details box shows the payload, direction and latency.
+    page.locator('#timeline .mark[data-dir="to_parent"]').first.click()
+    details = page.locator("#details")
+    expect(details).to_contain_text("child → parent")
+    expect(details).to_contain_text("50005000")
+    expect(details).to_contain_text("after the last message to the child")
+
+
+def test_launch_n_at_once_and_the_tree_shows_each_child(app: App) -> None:
+    """Points 1 and 2: fan out three children; the tree lists them with pid, kind and state."""
+    page = app.open("/")
+    page.select_option("#l-kind", "fork")
+    page.select_option("#l-program", "exit_code.py")
+    page.fill("#l-args", "3")
+    page.fill("#l-message", "")
+    page.fill("#l-count", "3")
+    page.click("#l-submit")
+    msg = page.locator("#launch-msg")
+    expect(msg).to_contain_text("Launched", timeout=SLOW)
+    ids = [part.split(" ")[0] for part in msg.inner_text().removeprefix("Launched ").split(", ")]
+    assert len(ids) == 3
+    for job_id in ids:
+        node = page.locator(f'#tree .node[data-job="{job_id}"]')
+        expect(node).to_have_attribute("data-state", "exited", timeout=SLOW)
+        expect(node.locator(".state")).to_have_text("exited 3")
+        expect(node.locator(".meta")).to_contain_text("fork")
+        expect(node.locator(".meta")).to_contain_text("pid ")
+        expect(node.locator(".meta")).to_contain_text("spawn ")  # start-up cost
+    expect(page.locator("#tree .server-node")).to_contain_text("server")
+
+
+def test_kill_with_sigkill_changes_the_state(app: App) -> None:
+    """Points 2 and 5: kill a running child with a chosen signal; the tree and timeline say so."""
+    page = app.open("/")
+    launch_fork(page, "counter.py")
+    node = selected_node(page)
+    expect(node).to_have_attribute("data-state", "running", timeout=SLOW)
+    expect(page.locator("#console")).to_contain_text("count 1/", timeout=SLOW)
+    page.select_option("#kill-signal", "SIGKILL")
+    page.click("#kill-form button[type=submit]")
+    expect(node).to_have_attribute("data-state", "killed", timeout=SLOW)
+    expect(node.locator(".state")).to_have_text("killed SIGKILL")
+    expect(page.locator("#timeline svg text", has_text="exit SIGKILL")).to_be_visible()
+
+
+def test_grandchildren_appear_under_their_parent(app: App) -> None:
+    """Point 2: a child that starts grandchildren shows them nested, with their pids."""
+    page = app.open("/")
+    page.select_option("#l-kind", "fork")
+    page.select_option("#l-program", "grandchildren.py")
+    page.fill("#l-args", "2 30")
+    page.fill("#l-message", "")
+    page.fill("#l-count", "1")
+    page.click("#l-submit")
+    node = selected_node(page)
+    expect(node).to_have_attribute("data-state", "running", timeout=SLOW)
+    nested = page.locator("#tree ul ul .node", has_text="grandchild")
+    expect(nested).to_have_count(2, timeout=SLOW)
+    page.select_option("#kill-signal", "SIGTERM")
+    page.click("#kill-form button[type=submit]")
+    expect(node).to_have_attribute("data-state", "killed", timeout=SLOW)
+
+
+# ---------------------------------------------------------------- 4: consoles
+def test_spawn_ls_shows_its_output(app: App) -> None:
+    page = app.open("/")
+    launch_command(page, "spawn", "ls", "-lh /usr")
+    console = page.locator("#console")
+    expect(console).to_contain_text("total", timeout=SLOW)
+    expect(console).to_contain_text("bin")
+    expect(selected_node(page).locator(".state")).to_have_text("exited 0", timeout=SLOW)
+
+
+def test_exec_with_timeout_shows_the_kill_by_signal(app: App) -> None:
+    page = app.open("/")
+    launch_command(page, "exec", "sleep", "30", timeout="0.5", kill_signal="SIGKILL")
+    node = selected_node(page)
+    expect(node).to_have_attribute("data-state", "killed", timeout=SLOW)
+    expect(node.locator(".state")).to_have_text("killed SIGKILL")
+
+
+def test_xss_payload_is_shown_as_text(app: App) -> None:
+    page = app.open("/")
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    launch_fork(page, "xss.py")
+    console = page.locator("#console")
+    expect(console).to_contain_text("<script>alert(1)</script>", timeout=SLOW)
+    expect(console).to_contain_text("<img src=x onerror=alert(2)>")
+    expect(console).to_contain_text("\ufffd")  # invalid UTF-8 shown as replacement marks
+    expect(page.locator("#console script, #console img")).to_have_count(0)
+    # The message payload too: on the timeline's details, as text.
+    page.locator('#timeline .mark[data-dir="to_parent"]').first.click()
+    expect(page.locator("#details pre")).to_contain_text("<script>alert(3)</script>")
+    expect(
+        page.locator("#log-table td", has_text="<script>alert(3)</script>").first
+    ).to_be_visible()
+    assert dialogs == []
+
+
+def test_flood_keeps_the_page_responsive(app: App) -> None:
+    page = app.open("/")
+    page.select_option("#l-kind", "fork")
+    page.select_option("#l-program", "flood.py")
+    page.fill("#l-args", "20000000 100")  # 20 MB, 200 000 lines
+    page.fill("#l-message", "")
+    page.fill("#l-count", "1")
+    page.click("#l-submit")
+    stats = page.locator("#console-stats")
+    expect(stats).to_contain_text("dropped from scroll-back", timeout=SLOW)
+    # While output pours in, a click on the page still answers within a second.
+    for _ in range(3):
+        started = time.monotonic()
+        page.click("#theme-toggle", timeout=1000)
+        expect(page.locator("html")).to_have_attribute("data-theme", "dark", timeout=1000)
+        page.click("#theme-toggle", timeout=1000)
+        expect(page.locator("html")).to_have_attribute("data-theme", "light", timeout=1000)
+        assert time.monotonic() - started < 2.0
+    # Bounded scroll-back: the DOM never holds more lines than the store keeps.
+    lines = page.locator("#console .ln").count()
+    assert lines <= 2000
+    expect(selected_node(page)).to_have_attribute("data-state", "exited", timeout=60_000)
+
+
+def test_copy_and_download_the_full_output(app: App, tmp_path: Path) -> None:
+    page = app.open("/")
+    launch_command(page, "spawn", "seq", "1 3000")
+    expect(selected_node(page).locator(".state")).to_have_text("exited 0", timeout=SLOW)
+    expect(page.locator("#console")).to_contain_text("3000", timeout=SLOW)
+    with page.expect_download() as info:
+        page.click("#console-download")
+    path = tmp_path / "out.txt"
+    info.value.save_as(path)
+    assert path.read_text().split() == [str(i) for i in range(1, 3001)]
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.click("#console-copy")
+    expect(page.locator("#talk-msg")).to_contain_text("copied")
+
+
+# ---------------------------------------------------------------- 5: talk to a child
+def test_send_json_to_a_forked_child_and_stdin_to_a_spawned_one(app: App) -> None:
+    page = app.open("/")
+    launch_fork(page, "echo.py")
+    expect(selected_node(page)).to_have_attribute("data-state", "running", timeout=SLOW)
+    page.fill("#send-input", '{"hello": "世界", "n": 42}')
+    page.click("#send-form button")
+    expect(page.locator("#talk-msg")).to_contain_text("Sent")
+    replies = page.locator("#timeline svg text", has_text='{"hello":"世界","n":42}')
+    expect(replies).to_have_count(2, timeout=SLOW)  # the message out and its echo back
+    page.select_option("#kill-signal", "SIGTERM")
+    page.click("#kill-form button[type=submit]")
+    expect(selected_node(page).locator(".state")).to_have_text("killed SIGTERM", timeout=SLOW)
+
+    launch_command(page, "spawn", "cat", "")
+    expect(selected_node(page)).to_have_attribute("data-state", "running", timeout=SLOW)
+    page.fill("#stdin-input", "written to stdin")
+    page.check("#stdin-end")
+    page.click("#stdin-form button")
+    expect(page.locator("#console")).to_contain_text("written to stdin", timeout=SLOW)
+    expect(selected_node(page).locator(".state")).to_have_text("exited 0", timeout=SLOW)
+
+
+# ---------------------------------------------------------------- 8: event log
+def test_event_log_filters_exports_and_replays(app: App, tmp_path: Path) -> None:
+    page = app.open("/")
+    launch_fork(page, "compute.py", '{"min": 0, "max": 10}')
+    job_id = selected_node(page).get_attribute("data-job")
+    expect(selected_node(page)).to_have_attribute("data-state", "exited", timeout=SLOW)
+    page.select_option("#log-job", job_id)
+    page.select_option("#log-type", "message")
+    rows = page.locator("#log-table tbody tr")
+    expect(rows).to_have_count(2)  # the request and the answer 45
+    expect(rows.last).to_contain_text("45")
+    page.fill("#log-text", "to_child")
+    expect(rows).to_have_count(1)
+    page.fill("#log-text", "")
+    page.select_option("#log-type", "")
+    expect(page.locator("#log-count")).to_contain_text("events match")
+
+    with page.expect_download() as info:
+        page.click("#log-export")
+    path = tmp_path / "events.ndjson"
+    info.value.save_as(path)
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    assert {e["type"] for e in events} >= {"spawn", "message", "exit", "close"}
+    assert all(e["job"] == job_id for e in events)
+
+    page.set_input_files("#log-load", str(path))
+    banner = page.locator("#replay-banner")
+    expect(banner).to_contain_text(f"{len(events)} events")
+    expect(page.locator("#timeline svg text", has_text="45")).to_be_visible()
+    expect(page.locator("#tree .node[data-job]")).to_have_count(1)
+    page.click("#log-live")
+    expect(banner).to_be_hidden()
+
+
+# ---------------------------------------------------------------- 9: reconnect
+def test_reconnect_fills_the_gap(app: App) -> None:
+    page = app.open("/")
+    status = page.locator("#feed-status")
+    expect(status).to_have_attribute("data-state", "live")
+    # Drop the socket the way a network failure would, and stay away for a while.
+    page.evaluate("window.ipcExplorer.feed.drop({holdMs: 3000})")
+    expect(status).to_have_attribute("data-state", "reconnecting")
+    expect(page.locator("#feed-banner")).to_contain_text("reconnecting")
+    # Meanwhile a job runs to completion: every one of its events happens during the gap.
+    job = app.launch({"kind": "fork", "program": "counter.py", "args": ["5", "20"]})
+    deadline = time.monotonic() + 30
+    while app.api("GET", f"/api/jobs/{job['id']}").get("state") not in ("exited", "closed"):
+        assert time.monotonic() < deadline, "counter.py did not finish"
+        page.wait_for_timeout(100)
+    expected = app.api("GET", f"/api/jobs/{job['id']}/events?after=0")["events"]
+    expect(status).to_have_attribute("data-state", "live", timeout=SLOW)
+    expect(page.locator("#feed-banner")).to_be_hidden()
+    node = page.locator(f'#tree .node[data-job="{job["id"]}"]')
+    expect(node.locator(".state")).to_have_text("exited 0", timeout=SLOW)
+    got = page.evaluate("(id) => window.ipcExplorer.store.jobEvents(id).map(e => e.seq)", job["id"])
+    assert got == [e["seq"] for e in expected]
+
+
+# ---------------------------------------------------------------- 11: keyboard, narrow, dark
+def test_keyboard_narrow_and_dark(app: App, artifacts_dir: Path) -> None:
+    page = app.open("/")
+    # Launch with the keyboard only: focus the kind select, choose, tab to the button, Enter.
+    page.focus("#l-kind")
+    page.keyboard.press("Home")  # fork
+    page.select_option("#l-program", "exit_code.py")
+    page.focus("#l-count")
+    page.keyboard.press("Tab")
+    expect(page.locator("#l-submit")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#launch-msg")).to_contain_text("Launched", timeout=SLOW)
+    # A tree node is reachable with Tab and selectable with Enter.
+    node = page.locator("#tree .node[data-job]").first
+    node.focus()
+    page.keyboard.press("Enter")
+    expect(node).to_have_attribute("aria-selected", "true")
+    # Timeline marks take focus and Enter shows their details.
+    mark = page.locator('#timeline .mark[tabindex="0"]').first
+    expect(mark).to_be_attached(timeout=SLOW)
+    mark.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#details pre")).to_be_visible()
+
+    page.click("#theme-toggle")
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    shots = artifacts_dir / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "e2e-explorer-dark-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 420, "height": 860})
+    # Narrow: one column, nothing wider than the window.
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1
+    expect(page.locator("#l-submit")).to_be_visible()
+    page.screenshot(path=str(shots / "e2e-explorer-dark-narrow.png"), full_page=True)
+    page.click("#theme-toggle")
+    expect(page.locator("html")).to_have_attribute("data-theme", "light")
