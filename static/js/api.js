@@ -39,6 +39,7 @@ export const api = {
   send: (id, message) => call("POST", `/api/jobs/${encodeURIComponent(id)}/send`, { message }),
   stdin: (id, data, end = false) => call("POST", `/api/jobs/${encodeURIComponent(id)}/stdin`, { data, end }),
   forget: (id) => call("DELETE", `/api/jobs/${encodeURIComponent(id)}`),
+  output: (id) => call("GET", `/api/jobs/${encodeURIComponent(id)}/output`),
   programs: () => call("GET", "/api/programs"),
   heartbeat: () => call("GET", "/api/heartbeat"),
 };

@@ -183,7 +183,9 @@ p.on("close", lambda code, sig: print("子进程退出，退出码", code))`,
 print("stdout:", r.stdout)`,
     expected: "the source of child.js (process.on('message', …))",
     async run(ctx) {
-      await ctx.launch({ kind: "exec", command: "cat", args: ["child.js"] });
+      // The seed runs it next to child.js: cwd is the shipped programs' folder (relative to
+      // the server's working directory, the project root).
+      await ctx.launch({ kind: "exec", command: "cat ./child.js", cwd: "webapp/programs" });
     },
     check(ctx) {
       const out = ctx.output(ctx.jobs[0]);
@@ -202,11 +204,17 @@ print("stdout:", r.stdout)`,
 print("data:", r.stdout)`,
     expected: "v<major>.<minor>.<patch>",
     async run(ctx) {
-      await ctx.launch({ kind: "exec_file", command: "node", args: ["--version"] });
+      // The server's command policy lets node run only the shipped programs; if it refuses
+      // `--version`, say so (the refusal is part of what the page shows) and fail visibly.
+      try {
+        await ctx.launch({ kind: "exec_file", command: "node", args: ["--version"] });
+      } catch (err) {
+        ctx.note(`execFile('node', ['--version']) refused by the server: ${err.message}`);
+      }
     },
     check(ctx) {
-      const out = ctx.output(ctx.jobs[0]).trim();
-      return { ok: /^v\d+\.\d+\.\d+/.test(out), text: out ? `data:  ${out}` : "" };
+      const out = ctx.jobs.length ? ctx.output(ctx.jobs[0]).trim() : "";
+      return { ok: /^v\d+\.\d+\.\d+/.test(out), text: [ctx.notes.join("\n"), out ? `data:  ${out}` : ""].filter(Boolean).join("\n") };
     },
   },
   {
@@ -251,7 +259,7 @@ console.error(\`pid: \${process.pid}，进程\${process.argv[2]}的stderr\`);`,
     expected: "9 children, each printing 'pid: N，进程i的stdout' and '…的stderr'",
     async run(ctx) {
       for (let i = 0; i < 3; i++) {
-        await ctx.launch({ kind: "exec", command: "node", args: ["command.js", String(i)] });
+        await ctx.launch({ kind: "exec", command: `node command.js ${i}` });
         await ctx.launch({ kind: "spawn", command: "node", args: ["command.js", String(i)] });
         await ctx.launch({ kind: "fork", program: "command.js", args: [String(i)] });
       }

@@ -45,6 +45,8 @@ function waitFor(pred, ms) {
 function makeCtx(run) {
   return {
     jobs: run.jobs,
+    notes: run.notes,
+    note: (text) => run.notes.push(text),
     async launch(spec) {
       const res = await api.createJob(spec);
       const job = res?.job ?? res;
@@ -67,7 +69,7 @@ function makeCtx(run) {
 function renderExample(ex) {
   const result = h("div", { class: "result", "aria-live": "polite", "data-ok": "" }, "Not run yet.");
   const status = h("span", { class: "ex-status muted small" });
-  const run = { jobs: [] };
+  const run = { jobs: [], notes: [] };
   let started = null;
 
   const update = () => {
@@ -88,6 +90,7 @@ function renderExample(ex) {
     class: "primary", type: "button", "data-run": ex.id,
     onclick: async () => {
       run.jobs.length = 0;
+      run.notes.length = 0;
       shownJobs = new Set();
       httpSince = null;
       started = performance.now();

@@ -82,6 +82,8 @@ function syncKind() {
   const fork = kindSel.value === "fork";
   $("#l-fork").hidden = !fork;
   $("#l-command").hidden = fork;
+  // spawn streams and runs until it ends: timeout, max_buffer and kill_signal are exec's.
+  $("#l-exec-opts").hidden = kindSel.value === "spawn";
 }
 kindSel.addEventListener("change", syncKind);
 syncKind();
@@ -130,6 +132,10 @@ export function parseArgs(text) {
   return t.split(/\s+/);
 }
 
+function shellQuote(arg) {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, "'\\''")}'`;
+}
+
 function parseMessage(text) {
   const t = text.trim();
   if (!t) return undefined;
@@ -160,12 +166,16 @@ function buildSpec() {
     if (message !== undefined) spec.message = message;
     return spec;
   }
-  const spec = { kind, command: $("#l-cmd").value.trim(), args };
-  const timeout = Number($("#l-timeout").value);
-  if (timeout > 0) spec.timeout = timeout;
-  const maxBuf = Number($("#l-maxbuf").value);
-  if (maxBuf > 0 && kind !== "spawn") spec.max_buffer = maxBuf;
-  spec.kill_signal = $("#l-killsig").value;
+  const command = $("#l-cmd").value.trim();
+  // exec takes one command line (as Node's exec), spawn / exec_file a command and its args.
+  const spec = kind === "exec" ? { kind, command: [command, ...args.map(shellQuote)].join(" ") } : { kind, command, args };
+  if (kind !== "spawn") {
+    const timeout = Number($("#l-timeout").value);
+    if (timeout > 0) spec.timeout = timeout;
+    const maxBuf = Number($("#l-maxbuf").value);
+    if (maxBuf > 0) spec.max_buffer = maxBuf;
+    spec.kill_signal = $("#l-killsig").value;
+  }
   const cwd = $("#l-cwd").value.trim();
   if (cwd) spec.cwd = cwd;
   const env = parseEnv($("#l-env").value);

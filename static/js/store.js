@@ -159,8 +159,9 @@ export class Store {
     if (obj.parent != null) j.parent = obj.parent;
     if (obj.kind) j.kind = obj.kind;
     if (obj.transport) j.transport = obj.transport;
-    const label = obj.program ?? obj.command ?? obj.label;
+    const label = obj.program ?? obj.command;
     if (label) j.label = [label, ...(obj.args ?? [])].join(" ");
+    else if (obj.label) j.label = obj.label;
     if (obj.started_at != null && j.startedAt == null) j.startedAt = obj.started_at;
     if (obj.rss != null) j.rss = obj.rss;
     // The feed is the authority on state; take the REST state only if the feed said nothing.
@@ -230,8 +231,14 @@ export class Store {
         if (d.transport) j.transport = d.transport;
         if (d.started_at != null && j.startedAt == null) j.startedAt = d.started_at;
         if (!j.label) {
-          const label = d.program ?? d.command ?? d.file;
-          if (label) j.label = [label, ...(d.args ?? [])].join(" ");
+          if (Array.isArray(d.argv) && d.argv.length) {
+            // argv[0] may be a full interpreter path: show its base name, and the program's.
+            const base = (s) => String(s).split("/").pop();
+            j.label = d.program ? [d.program, ...d.argv.slice(2)].join(" ") : d.argv.map(base).join(" ");
+          } else {
+            const label = d.program ?? d.command ?? d.file;
+            if (label) j.label = [label, ...(d.args ?? [])].join(" ");
+          }
         }
         if (d.pid != null) j.pid = d.pid;
         break;

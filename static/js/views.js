@@ -1,6 +1,7 @@
 // Views shared by the pages: the process tree, a job's console, the payload details box.
 // Each redraws at most once per frame from the store; none keeps state the store does not have.
 
+import { api } from "./api.js";
 import { h, fmtBytes, fmtMs, fmtClock, frameThrottle, download, copyText } from "./ui.js";
 import { messageDirection, messagePayload, stateText } from "./store.js";
 
@@ -124,12 +125,12 @@ export class ConsoleView {
     stderrToggle?.addEventListener("change", () => this.show(this.jobId, true));
     copyBtn?.addEventListener("click", async () => {
       if (!this.jobId) return;
-      const ok = await copyText(this.store.fullOutput(this.jobId));
+      const ok = await copyText(await this.fullOutput());
       this.onNotice(ok ? "Output copied to the clipboard." : "Copy failed (clipboard not available).", ok);
     });
-    downloadBtn?.addEventListener("click", () => {
+    downloadBtn?.addEventListener("click", async () => {
       if (!this.jobId) return;
-      download(`${this.jobId}-output.txt`, this.store.fullOutput(this.jobId));
+      download(`${this.jobId}-output.txt`, await this.fullOutput());
     });
     this.setStore(store);
   }
@@ -139,6 +140,22 @@ export class ConsoleView {
     this.store = store;
     this.unsub = store.subscribe(() => this.schedule());
     this.show(this.jobId, true);
+  }
+
+  /**
+   * The whole output: what the page kept, in arrival order, while it is complete; past the
+   * page's cap, the server's copy (GET /api/jobs/<id>/output, stdout then stderr, up to the
+   * server's own per-job cap).
+   */
+  async fullOutput() {
+    const j = this.store.jobs.get(this.jobId);
+    if (j && !j.truncated) return this.store.fullOutput(this.jobId);
+    try {
+      const out = await api.output(this.jobId);
+      return out.stdout + (out.stderr ? `\n--- stderr ---\n${out.stderr}` : "");
+    } catch {
+      return this.store.fullOutput(this.jobId);
+    }
   }
 
   show(jobId, force = false) {
