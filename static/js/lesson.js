@@ -17,7 +17,35 @@ const ys = [];
 let maxLate = 0;
 let worstSinceMark = 0;
 
+// Runs of /compute, shaded on the chart behind the line: [startSec, endSec|null, mode].
+const bands = [];
+const BAND_COLOURS = { inline: "rgba(179,38,30,0.16)", child: "rgba(40,87,197,0.14)" };
+const bandsPlugin = {
+  hooks: {
+    drawClear: [
+      (u) => {
+        const { ctx } = u;
+        const { top, height } = u.bbox;
+        ctx.save();
+        for (const [a, b, mode] of bands) {
+          const x0 = u.valToPos(a, "x", true);
+          const x1 = u.valToPos(b ?? Date.now() / 1000, "x", true);
+          if (x1 < u.bbox.left) continue;
+          const left = Math.max(x0, u.bbox.left);
+          ctx.fillStyle = BAND_COLOURS[mode];
+          ctx.fillRect(left, top, Math.max(2, x1 - left), height);
+          ctx.fillStyle = mode === "inline" ? "#b3261e" : "#2857c5";
+          ctx.font = `${12 * devicePixelRatio}px system-ui, sans-serif`;
+          ctx.fillText(mode === "inline" ? "inline" : "child", left + 4 * devicePixelRatio, top + 14 * devicePixelRatio);
+        }
+        ctx.restore();
+      },
+    ],
+  },
+};
+
 const chart = makeChart($("#hb-chart"), (axes) => ({
+  plugins: [bandsPlugin],
   scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(50, max * 1.1)] } },
   axes: [axes[0], { ...axes[1], label: "late (ms)", size: 60 }],
   series: [{}, { label: "server lateness (ms)", stroke: "#d9480f", width: 2, fill: "rgba(217,72,15,0.12)", points: { show: false } }],
@@ -58,15 +86,23 @@ async function runCompute(mode) {
   const transport = $("#c-transport").value;
   const q = new URLSearchParams({ min: "0", max: String(max) });
   if (mode === "inline") q.set("mode", "inline");
-  else if (transport !== "auto") q.set("transport", transport);
-  const row = h("tr", { dataset: { mode } }, h("td", {}, mode === "inline" ? "inline (server thread)" : "in a child"), h("td", {}, `0 … ${max.toLocaleString()}`), h("td", { class: "answer" }, "…"), h("td", {}, "…"), h("td", { class: "late" }, "…"));
+  else {
+    if (transport !== "auto") q.set("transport", transport);
+    q.set("runtime", $("#c-runtime").value);
+  }
+  const where = mode === "inline" ? "inline (server thread)" : `in a ${$("#c-runtime").value} child`;
+  const row = h("tr", { dataset: { mode } }, h("td", {}, where), h("td", {}, `0 … ${max.toLocaleString()}`), h("td", { class: "answer" }, "…"), h("td", {}, "…"), h("td", { class: "late" }, "…"));
   $("#c-body").prepend(row);
   worstSinceMark = 0;
   for (const b of document.querySelectorAll(".c-run")) b.disabled = true;
+  const band = [Date.now() / 1000, null, mode];
+  bands.push(band);
+  if (bands.length > 20) bands.shift();
   let r;
   try {
     r = await getText(`/compute?${q}`);
   } finally {
+    band[1] = Date.now() / 1000;
     for (const b of document.querySelectorAll(".c-run")) b.disabled = false;
   }
   // Heartbeats that were held up during inline work arrive right after it: wait for them.
