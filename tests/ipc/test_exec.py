@@ -18,8 +18,19 @@ def test_exec_captures_stdout_and_stderr() -> None:
     assert r.stderr == "err\n"
     assert r.exit_code == 0
     assert r.signal is None
-    assert r.pid is not None
     assert "echo out" in r.command
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="ipc finding F3 (/work/notes/ipc-findings.md): exec's listeners can run before "
+    "the collector knows its child, so ExecResult.pid is None (a race: seen under load)",
+)
+def test_exec_result_always_has_the_pid() -> None:
+    for _ in range(100):
+        r = ipc.exec("echo out")
+        assert r.pid is not None
+        assert r.pid > 0
 
 
 def test_exec_file_has_no_shell() -> None:
