@@ -1,0 +1,174 @@
+"""The child side (`from ipc import parent`), fork options, child state, and Node children
+beyond the seed: big messages, kills, and Node reading an extra fd 3 pipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ipctest import (
+    NODE,
+    NODE_TRANSPORTS,
+    PYTHON,
+    TIMEOUT,
+    TRANSPORTS,
+    Recorder,
+    fixture,
+    needs_node,
+)
+
+import ipc
+
+ON_STYLE = """
+import sys
+from ipc import parent
+
+assert parent.connected
+
+def on_message(msg):
+    if msg == "bye":
+        parent.send({"connected": parent.connected, "argv": sys.argv[1:]})
+        parent.disconnect()
+    else:
+        parent.send({"double": msg * 2})
+
+parent.on("message", on_message)
+parent.send("listening")
+"""
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_parent_on_keeps_the_child_alive_until_disconnect(
+    transport: str, tmp_path: Path, reap: list
+) -> None:
+    """`parent.on("message")` keeps the child running after its main code ends (as Node)."""
+    script = tmp_path / "on_style.py"
+    script.write_text(ON_STYLE)
+    child = ipc.fork(str(script), args=["x"], transport=transport)
+    reap.append(child)
+    rec = Recorder(child)
+    assert rec.wait_messages(1) == ["listening"]
+    child.send(21)
+    assert rec.wait_messages(2)[1] == {"double": 42}
+    assert child.exit_code is None, "the child's main code is done, but it listens"
+    child.send("bye")
+    assert rec.wait_messages(3)[2] == {"connected": True, "argv": ["x"]}
+    assert child.wait(timeout=TIMEOUT) == 0
+    rec.wait_for("close")
+    assert "disconnect" in rec.names()
+
+
+def test_child_ends_when_the_parent_disconnects(tmp_path: Path, reap: list) -> None:
+    script = tmp_path / "on_style.py"
+    script.write_text(ON_STYLE)
+    child = ipc.fork(str(script))
+    reap.append(child)
+    rec = Recorder(child)
+    rec.wait_messages(1)
+    child.disconnect()
+    assert child.wait(timeout=TIMEOUT) == 0
+
+
+def test_exec_path_and_exec_argv(tmp_path: Path, reap: list) -> None:
+    script = tmp_path / "flags.py"
+    script.write_text(
+        "import sys\nfrom ipc import parent\n"
+        "parent.send({'utf8': sys.flags.utf8_mode, 'exe': sys.executable})\n"
+        "parent.disconnect()\n"
+    )
+    child = ipc.fork(str(script), exec_path=PYTHON, exec_argv=["-X", "utf8"])
+    reap.append(child)
+    rec = Recorder(child)
+    msg = rec.wait_messages(1)[0]
+    assert msg["utf8"] == 1
+    assert child.wait(timeout=TIMEOUT) == 0
+
+
+def test_state_and_children_registry(reap: list) -> None:
+    child = ipc.fork(fixture("echo.py"), args=["hello"])
+    reap.append(child)
+    rec = Recorder(child)
+    rec.wait_messages(1)
+    assert child.state == "running"
+    assert child in ipc.children()
+    child.disconnect()
+    rec.wait_for("close")
+    assert child.state == "exited"
+    assert child not in ipc.children()
+
+    failed = ipc.spawn("definitely-not-a-program-4242")
+    Recorder(failed).wait_for("error")
+    assert failed.state == "failed"
+
+
+def test_silent_false_inherits_output(capfd: pytest.CaptureFixture[str], reap: list) -> None:
+    child = ipc.fork(fixture("burst.py"), args=["1", "3"])
+    reap.append(child)
+    rec = Recorder(child)
+    rec.wait_for("close")
+    assert rec.output() == b"", "silent=False: no stdout events, the output is inherited"
+    assert "line 2" in capfd.readouterr().out
+
+
+# --- Node children beyond the seed -----------------------------------------------------------
+
+
+@needs_node
+@pytest.mark.parametrize("transport", NODE_TRANSPORTS)
+def test_node_child_one_mib_and_unicode(transport: str, reap: list) -> None:
+    child = ipc.fork(fixture("node_sender.js"), args=["0"], transport=transport)
+    reap.append(child)
+    rec = Recorder(child)
+    rec.wait_for("spawn")
+    big = {"blob": "ü" * (512 * 1024), "nested": {"list": [1, None, "开始计算"]}}
+    child.send(big)
+    child.send("after")
+    got = rec.wait_messages(2)
+    assert got[0] == {"echo": big}
+    assert got[1] == {"echo": "after"}
+    child.disconnect()
+    assert child.wait(timeout=TIMEOUT) == 0
+
+
+@needs_node
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL", 2])
+def test_kill_a_node_child(sig: str | int, reap: list) -> None:
+    child = ipc.fork(fixture("compute.js"), silent=True)
+    reap.append(child)
+    rec = Recorder(child)
+    rec.wait_for("spawn")
+    child.send("开始计算")
+    assert rec.wait_messages(1) == [50005000]
+    assert child.kill(sig)
+    rec.wait_for("close")
+    expected = {"SIGTERM": "SIGTERM", "SIGKILL": "SIGKILL", 2: "SIGINT"}[sig]
+    assert rec.args("exit") == [(None, expected)]
+    assert child.signal_code == expected
+
+
+@needs_node
+def test_node_child_writes_to_an_extra_fd3_pipe(reap: list) -> None:
+    """Seed 003: a Node child opens fd 3 as a socket and writes to its parent."""
+    assert NODE is not None
+    code = (
+        "const net = require('net');"
+        "const pipe = new net.Socket({ fd: 3 });"
+        "pipe.on('data', (d) => { pipe.end('echo:' + d); });"
+        "pipe.write('hello master process!');"
+    )
+    child = ipc.spawn(NODE, ["-e", code], stdio=["ignore", "pipe", "pipe", "pipe"])
+    reap.append(child)
+    rec = Recorder(child, events=("spawn", "stdout", "stderr", "fd3", "exit", "close", "error"))
+    rec.wait_until(lambda: b"hello master process!" in rec.output("fd3"), "fd3 hello")
+    child.write_fd(3, b"ping")
+    rec.wait_for("close")
+    assert rec.output("fd3") == b"hello master process!echo:ping"
+    assert child.exit_code == 0, rec.output("stderr")
+
+
+@needs_node
+def test_exec_file_node_version() -> None:
+    assert NODE is not None
+    r = ipc.exec_file(NODE, ["--version"])
+    assert r.stdout.startswith("v")
+    assert r.exit_code == 0
