@@ -154,8 +154,8 @@ function median(xs) {
 function drawCost() {
   const groups = { node: [], python: [] };
   for (const j of store.jobs.values()) {
-    if (j.kind !== "fork" && !/node|\.js/.test(j.label)) continue;
-    (/\.js\b|node/.test(j.label) ? groups.node : groups.python).push(j);
+    if (j.kind !== "fork") continue; // the seed's claim is about fork()
+    (/\.js\b/.test(j.label) ? groups.node : groups.python).push(j);
   }
   const row = (name, jobs) => {
     const spawn = median(jobs.map((j) => startupCost(j).toSpawn));

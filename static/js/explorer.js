@@ -52,12 +52,13 @@ const log = new EventLog({
   store: live,
 });
 
-// Jobs the feed mentions that we have no metadata for (started by another tab, or before
-// this page loaded) are looked up once each through the API: a label, kind and start time.
+// Jobs the feed mentions that we lack metadata for (started by another tab, or before this
+// page loaded) are looked up once each through the API: label, kind and the start time that
+// start-up cost is measured from. A one-off lookup per job, not polling.
 const lookedUp = new Set();
 live.subscribe(() => {
   for (const j of live.jobs.values()) {
-    if (!j.label && !lookedUp.has(j.id)) {
+    if ((!j.label || j.startedAt == null) && !lookedUp.has(j.id)) {
       lookedUp.add(j.id);
       api.getJob(j.id).then((obj) => live.upsertJob(obj?.job ?? obj)).catch(() => {});
     }

@@ -21,8 +21,8 @@ const latencyChart = makeChart($("#lat-chart"), (axes) => ({
   axes: [{ ...axes[0], values: (u, ticks) => ticks.map((t) => TRANSPORTS[t] ?? ""), splits: () => TRANSPORTS.map((_, i) => i) }, { ...axes[1], label: "round trip (ms)", size: 60 }],
   series: [
     {},
-    { label: "p99 (ms)", stroke: "#d9480f", fill: "rgba(217,72,15,0.35)", paths: bars({ size: [0.7, 80] }), points: { show: false } },
-    { label: "p50 (ms)", stroke: "#2857c5", fill: "rgba(40,87,197,0.7)", paths: bars({ size: [0.35, 40] }), points: { show: false } },
+    { label: "p50 (ms)", stroke: "#2857c5", fill: "rgba(40,87,197,0.7)", paths: bars({ size: [0.35, 50], align: -1 }), points: { show: false } },
+    { label: "p99 (ms)", stroke: "#d9480f", fill: "rgba(217,72,15,0.55)", paths: bars({ size: [0.35, 50], align: 1 }), points: { show: false } },
   ],
 }), [TRANSPORTS.map((_, i) => i), TRANSPORTS.map(() => null), TRANSPORTS.map(() => null)]);
 
@@ -39,24 +39,46 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-/** Pair each message to the child with the next reply, in order (the child answers in order). */
+/**
+ * Pair each ping with its pong by `n` (ping_pong.py copies every field back). Two phases:
+ * "lat" pings go one at a time, so each round trip is the transport's and nothing queues;
+ * "rate" pings go many at once, so the child and the channel are kept busy and the pongs per
+ * second say how much the transport carries. The warm-up ping (n = -1) is left out: it
+ * includes the child's start-up.
+ */
 function measure(jobId) {
-  const evs = store.jobEvents(jobId).filter((e) => e.type === "message");
-  const out = [];
-  const back = [];
-  for (const e of evs) (messageDirection(e) === "to_child" ? out : back).push(e.t);
-  // A child may greet first (a "ready" message) before any ping; drop replies before the first ping.
-  const replies = back.filter((t) => out.length && t >= out[0]);
-  const rtts = [];
-  for (let i = 0; i < Math.min(out.length, replies.length); i++) rtts.push((replies[i] - out[i]) * 1000);
-  const sorted = rtts.slice().sort((a, b) => a - b);
-  const span = replies.length > 1 ? replies.at(-1) - out[0] : null;
-  return { sent: out.length, received: replies.length, p50: percentile(sorted, 50), p99: percentile(sorted, 99), rate: span ? replies.length / span : null };
+  const sent = new Map();
+  const lat = [];
+  let received = 0;
+  let rateFirst = null;
+  let rateLast = null;
+  let rateCount = 0;
+  for (const e of store.jobEvents(jobId)) {
+    if (e.type !== "message") continue;
+    const m = e.data?.message;
+    if (!m || typeof m !== "object" || m.n == null || m.n < 0) continue;
+    const key = `${m.phase}:${m.n}`;
+    if (messageDirection(e) === "to_child") {
+      sent.set(key, e.t);
+      if (m.phase === "rate" && rateFirst == null) rateFirst = e.t;
+    } else if (m.type === "pong" && sent.has(key)) {
+      if (m.phase === "lat") {
+        received++;
+        lat.push((e.t - sent.get(key)) * 1000);
+      } else {
+        rateCount++;
+        rateLast = e.t;
+      }
+    }
+  }
+  const sorted = lat.sort((a, b) => a - b);
+  const span = rateLast != null && rateFirst != null ? rateLast - rateFirst : null;
+  return { received, p50: percentile(sorted, 50), p99: percentile(sorted, 99), rate: span > 0 ? rateCount / span : null, rateCount };
 }
 
 function render() {
   const stats = TRANSPORTS.map((t) => (lanes.get(t)?.jobId ? measure(lanes.get(t).jobId) : null));
-  latencyChart.setData([TRANSPORTS.map((_, i) => i), stats.map((s) => s?.p99 ?? null), stats.map((s) => s?.p50 ?? null)]);
+  latencyChart.setData([TRANSPORTS.map((_, i) => i), stats.map((s) => s?.p50 ?? null), stats.map((s) => s?.p99 ?? null)]);
   rateChart.setData([TRANSPORTS.map((_, i) => i), stats.map((s) => (s?.rate != null ? Math.round(s.rate) : null))]);
   $("#lab-body").replaceChildren(...TRANSPORTS.map((t, i) => {
     const s = stats[i];
@@ -65,7 +87,7 @@ function render() {
     const f = (v, d = 3) => (v == null ? "–" : v.toFixed(d));
     return h("tr", { dataset: { transport: t } },
       h("td", {}, t), h("td", {}, lane?.error ?? (j ? `${lane.jobId} pid ${j.pid ?? "?"} · ${j.state}` : "–")),
-      h("td", { class: "count" }, s ? `${s.received}/${lane.total ?? s.sent}` : "–"),
+      h("td", { class: "count" }, s ? `${s.received}/${lane.total}` : "–"),
       h("td", { class: "p50" }, f(s?.p50)), h("td", { class: "p99" }, f(s?.p99)), h("td", { class: "rate" }, s?.rate != null ? String(Math.round(s.rate)) : "–"));
   }));
 }
@@ -94,16 +116,38 @@ async function runLane(transport, count, program) {
     render();
     return;
   }
-  // Sequential sends: each ping leaves after the previous HTTP call returned, the way a
-  // person clicking "send" would; the round trip itself is timed by the server's events.
-  for (let i = 0; i < count; i++) {
-    try {
-      await api.send(lane.jobId, { type: "ping", n: i, t: Date.now() });
-    } catch (err) {
-      lane.error = err.message;
-      break;
-    }
+  try {
+    // Warm-up: the first ping waits for the child to start; it is not measured.
+    await api.send(lane.jobId, { type: "ping", n: -1, phase: "warmup" });
+    await waitForPong(lane.jobId);
+    // Latency: one ping at a time (the next leaves when the server accepted the previous).
+    for (let i = 0; i < count; i++) await api.send(lane.jobId, { type: "ping", n: i, phase: "lat" });
+    // Throughput: many in flight at once, 16 requests deep.
+    let next = 0;
+    const worker = async () => {
+      while (next < count) await api.send(lane.jobId, { type: "ping", n: next++, phase: "rate" });
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
+  } catch (err) {
+    lane.error = err.message;
   }
+}
+
+function waitForPong(jobId) {
+  return new Promise((resolve) => {
+    const done = () => store.jobEvents(jobId).some((e) => e.type === "message" && e.data?.message?.type === "pong");
+    if (done()) return resolve();
+    const unsub = store.subscribe(() => {
+      if (done()) {
+        unsub();
+        resolve();
+      }
+    });
+    setTimeout(() => {
+      unsub();
+      resolve();
+    }, 15000);
+  });
 }
 
 $("#lab-run").addEventListener("click", async () => {

@@ -127,23 +127,27 @@ export class Timeline {
     const lastT = this.follow ? (store.lastT ?? Date.now() / 1000) : (this.frozenEnd ?? store.lastT ?? 0);
     const firstT = store.firstT ?? lastT;
     let start = this.windowSec > 0 ? Math.max(lastT - this.windowSec, firstT) : firstT;
+    // Room on the right for the newest marks' labels, a little on the left.
     const pad = Math.max((lastT - start) * 0.04, 0.02);
-    const end = lastT + pad;
+    const end = lastT + pad * 3;
     start -= pad;
     const span = Math.max(end - start, 0.001);
-    const plotW = width - LEFT - 16;
-    const x = (t) => LEFT + ((t - start) / span) * plotW;
+    // On a narrow window the lane names get less room so the plot keeps most of it.
+    const left = width < 640 ? 92 : LEFT;
+    const plotW = width - left - 16;
+    const x = (t) => left + ((t - start) / span) * plotW;
     const laneY = (i) => TOP + i * LANE_H + LANE_H / 2;
 
     // Lanes and their labels.
     const bg = s("g");
-    const rows = [{ label: "server (parent)", sub: "" }, ...lanes.map((j) => ({ label: laneName(j), sub: stateText(j), job: j }))];
+    const narrow = width < 640;
+    const rows = [{ label: narrow ? "server" : "server (parent)", sub: "" }, ...lanes.map((j) => ({ label: laneName(j, narrow ? 9 : 18), sub: stateText(j), job: j }))];
     rows.forEach((r, i) => {
       bg.append(s("rect", { x: 0, y: TOP + i * LANE_H, width, height: LANE_H, class: `lane-bg${i % 2 ? " alt" : ""}` }));
       const t = s("text", { x: 6, y: laneY(i) - 2, class: "lane-label" }, r.label);
       bg.append(t);
       if (r.sub) bg.append(s("text", { x: 6, y: laneY(i) + 11, class: "axis-text" }, r.sub));
-      bg.append(s("line", { x1: LEFT, x2: width - 8, y1: laneY(i), y2: laneY(i), class: "axis", "stroke-dasharray": "2 4" }));
+      bg.append(s("line", { x1: left, x2: width - 8, y1: laneY(i), y2: laneY(i), class: "axis", "stroke-dasharray": "2 4" }));
     });
     svg.append(bg);
 
@@ -166,12 +170,17 @@ export class Timeline {
     let count = 0;
     let labelCount = 0;
     let outTicks = 0;
-    const lastLabelX = new Map(); // per lane: labels closer than this overlap, so skip them
-    const labelFits = (lane, xx) => {
-      const prev = lastLabelX.get(lane);
-      if (prev != null && Math.abs(prev - xx) < 70) return false;
-      lastLabelX.set(lane, xx);
-      return labelCount < MAX_LABELS;
+    // Per label row, the left edge of the last label placed. Events come newest first (right
+    // to left), so a label fits when it ends before that edge; otherwise it is skipped (the
+    // mark stays, with its tooltip and details).
+    const leftEdge = new Map();
+    const labelFits = (row, xx, text) => {
+      if (labelCount >= MAX_LABELS) return false;
+      const width = text.length * 6.8 + 10;
+      const edge = leftEdge.get(row);
+      if (edge != null && xx + width > edge) return false;
+      leftEdge.set(row, xx);
+      return true;
     };
     const evs = store.events;
     let inWindow = 0;
@@ -196,7 +205,7 @@ export class Timeline {
         g.append(s("title", {}, `${dir} · ${preview(messagePayload(ev), 200)}`));
         this._hook(g, ev);
         marks.append(g);
-        if (labelFits(dir === "to_child" ? `c${li}` : "server", xx)) {
+        if (labelFits(dir === "to_child" ? `c${li}` : "server", xx, eventLabel(ev))) {
           labels.append(s("text", { x: xx + 4, y: (dir === "to_child" ? y + 13 : laneY(0) + 13), class: "msg-label", "data-seq": ev.seq }, eventLabel(ev)));
           labelCount++;
         }
@@ -213,13 +222,15 @@ export class Timeline {
         const bad = ev.type === "error" || (ev.type === "exit" && (ev.data?.signal || ev.data?.code));
         const cls = ev.type === "exit" ? `ev-exit${bad ? " bad" : ""}` : LIFECYCLE.has(ev.type) ? `ev-${ev.type}` : "ev-other";
         const g = s("g", { class: "mark", tabindex: 0, "data-seq": ev.seq, "data-type": ev.type });
-        g.append(s("circle", { cx: xx, cy: y, r: 5, class: cls }));
+        // close follows exit closely: a ring, so the exit dot under it stays visible.
+        if (ev.type === "close") g.append(s("circle", { cx: xx, cy: y, r: 3.5, class: "ev-close-ring" }));
+        else g.append(s("circle", { cx: xx, cy: y, r: 5, class: cls }));
         g.append(s("title", {}, `${eventLabel(ev)} · ${fmtClock(ev.t)}`));
         this._hook(g, ev);
         marks.append(g);
         // close sits just after exit: its label goes below the lane so both stay readable.
         const below = ev.type === "close" || ev.type === "disconnect";
-        if (labelFits(`${below ? "b" : "l"}${li}`, xx)) {
+        if (labelFits(`${below ? "b" : "l"}${li}`, xx, eventLabel(ev))) {
           labels.append(s("text", { x: xx + 7, y: below ? y + 14 : y - 6, class: "ev-label", "data-seq": ev.seq }, eventLabel(ev)));
           labelCount++;
         }
@@ -258,9 +269,9 @@ function fmtSpan(sec) {
   return `${Math.floor(sec / 60)} m ${Math.round(sec % 60)} s`;
 }
 
-function laneName(j) {
+function laneName(j, max = 18) {
   const name = j.label || j.kind || "job";
-  const short = name.length > 18 ? `${name.slice(0, 17)}…` : name;
+  const short = name.length > max ? `${name.slice(0, max - 1)}…` : name;
   return `${short} ${j.pid ?? ""}`.trim();
 }
 
