@@ -284,3 +284,29 @@ def test_send_to_a_dead_child_is_reported_not_raised(reap: list) -> None:
     assert child.send("anyone?", q.put) is False
     err = q.get(timeout=TIMEOUT)
     assert isinstance(err, ipc.ChannelClosedError | ipc.BrokenChannelError), err
+
+
+def test_a_failing_listener_does_not_stop_the_reactor(
+    reap: list, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One buggy callback must not take every other child down with the shared reactor."""
+
+    def broken(msg: Any) -> None:
+        raise RuntimeError("listener bug")
+
+    child = ipc.fork(fixture("echo.py"), args=["hello"])
+    reap.append(child)
+    rec = Recorder(child)
+    rec.wait_messages(1)
+    child.on("message", broken)
+    child.send("still delivered")
+    assert rec.wait_messages(2)[1] == "still delivered"
+    child.disconnect()
+    rec.wait_for("close")
+    assert child.exit_code == 0
+    assert "listener bug" in caplog.text
+    other = ipc.spawn(PYTHON, ["-c", "print('next child')"])
+    reap.append(other)
+    other_rec = Recorder(other)
+    other_rec.wait_for("close")
+    assert other_rec.output() == b"next child\n"
