@@ -13,6 +13,8 @@ Memory is bounded everywhere, because a child flooding stdout must not grow the 
   consecutive output of one job and stream merged into one chunk (``data.coalesced`` says how
   many events it stands for); when even that does not fit, events are dropped and, as soon as
   the subscriber catches up, it gets one ``dropped`` notice with the count and the seq range.
+  Lifecycle events (spawn, exit, close, error, disconnect) are never dropped: the open gap is
+  closed with its notice and the event queued after it (up to twice the event bound).
 
 A ``dropped`` notice is not kept. Its ``seq`` is the last seq it stands for, so a client that
 resumes from it continues right after the gap.
@@ -30,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OUTPUT_TYPES = frozenset({"stdout", "stderr"})
+#: Never dropped for a slow subscriber (they are few; a page must learn that a job ended).
+LIFECYCLE_TYPES = frozenset({"spawn", "exit", "close", "error", "disconnect"})
 EVENT_TYPES = frozenset(
     {
         "spawn",
@@ -133,6 +137,13 @@ class Subscriber:
         with self._cond:
             if self.closed:
                 return
+            if kept.event["type"] in LIFECYCLE_TYPES and len(self._queue) < 2 * self.max_events:
+                # Rare and what a page most needs (a job ended): never dropped. A gap open
+                # before it is closed first, so seqs stay in order.
+                self._close_gap()
+                self._put(kept.seq, kept.event, kept.text, size)
+                self._cond.notify()
+                return
             if self._gap is not None:
                 self._note_drop(kept.seq)
                 return
@@ -193,15 +204,19 @@ class Subscriber:
         with self._cond:
             if not self._queue and self._gap is None and not self.closed and timeout:
                 self._cond.wait(timeout)
+            self._close_gap()
             out = [text if text is not None else dumps(event) for _, event, text, _ in self._queue]
             self._queue.clear()
             self._bytes = 0
-            if self._gap is not None:
-                count, first, last = self._gap
-                self._gap = None
-                notice = dropped_event(self.job, count, first, last, "subscriber_behind")
-                out.append(dumps(notice))
             return out
+
+    def _close_gap(self) -> None:
+        """Queue the notice for the open gap, if any (under the condition's lock)."""
+        if self._gap is not None:
+            count, first, last = self._gap
+            self._gap = None
+            notice = dropped_event(self.job, count, first, last, "subscriber_behind")
+            self._put(last, notice, None, 0)
 
     def wake(self) -> None:
         with self._cond:

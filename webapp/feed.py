@@ -27,6 +27,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app
 from flask_sock import Sock
+from simple_websocket import ConnectionClosed
 
 from .events import Subscriber
 from .services import Services, services
@@ -62,6 +63,8 @@ class FeedSession:
                     self.handle(raw)
                     continue
                 self.pump()
+        except (ConnectionClosed, OSError):
+            pass  # the client went away (reset, broken pipe): nothing to tell it
         finally:
             self.unsubscribe()
 

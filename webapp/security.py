@@ -18,8 +18,9 @@ from urllib.parse import urlencode, urlsplit
 
 from flask import Flask, Response, current_app, jsonify, redirect, request
 
-#: Characters that make a shell do more than run one command with arguments.
-SHELL_METACHARACTERS = frozenset(";&|`$<>(){}[]*?~!#\\\n\r'\"")
+#: Characters that make a shell do more than run one command with arguments. Quotes and
+#: backslashes are fine: the line is split as sh would (shlex) and run without a shell.
+SHELL_METACHARACTERS = frozenset(";&|`$<>(){}[]*?~!#\n\r")
 
 #: Environment variables that change what a program runs (a loader, a startup file, the
 #: search path): refused in a job's `env` unless any command is allowed.

@@ -1,0 +1,136 @@
+"""The event bus on its own: numbering, bounded history, replay, bounded subscribers."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from webapp.events import EventBus
+
+
+def out(text: str) -> dict:
+    return {"text": text, "bytes": len(text)}
+
+
+def test_seq_is_global_and_strictly_increasing() -> None:
+    bus = EventBus()
+    seqs = [bus.publish(f"j{i % 3}", 1, "stdout", out("x"))["seq"] for i in range(30)]
+    assert seqs == list(range(1, 31))
+    event = bus.events("j1")[0]
+    assert set(event) == {"seq", "job", "pid", "type", "t", "data"}
+
+
+def test_history_is_bounded_by_count_and_replay_reports_the_gap() -> None:
+    bus = EventBus(max_events_per_job=10)
+    for i in range(25):
+        bus.publish("j1", 1, "stdout", out(str(i)))
+    events = bus.events("j1", after=0)
+    notice, kept = events[0], events[1:]
+    assert notice["type"] == "dropped"
+    assert notice["data"] == {
+        "count": 15,
+        "from_seq": 1,
+        "to_seq": 15,
+        "reason": "history_limit",
+    }
+    assert notice["seq"] == 15  # resuming from it continues right after the gap
+    assert [e["seq"] for e in kept] == list(range(16, 26))
+    assert bus.events("j1", after=20)[0]["seq"] == 21  # nothing missing: no notice
+
+
+def test_history_is_bounded_by_bytes() -> None:
+    bus = EventBus(max_events_per_job=1000, max_bytes_per_job=10_000)
+    for _ in range(100):
+        bus.publish("j1", 1, "stdout", out("y" * 1000))
+    kept = [e for e in bus.events("j1") if e["type"] != "dropped"]
+    assert 5 <= len(kept) <= 10
+    assert sum(len(json.dumps(e)) for e in kept) < 12_000
+
+
+def test_all_jobs_replay_gap_is_contiguous() -> None:
+    bus = EventBus(max_events_per_job=3)
+    for i in range(10):
+        bus.publish("big", 1, "stdout", out(str(i)))  # seqs 1..10, keeps 8..10
+    bus.publish("small", 2, "spawn", {})  # seq 11
+    events = bus.events(None, after=0)
+    assert events[0]["type"] == "dropped"
+    assert events[0]["data"]["to_seq"] == 7
+    assert [e["seq"] for e in events[1:]] == [8, 9, 10, 11]
+
+
+def test_subscribe_replays_then_goes_live_without_gap_or_repeat() -> None:
+    bus = EventBus()
+    for _ in range(5):
+        bus.publish("j1", 1, "message", {"direction": "to_parent", "message": 1})
+    sub, start = bus.subscribe(None, after=2)
+    assert start == 5
+    bus.publish("j1", 1, "exit", {"code": 0, "signal": None})
+    got = [json.loads(t)["seq"] for t in sub.drain()]
+    assert got == [3, 4, 5, 6]
+    sub2, _ = bus.subscribe("j1", after=None)  # null: only what happens from now on
+    bus.publish("j1", 1, "close", {"code": 0, "signal": None})
+    bus.publish("j2", 1, "close", {"code": 0, "signal": None})  # another job: not for sub2
+    assert [json.loads(t)["seq"] for t in sub2.drain()] == [7]
+
+
+def test_slow_subscriber_gets_coalesced_output_then_a_dropped_notice() -> None:
+    bus = EventBus(subscriber_events=5, subscriber_bytes=100_000, coalesce_bytes=5000)
+    sub, _ = bus.subscribe(None, after=None)
+    bus.publish("j1", 1, "spawn", {})
+    for _ in range(20):  # 20 x ~100 bytes merge into one chunk (under 5000 bytes)
+        bus.publish("j1", 1, "stdout", out("z" * 10))
+    got = [json.loads(t) for t in sub.drain()]
+    assert [e["type"] for e in got] == ["spawn", "stdout"]
+    assert got[1]["data"]["text"] == "z" * 200
+    assert got[1]["data"]["coalesced"] == 20
+    assert got[1]["seq"] == 21 and got[1]["data"]["first_seq"] == 2
+
+    for i in range(50):  # alternating types cannot merge: the queue fills, the rest drops
+        bus.publish("j1", 1, "stdout" if i % 2 else "stderr", out("w" * 500))
+    got = [json.loads(t) for t in sub.drain()]
+    assert len(got) == 6  # 5 queued + the notice
+    notice = got[-1]
+    assert notice["type"] == "dropped"
+    assert notice["data"]["count"] == 45
+    assert notice["data"]["to_seq"] == bus.last_seq
+    assert sub.dropped_total == 45
+    bus.publish("j1", 1, "close", {})
+    assert [json.loads(t)["type"] for t in sub.drain()] == ["close"]  # caught up: live again
+
+
+def test_concurrent_publishers_reach_a_subscriber_in_order_without_repeats() -> None:
+    bus = EventBus(subscriber_events=100_000, subscriber_bytes=100 << 20)
+    sub, _ = bus.subscribe(None, after=None)
+    received: list[int] = []
+    done = threading.Event()
+
+    def consume() -> None:
+        while not (done.is_set() and not received_pending()):
+            received.extend(json.loads(t)["seq"] for t in sub.drain(timeout=0.05))
+
+    def received_pending() -> bool:
+        return bool(received) and received[-1] < bus.last_seq
+
+    def produce(job: str) -> None:
+        for _ in range(500):
+            bus.publish(job, 1, "message", {"direction": "to_parent", "message": 0})
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    producers = [threading.Thread(target=produce, args=(f"j{i}",)) for i in range(4)]
+    for t in producers:
+        t.start()
+    for t in producers:
+        t.join()
+    done.set()
+    consumer.join(30)
+    assert received == list(range(1, 2001))
+
+
+def test_forget_removes_a_job() -> None:
+    bus = EventBus()
+    bus.publish("j1", 1, "spawn", {})
+    bus.publish("j2", 1, "spawn", {})
+    bus.forget("j1")
+    assert bus.events("j1") == []
+    assert [e["job"] for e in bus.events(None)] == ["j2"]
