@@ -275,7 +275,10 @@ class JobService:
                 },
             )
             if job.spec.kind == "fork" and job.spec.has_message:
-                self._deliver(job, job.spec.message)  # after `spawn`, as the timeline shows it
+                try:  # after `spawn`, as the timeline shows it
+                    self._deliver(job, job.spec.message)
+                except ApiError as exc:
+                    publish("error", {"message": exc.message, "code": "ERR_FIRST_MESSAGE"})
             run_hooks("spawn")
 
         def on_message(msg: Any) -> None:
@@ -439,7 +442,12 @@ class JobService:
         with job.lock:
             job.messages_out += 1
         self.bus.publish(job.id, job.pid, "message", {"direction": "to_child", "message": message})
-        return job.child.send(message)
+        try:
+            return job.child.send(message)
+        except ipc.MessageTooLargeError as exc:  # the wire encoding can be larger than ours
+            raise ApiError(413, f"{exc}; send a smaller message") from None
+        except ipc.SerializationError as exc:
+            raise ApiError(400, f"the message cannot be sent: {exc}") from None
 
     def write_stdin(self, job: Job, data: bytes, end: bool) -> int:
         """Queue `data` for the child's stdin; a writer thread per job does the (blocking)
