@@ -172,3 +172,33 @@ def test_exec_file_node_version() -> None:
     r = ipc.exec_file(NODE, ["--version"])
     assert r.stdout.startswith("v")
     assert r.exit_code == 0
+
+
+def test_wait_closed_and_a_single_disconnect_event(reap: list) -> None:
+    child = ipc.fork(fixture("echo.py"), args=["hello"])
+    reap.append(child)
+    rec = Recorder(child)
+    rec.wait_messages(1)
+    with pytest.raises(ipc.ProcessTimeoutError):
+        child.wait_closed(timeout=0.1)
+    child.disconnect()
+    # A second call: Node emits an `error` (ERR_IPC_DISCONNECTED); raising ChannelClosedError
+    # is the Python-shaped equivalent. Either way no second `disconnect` event.
+    try:
+        child.disconnect()
+    except ipc.ChannelClosedError:
+        pass
+    child.wait_closed(timeout=TIMEOUT)
+    assert rec.names().count("disconnect") == 1
+    assert rec.names()[-1] == "close"
+
+
+def test_kill_of_a_child_that_never_started() -> None:
+    child = ipc.spawn("definitely-not-a-program-4242")
+    Recorder(child).wait_for("error")
+    assert child.kill("SIGTERM") is False
+
+
+def test_exec_with_another_shell() -> None:
+    r = ipc.exec("echo $0", shell="/bin/bash")
+    assert r.stdout.strip().endswith("bash")

@@ -254,3 +254,28 @@ def test_no_one_can_connect_after_the_child(transport: str, tmp_path, reap: list
     assert msgs[0] == "connected"
     assert msgs[1]["second"] in ("refused", "hung up"), msgs[1]
     assert child.wait(timeout=TIMEOUT) == 0
+
+
+def test_parent_side_refuses_an_oversize_send(reap: list) -> None:
+    """Our own outgoing message over the limit is refused at once, the channel stays usable."""
+    child = ipc.fork(fixture("echo.py"), args=["hello"], max_message_size=1024)
+    reap.append(child)
+    rec = Recorder(child)
+    rec.wait_messages(1)
+    with pytest.raises(ipc.MessageTooLargeError):
+        child.send("z" * 5000)
+    assert child.connected
+    child.send("small")
+    assert rec.wait_messages(2)[1] == "small"
+    child.disconnect()
+    assert child.wait(timeout=TIMEOUT) == 0
+
+
+def test_binary_serialization_with_a_node_child_is_refused() -> None:
+    with pytest.raises(ipc.InvalidArgumentError):
+        ipc.fork(fixture("compute.js"), serialization="binary")
+
+
+def test_unknown_serialization_is_refused() -> None:
+    with pytest.raises(ipc.InvalidArgumentError):
+        ipc.fork(fixture("echo.py"), serialization="advanced")
