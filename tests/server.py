@@ -182,16 +182,18 @@ class LiveServer(_Base):
                     f"the server did not start (exit {self.proc.returncode}):\n"
                     + "".join(self.output[-50:])
                 )
-        # The URL is printed once the port listens; still, make sure it accepts.
+        # The URL is printed once the port listens (gunicorn's when_ready, before the worker
+        # exists): wait until the worker answers, so `pid`'s worker and the app are there.
         while True:
             try:
-                with socket.create_connection((self.host, self.port), timeout=1):
+                if self.request("GET", "/api/status", timeout=5)[0] == 200:
                     break
             except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("the server printed its URL but does not accept") from None
-                time.sleep(0.05)
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError("the server printed its URL but does not answer:\n" + self.log())
+            time.sleep(0.05)
 
     def _read_output(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None

@@ -14,6 +14,7 @@ The arbiter waits for that (its graceful timeout is the grace plus a margin) and
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -160,7 +161,8 @@ class ExplorerServer(BaseApplication):
 
         def stopper() -> None:
             while not stop.wait(0.5):
-                if not worker.alive:  # gunicorn stopping the worker another way
+                # gunicorn stopping the worker another way, or the arbiter gone (killed):
+                if not worker.alive or os.getppid() != worker.ppid:
                     break
             from . import shutdown_app
 

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import needs_node
 from server import ThreadServer
-from webtest import Feed, wait_for
+from webtest import Feed, needs_node, wait_for
 
 from webapp import catalog
 

@@ -134,3 +134,25 @@ def test_forget_removes_a_job() -> None:
     bus.forget("j1")
     assert bus.events("j1") == []
     assert [e["job"] for e in bus.events(None)] == ["j2"]
+
+
+def test_lifecycle_events_are_never_dropped_and_stay_in_order() -> None:
+    bus = EventBus(subscriber_events=3, subscriber_bytes=100_000, coalesce_bytes=10)
+    sub, _ = bus.subscribe(None, after=None)
+    for i in range(10):
+        bus.publish("j1", 1, "stdout" if i % 2 else "stderr", out("a" * 20))
+    bus.publish("j1", 1, "exit", {"code": 0, "signal": None})
+    bus.publish("j1", 1, "stdout", out("late"))
+    bus.publish("j1", 1, "close", {"code": 0, "signal": None})
+    got = [json.loads(t) for t in sub.drain()]
+    assert [e["type"] for e in got] == [
+        "stderr",
+        "stdout",
+        "stderr",
+        "dropped",  # seqs 4..10
+        "exit",
+        "dropped",  # seq 12, the output after the exit
+        "close",
+    ]
+    assert [e["seq"] for e in got] == [1, 2, 3, 10, 11, 12, 13]
+    assert got[3]["data"]["count"] == 7 and got[5]["data"]["count"] == 1

@@ -12,9 +12,8 @@ import signal
 import time
 
 import pytest
-from conftest import descendants, pid_alive
 from server import LiveServer
-from webtest import Feed, wait_closed, wait_for
+from webtest import Feed, descendants, pid_alive, wait_closed, wait_for
 
 from webapp.stats import rss_of
 

@@ -7,9 +7,8 @@ import sys
 
 import pytest
 import websocket
-from conftest import needs_node
 from server import ThreadServer
-from webtest import Feed, wait_closed
+from webtest import Feed, needs_node, wait_closed
 
 
 @pytest.mark.parametrize("path", ["/api/jobs", "/", "/static/css/app.css", "/getSum"])

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import websocket
 
 TIMEOUT = 30.0
+NODE = shutil.which("node")
+needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
 
 
 class Feed:
@@ -121,3 +126,35 @@ def lifecycle(events: list[dict[str, Any]]) -> list[str]:
         if kind in ("stdout", "stderr"):
             assert 0 < i < len(kinds) - 1, f"output outside spawn..close: {kinds}"
     return [k for k in kinds if k not in ("stdout", "stderr")]
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process whose ancestry reaches `pid` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2 :].split()
+            if fields[0] != "Z":
+                parents[int(entry)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        found.extend(kids)
+        frontier.extend(kids)
+    return found
