@@ -12,9 +12,10 @@ from ipctest import ROOT, TIMEOUT
 
 @pytest.fixture
 def reap() -> Iterator[list[Any]]:
-    """A list a test appends its children to; after the test each is killed (group) and reaped.
+    """A list a test appends its children to; after the test each is killed (group), reaped
+    and closed.
 
-    This keeps one failing test from leaking children into the next one.
+    This keeps one failing test from leaking children (or their pipes) into the next one.
     """
     children: list[Any] = []
     yield children
@@ -23,6 +24,7 @@ def reap() -> Iterator[list[Any]]:
             if child.exit_code is None and child.signal_code is None:
                 child.kill("SIGKILL")
             child.wait(timeout=TIMEOUT)
+            child.wait_closed(timeout=TIMEOUT)
         except Exception:
             pass
 

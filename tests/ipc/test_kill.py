@@ -36,6 +36,14 @@ WITH_GRANDCHILD = (
 )
 
 
+def only_ours(mine: tuple[ipc.ChildProcess, ...]) -> None:
+    """`ipc.shutdown()` stops every child of this process: skip rather than kill children that
+    belong to some other (session-scoped) fixture of the same pytest run."""
+    foreign = [c for c in ipc.children() if c not in mine]
+    if foreign:
+        pytest.skip(f"other live children in this process would be stopped: {foreign}")
+
+
 def start(code: str, reap: list) -> tuple[ipc.ChildProcess, Recorder]:
     child = ipc.spawn(PYTHON, ["-c", code])
     reap.append(child)
@@ -123,6 +131,7 @@ def test_child_ignoring_term_survives_it_and_dies_on_kill(reap: list) -> None:
 def test_shutdown_escalates_from_term_to_kill(reap: list) -> None:
     polite, polite_rec = start(SLEEPER, reap)
     stubborn, stubborn_rec = start(IGNORES_TERM, reap)
+    only_ours((polite, stubborn))
     started = time.monotonic()
     ipc.shutdown(grace=0.5)
     elapsed = time.monotonic() - started
@@ -182,6 +191,7 @@ def test_with_block_kills_the_group(reap: list) -> None:
 
 def test_shutdown_kills_grandchildren_too(reap: list) -> None:
     child, gpid = _grandchild(reap)
+    only_ours((child,))
     ipc.shutdown(grace=2.0)
     assert child.signal_code == "SIGTERM"
     assert wait_gone(gpid)
