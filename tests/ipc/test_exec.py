@@ -234,11 +234,13 @@ def test_max_buffer_overflow_never_hangs() -> None:
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    worker.join(TIMEOUT)
+    worker.join(10)  # 100 runs take well under a second idle, a few seconds under load
     hung = worker.is_alive()
     if hung:  # free the stuck exec so the session can go on
         for child in ipc.children():
             child.kill("SIGKILL")
         worker.join(TIMEOUT)
+        for child in ipc.children():
+            child.wait_closed(timeout=TIMEOUT)
     assert not hung, f"exec hung after {len(done)} runs"
     assert done == [True] * 100
