@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -195,3 +196,32 @@ def test_shutdown_kills_grandchildren_too(reap: list) -> None:
     ipc.shutdown(grace=2.0)
     assert child.signal_code == "SIGTERM"
     assert wait_gone(gpid)
+
+
+def test_children_are_stopped_at_interpreter_exit(tmp_path, child_env: dict[str, str]) -> None:
+    """A program that forgets its children: at exit `ipc` stops them (and their groups)."""
+    script = tmp_path / "forgetful.py"
+    script.write_text(
+        "import sys, threading\n"
+        "import ipc\n"
+        "ready = threading.Event()\n"
+        "child = ipc.spawn(sys.executable, ['-c', " + repr(WITH_GRANDCHILD) + "])\n"
+        "child.on('stdout', lambda data: (print('pids', child.pid, data.decode().strip(),"
+        " flush=True), ready.set()))\n"
+        "assert ready.wait(20)\n"
+        "forked = ipc.fork(" + repr(fixture("echo.py")) + ")\n"
+        "print('forked', forked.pid, flush=True)\n"
+        "# no shutdown(), no kill(): the interpreter just ends\n"
+    )
+    proc = subprocess.run(
+        [PYTHON, str(script)], env=child_env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    words = proc.stdout.split()
+    child_pid, grandchild_pid = (
+        int(words[words.index("pids") + 1]),
+        int(words[words.index("pids") + 2]),
+    )
+    forked_pid = int(words[words.index("forked") + 1])
+    for pid in (child_pid, grandchild_pid, forked_pid):
+        assert wait_gone(pid), f"pid {pid} outlived the parent interpreter"
