@@ -310,3 +310,52 @@ def test_a_failing_listener_does_not_stop_the_reactor(
     other_rec = Recorder(other)
     other_rec.wait_for("close")
     assert other_rec.output() == b"next child\n"
+
+
+# --- held events are bounded: the reader pauses instead of buffering without limit ------------
+
+
+def test_unread_output_pauses_the_child_and_nothing_is_lost(reap: list) -> None:
+    """64 MiB of stdout with no stdout listener: the reactor holds a bounded amount and stops
+    reading, so the child blocks on a full pipe; a late listener then gets every byte."""
+    size = 64 * 1024 * 1024
+    code = (
+        "import sys\n"
+        "chunk = bytes(range(256)) * 4096\n"
+        f"for _ in range({size} // len(chunk)):\n"
+        "    sys.stdout.buffer.write(chunk)\n"
+    )
+    child = ipc.spawn(PYTHON, ["-c", code])
+    reap.append(child)
+    rec = Recorder(child, events=("spawn", "exit", "close", "error"))
+    with pytest.raises(ipc.ProcessTimeoutError):
+        child.wait(timeout=1.0)  # blocked on the pipe: nobody reads past the hold bound
+    got = bytearray()
+    child.on("stdout", got.extend)
+    rec.wait_for("close", timeout=60)
+    assert len(got) == size
+    assert got[:512] == bytes(range(256)) * 2
+    assert got[-256:] == bytes(range(256))
+    assert child.exit_code == 0
+
+
+def test_unread_messages_pause_the_channel_and_nothing_is_lost(tmp_path: Path, reap: list) -> None:
+    script = tmp_path / "flood.py"
+    script.write_text(
+        "from ipc import parent\n"
+        "pad = 'f' * 1000\n"
+        "for i in range(20000):\n"
+        "    parent.send({'i': i, 'pad': pad})\n"
+        "parent.disconnect()\n"
+    )
+    child = ipc.fork(str(script))
+    reap.append(child)
+    rec = Recorder(child, events=("spawn", "exit", "close", "error"))
+    with pytest.raises(ipc.ProcessTimeoutError):
+        child.wait(timeout=1.0)  # 20 MB cannot all be held: the channel stops being read
+    got: list[int] = []
+    child.on("message", lambda m: got.append(m["i"]))
+    rec.wait_for("close", timeout=60)
+    assert got == list(range(20000))
+    assert child.exit_code == 0
+    assert not rec.args("error")
