@@ -156,8 +156,7 @@ class LiveServer(_Base):
             self.host,
             "--port",
             str(self.port),
-            "--token",
-            self.token,
+            f"--token={self.token}",  # one argument: a token may start with "-"
             *self.args,
         ]
         self.proc = subprocess.Popen(

@@ -7,6 +7,7 @@ feed, demos, pages), and the services (event bus, job service) in ``app.extensio
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         static_folder=str(ROOT / "static"),
     )
     app.config.update(build_config(config))
+    if not (config or {}).get("TOKEN"):
+        # Made up here (e.g. `flask --app webapp run`): say it, or nobody can get in.
+        print(
+            f"IPC Explorer access token: {app.config['TOKEN']} (open /?token=<token>)",
+            file=sys.stderr,
+            flush=True,
+        )
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
     security.init_app(app)

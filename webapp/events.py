@@ -47,7 +47,7 @@ EVENT_TYPES = frozenset(
         "stats",
         "dropped",
     }
-)
+)  # and fd3, fd4, ...: output of a spawn's extra stdio pipes
 
 
 def dumps(event: dict[str, Any]) -> str:
@@ -262,7 +262,7 @@ class EventBus:
         self, job: str | None, pid: int | None, type_: str, data: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Number `type_` event of `job`, keep it, hand it to every interested subscriber."""
-        if type_ not in EVENT_TYPES:
+        if type_ not in EVENT_TYPES and not (type_[:2] == "fd" and type_[2:].isdigit()):
             raise ValueError(f"unknown event type {type_!r}")
         with self._lock:
             self._seq += 1

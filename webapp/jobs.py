@@ -51,6 +51,8 @@ class JobSpec:
     timeout: float = 0.0
     max_buffer: int = 1024 * 1024
     kill_signal: str = "SIGTERM"
+    #: spawn: each stdio entry "pipe" or "ignore"; entries 3+ are extra pipes (events fd3...).
+    stdio: list[str] | None = None
     label: str | None = None  # e.g. "demo /getSum"
 
 
@@ -82,7 +84,8 @@ class Job:
         self.messages_in = 0
         self.messages_out = 0
         self.decoders = {
-            s: codecs.getincrementaldecoder("utf-8")("replace") for s in ("stdout", "stderr")
+            s: codecs.getincrementaldecoder("utf-8")("replace")
+            for s in ("stdout", "stderr", *(f"fd{i}" for i in range(3, len(spec.stdio or ()))))
         }
         self.hooks: dict[str, list[Hook]] = {}
         self.stdin_queue: queue.Queue[tuple[bytes, bool]] | None = None
@@ -228,7 +231,10 @@ class JobService:
             argv = spec.argv
             if spec.shell:
                 argv = ["/bin/sh", "-c", spec.command]
-            stdio = ["pipe", "pipe", "pipe"] if spec.kind == "spawn" else ["ignore", "pipe", "pipe"]
+            if spec.kind == "spawn":
+                stdio = spec.stdio or ["pipe", "pipe", "pipe"]
+            else:
+                stdio = ["ignore", "pipe", "pipe"]
             child = ipc.spawn(
                 argv[0], argv[1:], cwd=spec.cwd, env=spec.env, stdio=stdio, listeners=listeners
             )
@@ -289,7 +295,8 @@ class JobService:
 
         def on_output(stream: str, data: bytes) -> None:
             text = job.decoders[stream].decode(data)
-            self._keep_output(job, stream, data)
+            if stream in ("stdout", "stderr"):
+                self._keep_output(job, stream, data)
             publish(stream, {"text": text, "bytes": len(data)})
 
         def on_exit(code: int | None, sig: str | None) -> None:
@@ -339,6 +346,11 @@ class JobService:
             "spawn": on_spawn,
             "stdout": lambda data: on_output("stdout", data),
             "stderr": lambda data: on_output("stderr", data),
+            **{
+                f"fd{i}": (lambda data, name=f"fd{i}": on_output(name, data))
+                for i, mode in enumerate(job.spec.stdio or ())
+                if i >= 3 and mode == "pipe"
+            },
             "exit": on_exit,
             "close": on_close,
             "error": on_error,

@@ -219,6 +219,8 @@ class CommandPolicy:
             return [command, *args]
         runtime = "node" if command in NODE_NAMES else "python" if command in PYTHON_NAMES else None
         if runtime is not None:
+            if args in (["--version"], ["-v"], ["-V"]):
+                return [sys.executable if runtime == "python" else command, *args]
             if not args:
                 raise PolicyError(
                     f"{command!r} may only run one of the shipped programs "

@@ -26,7 +26,7 @@ MAX_ARG_LENGTH = 64 * 1024
 _COMMON = {"kind", "cwd", "env"}
 _FIELDS = {
     "fork": _COMMON | {"program", "args", "transport", "message"},
-    "spawn": _COMMON | {"command", "args"},
+    "spawn": _COMMON | {"command", "args", "stdio"},
     "exec": _COMMON | {"command", "timeout", "max_buffer", "kill_signal"},
     "exec_file": _COMMON | {"command", "file", "args", "timeout", "max_buffer", "kill_signal"},
 }
@@ -94,6 +94,33 @@ def signal_name(value: Any, key: str = "signal") -> str:
         return ipc.signal_name(ipc.signal_number(value))
     except (ipc.InvalidArgumentError, ValueError) as exc:
         raise ApiError(400, str(exc)) from None
+
+
+MAX_STDIO = 8
+
+
+def stdio_modes(value: Any) -> list[str] | None:
+    """spawn's `stdio` as Node writes it: a list of "pipe" / "ignore" / null (= "pipe");
+    entries from index 3 are extra pipes. "inherit" would write on the server's terminal."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_STDIO:
+        raise ApiError(
+            400,
+            f"'stdio' must be a list of 1 to {MAX_STDIO} entries, "
+            'e.g. [null, null, null, "pipe"]',
+        )
+    modes = []
+    for index, mode in enumerate(value):
+        mode = "pipe" if mode is None else mode
+        if mode not in ("pipe", "ignore"):
+            raise ApiError(
+                400,
+                f'stdio[{index}] must be "pipe", "ignore" or null, not {mode!r} '
+                '("inherit" would write on the server\'s own terminal)',
+            )
+        modes.append(mode)
+    return modes + ["pipe"] * (3 - len(modes))
 
 
 def transport(value: Any) -> str:
@@ -166,6 +193,8 @@ def parse_job(
             spec.argv = policy.check_argv(command, args)
     except PolicyError as exc:
         raise ApiError(403, str(exc)) from None
+    if kind == "spawn":
+        spec.stdio = stdio_modes(body.get("stdio"))
     if kind in ("exec", "exec_file"):
         spec.timeout = float(number(body, "timeout", 0, config["MAX_TIMEOUT"]))
         spec.max_buffer = int(

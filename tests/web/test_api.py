@@ -5,10 +5,11 @@ nothing."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from server import ThreadServer
-from webtest import Feed, lifecycle, types, wait_closed, wait_for
+from webtest import Feed, lifecycle, needs_node, types, wait_closed, wait_for
 
 import ipc
 
@@ -248,3 +249,41 @@ def test_bad_action_requests(srv: ThreadServer) -> None:
     assert status == 404 and "error" in answer
     srv.json("POST", f"/api/jobs/{jid}/kill", {"signal": "SIGKILL"})
     wait_closed(srv, jid)
+
+
+@needs_node
+def test_spawn_with_an_extra_stdio_pipe_gives_fd3_events(srv: ThreadServer, feed: Feed) -> None:
+    """Seed 003: spawn('node', ['fd3-child.js'], {stdio: [null, null, null, 'pipe']})."""
+    feed.subscribe(None, after=None)
+    job = start(
+        srv,
+        {
+            "kind": "spawn",
+            "command": "node",
+            "args": ["fd3-child.js"],
+            "stdio": [None] * 3 + ["pipe"],
+        },
+    )
+    events = feed.events_of(job["id"])
+    fd3 = "".join(e["data"]["text"] for e in events if e["type"] == "fd3")
+    assert fd3 == "hello master process!"
+    assert [t for t in lifecycle(events) if t != "fd3"] == ["spawn", "exit", "close"]
+
+
+@pytest.mark.parametrize(
+    ("stdio", "text"),
+    [(["inherit"], "server's own terminal"), ("pipe", "list of"), (["pipe"] * 9, "list of")],
+)
+def test_bad_stdio_is_400(srv: ThreadServer, stdio: object, text: str) -> None:
+    status, answer = srv.json(
+        "POST", "/api/jobs", {"kind": "spawn", "command": "ls", "stdio": stdio}
+    )
+    assert status == 400 and text in answer["error"]
+
+
+@pytest.mark.parametrize("command", ["python3", pytest.param("node", marks=needs_node)])
+def test_version_of_an_interpreter_is_allowed(srv: ThreadServer, command: str) -> None:
+    job = start(srv, {"kind": "exec_file", "command": command, "args": ["--version"]})
+    done = wait_closed(srv, job["id"])
+    assert done["exit_code"] == 0
+    assert re.search(r"\d+\.\d+", done["result"]["stdout"] + done["result"]["stderr"])

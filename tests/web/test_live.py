@@ -45,8 +45,10 @@ def test_gunicorn_serves_and_stop_leaves_no_child_alive(sig: int) -> None:
             family = start(srv, {"kind": "fork", "program": "grandchildren.py", "args": ["2"]})
             start(srv, {"kind": "fork", "program": "counter.py"})
             start(srv, {"kind": "spawn", "command": "sleep", "args": ["60"]})
-            feed.until(lambda m: m.get("job") == stubborn["id"] and m["type"] == "message")
-            feed.until(lambda m: m.get("job") == family["id"] and m["type"] == "message")
+            waiting = {stubborn["id"], family["id"]}  # each says "ready" with a message
+            feed.until(
+                lambda m: m["type"] == "message" and not waiting.discard(m["job"]) and not waiting
+            )
         finally:
             feed.close()
         procs = descendants(srv.pid)
