@@ -38,6 +38,19 @@ def read_proc(pid: int) -> dict[str, Any] | None:
         return None
 
 
+def children_of(pid: int) -> list[int]:
+    """Direct children of `pid` (grandchildren of the server, for the process tree); empty
+    where the kernel does not offer /proc/<pid>/task/<tid>/children."""
+    kids: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids.extend(int(k) for k in f.read().split())
+    except (OSError, ValueError):
+        pass
+    return kids
+
+
 def rss_of(pid: int) -> int | None:
     info = read_proc(pid)
     return None if info is None else info["rss"]
@@ -94,6 +107,7 @@ class ProcSampler:
                     "cpu_time": info["cpu_time"],
                     "ppid": info["ppid"],
                     "threads": info["threads"],
+                    "children": children_of(pid),
                 },
             )
         for pid in list(self._last):

@@ -153,3 +153,19 @@ def test_cli_options_and_url() -> None:
     assert display_url("::1", 8000, "t") == "http://[::1]:8000/?token=t"
     with pytest.raises(SystemExit):
         parse_args(["--max-children", "0"])
+
+
+def test_stats_list_a_childs_own_children_for_the_process_tree() -> None:
+    with ThreadServer({"STATS_INTERVAL": 0.1}) as srv:
+        feed = Feed(srv)
+        try:
+            feed.subscribe(None, after=None)
+            job = start(srv, {"kind": "fork", "program": "grandchildren.py", "args": ["2", "30"]})[
+                1
+            ]
+            got = feed.until(lambda m: m.get("type") == "stats" and len(m["data"]["children"]) == 2)
+        finally:
+            feed.close()
+        assert got[-1]["job"] == job["id"]
+        srv.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGKILL"})
+        wait_closed(srv, job["id"])
