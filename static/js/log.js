@@ -2,11 +2,23 @@
 // loading an exported file back for replay. The table shows at most MAX_ROWS matching rows
 // (the newest); filtering scans the store, which holds every event.
 
-import { h, fmtClock, download } from "./ui.js";
+import { h, fmtClock, download, adaptiveThrottle } from "./ui.js";
 import { preview } from "./store.js";
 
 const MAX_ROWS = 500;
-const REDRAW_MS = 300;
+const REDRAW_MS = 500;
+
+/** A short text for a table cell: long strings inside are cut before stringifying, so a
+ *  64 KiB output chunk costs no more than a small message. */
+function cell(ev) {
+  const d = ev.data;
+  if (d && typeof d === "object" && !Array.isArray(d)) {
+    const small = {};
+    for (const [k, v] of Object.entries(d)) small[k] = typeof v === "string" && v.length > 240 ? `${v.slice(0, 240)}…` : v;
+    return preview(small, 240);
+  }
+  return preview(d ?? "", 240);
+}
 
 export class EventLog {
   constructor({ table, jobSelect, typeSelect, textInput, countEl, store }) {
@@ -18,6 +30,14 @@ export class EventLog {
     this.knownJobs = new Set();
     for (const el of [jobSelect, typeSelect]) el.addEventListener("change", () => this.redraw());
     textInput.addEventListener("input", () => this.redraw());
+    // The table is often below the fold: while it is off screen it is not redrawn at all.
+    this.visible = true;
+    this.dirty = false;
+    this.throttled = adaptiveThrottle(() => this.draw(), REDRAW_MS);
+    new IntersectionObserver((entries) => {
+      this.visible = entries.some((e) => e.isIntersecting);
+      if (this.visible && this.dirty) this.throttled.now();
+    }).observe(table);
     this.setStore(store);
   }
 
@@ -31,17 +51,14 @@ export class EventLog {
   }
 
   schedule() {
-    if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.draw();
-    }, REDRAW_MS);
+    this.syncJobs(); // cheap, and the filter must offer every job even before a redraw
+    this.dirty = true;
+    if (this.visible) this.throttled();
   }
 
   redraw() {
-    clearTimeout(this.timer);
-    this.timer = null;
-    this.draw();
+    this.dirty = true;
+    this.throttled.now();
   }
 
   matching() {
@@ -52,27 +69,33 @@ export class EventLog {
       if (job && ev.job !== job) return false;
       if (type && ev.type !== type) return false;
       if (text) {
-        const hay = `${ev.job ?? ""} ${ev.pid ?? ""} ${ev.type} ${JSON.stringify(ev.data ?? "")}`.toLowerCase();
+        const hay = (ev._hay ??= `${ev.job ?? ""} ${ev.pid ?? ""} ${ev.type} ${JSON.stringify(ev.data ?? "")}`.toLowerCase());
         if (!hay.includes(text)) return false;
       }
       return true;
     });
   }
 
-  draw() {
+  syncJobs() {
+    if (this.knownJobs.size === this.store.jobs.size) return;
     for (const id of this.store.jobs.keys()) {
       if (!this.knownJobs.has(id)) {
         this.knownJobs.add(id);
         this.jobSelect.append(h("option", { value: id }, id));
       }
     }
+  }
+
+  draw() {
+    this.dirty = false;
+    this.syncJobs();
     const rows = this.matching();
     const shown = rows.slice(-MAX_ROWS);
     const frag = document.createDocumentFragment();
     for (const ev of shown) {
       frag.append(h("tr", { class: `t-${ev.type}`, dataset: { seq: ev.seq ?? "" } },
-        h("td", {}, ev.seq ?? ""), h("td", {}, fmtClock(ev.t)), h("td", {}, ev.job ?? ""), h("td", {}, ev.pid ?? ""),
-        h("td", { class: "type" }, ev.type), h("td", { class: "data" }, preview(ev.data ?? "", 240))));
+        h("td", {}, ev.seq ?? ""), h("td", {}, (ev._clock ??= fmtClock(ev.t))), h("td", {}, ev.job ?? ""), h("td", {}, ev.pid ?? ""),
+        h("td", { class: "type" }, ev.type), h("td", { class: "data" }, cell(ev))));
     }
     this.tbody.replaceChildren(frag);
     if (this.countEl) {

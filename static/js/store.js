@@ -6,6 +6,7 @@
 // views ask the store, they never keep their own copies.
 
 const TEXT_TYPES = new Set(["stdout", "stderr"]);
+const ENC = new TextEncoder();
 
 /** The text carried by an output event, whatever the server called the field. */
 export function outputText(ev) {
@@ -42,7 +43,8 @@ export function messageDirection(ev) {
 /** A short one-line preview of any value (for timeline labels and table cells). */
 export function preview(value, max = 60) {
   let s;
-  if (typeof value === "string") s = value;
+  // Cut long strings before any regex: a flood chunk may be 64 KiB.
+  if (typeof value === "string") s = value.length > max * 2 ? value.slice(0, max * 2) : value;
   else {
     try {
       s = JSON.stringify(value);
@@ -55,9 +57,14 @@ export function preview(value, max = 60) {
   return s.length > max ? `${s.slice(0, max - 1)}…` : s;
 }
 
+/** UTF-8 length of a string; ASCII (most output) without encoding it. */
+export function utf8Length(s) {
+  return /^[\x00-\x7f]*$/.test(s) ? s.length : ENC.encode(s).length;
+}
+
 export function byteLength(value) {
   const s = typeof value === "string" ? value : JSON.stringify(value) ?? "";
-  return new TextEncoder().encode(s).length;
+  return ENC.encode(s).length;
 }
 
 /** Human-readable state of a job for the tree and the tests ("exited 0", "killed SIGKILL"). */
@@ -294,7 +301,7 @@ export class Store {
   }
 
   _output(j, stream, text) {
-    const bytes = new TextEncoder().encode(text).length;
+    const bytes = utf8Length(text);
     j.outBytes += bytes;
     if (j.keptBytes + bytes <= this.maxKeepBytes) {
       j.outChunks.push({ stream, text });
@@ -304,12 +311,13 @@ export class Store {
     const buf = (j.partial[key] ?? "") + text;
     const parts = buf.split("\n");
     j.partial[key] = parts.pop();
-    for (const p of parts) this._line(j, stream, p);
+    for (const p of parts) this._line(j, stream, p, false);
     // A line without a newline for a long time is still shown once it grows big.
     if (j.partial[key].length > 4096) {
-      this._line(j, stream, j.partial[key]);
+      this._line(j, stream, j.partial[key], false);
       j.partial[key] = "";
     }
+    this._trim(j);
   }
 
   _flushPartial(j) {
@@ -321,15 +329,20 @@ export class Store {
     }
   }
 
-  _line(j, stream, text) {
+  _line(j, stream, text, trim = true) {
     j.lines.push({ stream, text });
-    if (j.lines.length > this.maxLines) {
-      const cut = j.lines.length - this.maxLines;
-      for (let i = 0; i < cut; i++) j.droppedBytes += j.lines[i].text.length + 1;
-      j.lines.splice(0, cut);
-      j.droppedLines += cut;
-    }
     j.lineSerial = (j.lineSerial ?? 0) + 1;
+    if (trim) this._trim(j);
+  }
+
+  /** Keep the last maxLines lines. Once per chunk, not per line: a flood chunk carries
+   *  hundreds of lines, and cutting the array's head for each one is quadratic. */
+  _trim(j) {
+    if (j.lines.length <= this.maxLines) return;
+    const cut = j.lines.length - this.maxLines;
+    for (let i = 0; i < cut; i++) j.droppedBytes += utf8Length(j.lines[i].text) + 1;
+    j.lines.splice(0, cut);
+    j.droppedLines += cut;
   }
 
   /** Every output chunk of a job as one string (what copy / download give). */

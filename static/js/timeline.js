@@ -6,7 +6,7 @@
 // labels per redraw, redraws at most every REDRAW_MS, and only events inside the visible
 // time window are looked at (scanning back from the newest).
 
-import { frameThrottle, fmtClock } from "./ui.js";
+import { adaptiveThrottle, fmtClock } from "./ui.js";
 import { messageDirection, messagePayload, preview, stateText } from "./store.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -77,7 +77,7 @@ export class Timeline {
       if (!this.follow) this.frozenEnd = this.store.lastT;
       this.redraw();
     });
-    this.schedule = frameThrottle(() => this._maybeDraw());
+    this.schedule = adaptiveThrottle(() => this.draw(), REDRAW_MS);
     this.setStore(store);
     new ResizeObserver(() => this.redraw()).observe(this.wrap);
   }
@@ -90,20 +90,7 @@ export class Timeline {
   }
 
   redraw() {
-    this.lastDraw = 0;
-    this.schedule();
-  }
-
-  _maybeDraw() {
-    const now = performance.now();
-    const wait = REDRAW_MS - (now - this.lastDraw);
-    if (wait > 0) {
-      clearTimeout(this.pendingTimer);
-      this.pendingTimer = setTimeout(() => this.schedule(), wait);
-      return;
-    }
-    this.lastDraw = now;
-    this.draw();
+    this.schedule.now();
   }
 
   lanes() {
@@ -118,6 +105,9 @@ export class Timeline {
     const laneIndex = new Map(lanes.map((j, i) => [j.id, i + 1]));
     const height = TOP + (lanes.length + 1) * LANE_H + 6;
     const svg = this.svg;
+    // Keyboard users keep their place: the focused mark is focused again after the redraw.
+    const active = document.activeElement;
+    const focusedSeq = active && svg.contains(active) ? active.getAttribute("data-seq") : null;
     svg.replaceChildren();
     svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
     svg.setAttribute("height", height);
@@ -199,21 +189,21 @@ export class Timeline {
         const dir = messageDirection(ev);
         const y0 = dir === "to_child" ? laneY(0) : y;
         const y1 = dir === "to_child" ? y : laneY(0);
-        const g = s("g", { class: "mark", tabindex: count < 300 ? 0 : null, "data-seq": ev.seq, "data-type": "message", "data-dir": dir });
+        const g = s("g", { class: "mark", tabindex: count < 300 ? 0 : null, "data-seq": ev.seq, "data-job": ev.job, "data-type": "message", "data-dir": dir });
         g.append(s("line", { x1: xx, y1: y0, x2: xx, y2: y1 + (y1 > y0 ? -5 : 5), class: `arrow-${dir}`, "stroke-width": 2, "marker-end": `url(#head-${dir})` }));
         g.append(s("rect", { x: xx - 4, y: Math.min(y0, y1), width: 8, height: Math.abs(y1 - y0), fill: "transparent" }));
         g.append(s("title", {}, `${dir} · ${preview(messagePayload(ev), 200)}`));
         this._hook(g, ev);
         marks.append(g);
         if (labelFits(dir === "to_child" ? `c${li}` : "server", xx, eventLabel(ev))) {
-          labels.append(s("text", { x: xx + 4, y: (dir === "to_child" ? y + 13 : laneY(0) + 13), class: "msg-label", "data-seq": ev.seq }, eventLabel(ev)));
+          labels.append(s("text", { x: xx + 4, y: (dir === "to_child" ? y + 13 : laneY(0) + 13), class: "msg-label", "data-seq": ev.seq, "data-job": ev.job }, eventLabel(ev)));
           labelCount++;
         }
       } else if (ev.type === "stdout" || ev.type === "stderr" || /^fd\d+$/.test(ev.type)) {
         // Output is many small events: thin ticks, and only a bounded number.
         if (outTicks > 600) continue;
         outTicks++;
-        const g = s("g", { class: "mark", "data-seq": ev.seq, "data-type": ev.type });
+        const g = s("g", { class: "mark", "data-seq": ev.seq, "data-job": ev.job, "data-type": ev.type });
         g.append(s("rect", { x: xx - 1, y: y + 4, width: 2, height: 9, class: `ev-${ev.type === "stderr" ? "stderr" : "stdout"}` }));
         g.append(s("title", {}, `${ev.type} · ${preview(ev.data?.text ?? ev.data, 120)}`));
         this._hook(g, ev);
@@ -221,23 +211,26 @@ export class Timeline {
       } else if (LIFECYCLE.has(ev.type) || ev.type === "dropped") {
         const bad = ev.type === "error" || (ev.type === "exit" && (ev.data?.signal || ev.data?.code));
         const cls = ev.type === "exit" ? `ev-exit${bad ? " bad" : ""}` : LIFECYCLE.has(ev.type) ? `ev-${ev.type}` : "ev-other";
-        const g = s("g", { class: "mark", tabindex: 0, "data-seq": ev.seq, "data-type": ev.type });
+        const g = s("g", { class: "mark", tabindex: 0, "data-seq": ev.seq, "data-job": ev.job, "data-type": ev.type });
         // close follows exit closely: a ring, so the exit dot under it stays visible.
         if (ev.type === "close") g.append(s("circle", { cx: xx, cy: y, r: 3.5, class: "ev-close-ring" }));
         else g.append(s("circle", { cx: xx, cy: y, r: 5, class: cls }));
-        g.append(s("title", {}, `${eventLabel(ev)} · ${fmtClock(ev.t)}`));
+        g.append(s("title", {}, `${eventLabel(ev)} · ${(ev._clock ??= fmtClock(ev.t))}`));
         this._hook(g, ev);
         marks.append(g);
         // close sits just after exit: its label goes below the lane so both stay readable.
         const below = ev.type === "close" || ev.type === "disconnect";
         if (labelFits(`${below ? "b" : "l"}${li}`, xx, eventLabel(ev))) {
-          labels.append(s("text", { x: xx + 7, y: below ? y + 14 : y - 6, class: "ev-label", "data-seq": ev.seq }, eventLabel(ev)));
+          labels.append(s("text", { x: xx + 7, y: below ? y + 14 : y - 6, class: "ev-label", "data-seq": ev.seq, "data-job": ev.job }, eventLabel(ev)));
           labelCount++;
         }
       } else continue;
       count++;
     }
+    // Collected newest first; drawn oldest first, so the newest mark is on top.
+    marks.replaceChildren(...[...marks.children].reverse());
     svg.append(defs(), marks, labels);
+    if (focusedSeq != null) marks.querySelector(`.mark[data-seq="${focusedSeq}"]`)?.focus({ preventScroll: true });
     this.drawn = count;
     if (this.info) {
       const hidden = inWindow - count;

@@ -35,6 +35,44 @@ export function frameThrottle(fn) {
   };
 }
 
+/**
+ * Run `fn` on an animation frame, at most every `baseMs`, and never more often than
+ * `factor` times its own cost: a view that takes 40 ms to draw waits 160 ms before the next
+ * draw, so however busy the feed is, the page keeps most of each second for the user.
+ * The returned function schedules; `.now()` draws at the next frame regardless of the wait.
+ */
+export function adaptiveThrottle(fn, baseMs, factor = 4) {
+  let last = 0;
+  let cost = 0;
+  let timer = null;
+  let frame = false;
+  const run = () => {
+    frame = false;
+    const t0 = performance.now();
+    fn();
+    last = performance.now();
+    cost = last - t0;
+  };
+  const schedule = () => {
+    if (timer || frame) return;
+    const wait = Math.max(baseMs, cost * factor) - (performance.now() - last);
+    timer = setTimeout(() => {
+      timer = null;
+      frame = true;
+      requestAnimationFrame(run);
+    }, Math.max(0, wait));
+  };
+  schedule.now = () => {
+    clearTimeout(timer);
+    timer = null;
+    if (!frame) {
+      frame = true;
+      requestAnimationFrame(run);
+    }
+  };
+  return schedule;
+}
+
 export function fmtBytes(n) {
   if (n == null) return "–";
   if (n < 1024) return `${n} B`;

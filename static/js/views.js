@@ -2,7 +2,7 @@
 // Each redraws at most once per frame from the store; none keeps state the store does not have.
 
 import { api } from "./api.js";
-import { h, fmtBytes, fmtMs, fmtClock, frameThrottle, download, copyText } from "./ui.js";
+import { h, fmtBytes, fmtMs, fmtClock, adaptiveThrottle, download, copyText } from "./ui.js";
 import { messageDirection, messagePayload, stateText } from "./store.js";
 
 /** Start-up cost of a job: time to `spawn` and to its first message, from the job's start. */
@@ -21,7 +21,7 @@ export class TreeView {
     this.countEl = countEl;
     this.selected = null;
     this.serverPid = serverPid;
-    this.schedule = frameThrottle(() => this.draw());
+    this.schedule = adaptiveThrottle(() => this.draw(), 100);
     this.setStore(store);
   }
 
@@ -34,12 +34,16 @@ export class TreeView {
 
   select(id) {
     this.selected = id;
-    this.schedule();
+    this.schedule.now();
     this.onSelect(id);
   }
 
   draw() {
     const jobs = [...this.store.jobs.values()];
+    // Output does not change the tree: redraw only when something it shows changed.
+    const sig = `${this.selected}|${jobs.map((j) => `${j.id}:${j.state}:${j.pid}:${j.rss}:${j.label}:${j.spawnAt}:${j.firstMessageAt}:${j.startedAt}:${j.grandchildren.length}`).join(",")}`;
+    if (sig === this.lastSig && this.root.childElementCount) return;
+    this.lastSig = sig;
     const serverPid = this.serverPid ?? jobs.find((j) => j.ppid != null && !j.parent)?.ppid ?? null;
     const byParent = new Map();
     for (const j of jobs) {
@@ -109,6 +113,18 @@ export class TreeView {
   }
 }
 
+// A flood changes the lines every frame; redrawing 2000 lines 60 times a second would keep
+// the page from answering clicks, so the console redraws at most 5 times a second.
+const CONSOLE_REDRAW_MS = 200;
+
+function lineRun(stream, lines) {
+  const span = document.createElement("span");
+  span.className = stream === "stderr" ? "ln err" : stream === "sys" ? "ln sys" : stream.startsWith("fd") ? "ln fd" : "ln";
+  span.textContent = lines.join("\n"); // text, never HTML
+  span.dataset.lines = String(lines.length);
+  return span;
+}
+
 /**
  * The console of one job: stdout and stderr as they arrive, stderr marked, bounded
  * scroll-back (the store keeps the last N lines; the DOM never holds more), dropped counts.
@@ -121,7 +137,7 @@ export class ConsoleView {
     this.onNotice = onNotice ?? (() => {});
     this.jobId = null;
     this.renderedSerial = 0;
-    this.schedule = frameThrottle(() => this.draw());
+    this.schedule = adaptiveThrottle(() => this.draw(), CONSOLE_REDRAW_MS);
     stderrToggle?.addEventListener("change", () => this.show(this.jobId, true));
     copyBtn?.addEventListener("click", async () => {
       if (!this.jobId) return;
@@ -163,7 +179,7 @@ export class ConsoleView {
     this.jobId = jobId;
     this.el.replaceChildren();
     this.renderedSerial = 0;
-    this.draw();
+    this.schedule.now();
   }
 
   draw() {
@@ -173,27 +189,28 @@ export class ConsoleView {
       return;
     }
     const serial = j.lineSerial ?? 0;
-    const fresh = serial - this.renderedSerial;
-    if (fresh <= 0) {
+    if (serial === this.renderedSerial) {
       this.stats(j);
       return;
     }
     const atBottom = this.el.scrollHeight - this.el.scrollTop - this.el.clientHeight < 40;
     const showErr = this.stderrToggle ? this.stderrToggle.checked : true;
-    const take = Math.min(fresh, j.lines.length);
-    if (fresh > j.lines.length) this.el.replaceChildren();
+    // Consecutive lines of one stream become one element: a few nodes, not thousands.
     const frag = document.createDocumentFragment();
-    for (const ln of j.lines.slice(j.lines.length - take)) {
+    let run = null;
+    let runStream = null;
+    for (const ln of j.lines) {
       if (ln.stream === "stderr" && !showErr) continue;
-      const cls = ln.stream === "stderr" ? "ln err" : ln.stream === "sys" ? "ln sys" : "ln";
-      const span = document.createElement("span");
-      span.className = cls;
-      span.textContent = ln.stream.startsWith("fd") ? `${ln.stream} │ ${ln.text}` : ln.text || "\u200b";
-      frag.append(span);
+      const text = ln.stream === "stdout" || ln.stream === "sys" ? ln.text : `${ln.stream} │ ${ln.text}`;
+      if (ln.stream !== runStream) {
+        if (run) frag.append(lineRun(runStream, run));
+        run = [];
+        runStream = ln.stream;
+      }
+      run.push(text);
     }
-    this.el.append(frag);
-    const extra = this.el.childElementCount - this.store.maxLines;
-    for (let i = 0; i < extra; i++) this.el.firstElementChild.remove();
+    if (run) frag.append(lineRun(runStream, run));
+    this.el.replaceChildren(frag);
     this.renderedSerial = serial;
     if (atBottom) this.el.scrollTop = this.el.scrollHeight;
     this.stats(j);

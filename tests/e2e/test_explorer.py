@@ -8,6 +8,7 @@ Each test names the point of issue 4 it covers. Waiting is Playwright's auto-wai
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -42,16 +43,34 @@ def selected_node(page: Page):
     return page.locator('#tree .node[aria-selected="true"]')
 
 
+def selected_job(page: Page) -> str:
+    """The id of the job the launch panel just selected (the page shows the shared server's
+    earlier jobs too, so checks are scoped to this one)."""
+    job_id = selected_node(page).get_attribute("data-job")
+    assert job_id
+    return job_id
+
+
+def pick(mark) -> None:
+    """Choose a timeline mark with the keyboard (arrows of one job may overlap for a mouse)."""
+    mark.focus()
+    mark.press("Enter")
+
+
+def on_timeline(page: Page, job_id: str, selector: str = "text"):
+    return page.locator(f'#timeline svg {selector}[data-job="{job_id}"]')
+
+
 # ---------------------------------------------------------------- 1, 2, 3: launch, tree, timeline
 def test_fork_compute_shows_50005000_on_the_timeline(app: App) -> None:
     """Points 1 and 3: fork the seed's compute.js from the launch panel, see the answer arrive."""
     page = app.open("/")
     launch_fork(page, "compute.js", "开始计算")
-    timeline = page.locator("#timeline svg")
-    expect(timeline.locator("text", has_text="50005000")).to_be_visible(timeout=SLOW)
-    expect(timeline.locator("text", has_text="开始计算")).to_be_visible()
+    job = selected_job(page)
+    expect(on_timeline(page, job).filter(has_text="50005000")).to_be_visible(timeout=SLOW)
+    expect(on_timeline(page, job).filter(has_text="开始计算")).to_be_visible()
     # Click the reply arrow: the details box shows the payload, direction and latency.
-    page.locator('#timeline .mark[data-dir="to_parent"]').first.click()
+    pick(on_timeline(page, job, '.mark[data-dir="to_parent"]'))
     details = page.locator("#details")
     expect(details).to_contain_text("child → parent")
     expect(details).to_contain_text("50005000")
@@ -92,7 +111,7 @@ def test_kill_with_sigkill_changes_the_state(app: App) -> None:
     page.click("#kill-form button[type=submit]")
     expect(node).to_have_attribute("data-state", "killed", timeout=SLOW)
     expect(node.locator(".state")).to_have_text("killed SIGKILL")
-    expect(page.locator("#timeline svg text", has_text="exit SIGKILL")).to_be_visible()
+    expect(on_timeline(page, selected_job(page)).filter(has_text="exit SIGKILL")).to_be_visible()
 
 
 def test_grandchildren_appear_under_their_parent(app: App) -> None:
@@ -142,11 +161,12 @@ def test_xss_payload_is_shown_as_text(app: App) -> None:
     expect(console).to_contain_text("\ufffd")  # invalid UTF-8 shown as replacement marks
     expect(page.locator("#console script, #console img")).to_have_count(0)
     # The message payload too: on the timeline's details, as text.
-    page.locator('#timeline .mark[data-dir="to_parent"]').first.click()
+    pick(on_timeline(page, selected_job(page), '.mark[data-dir="to_parent"]'))
     expect(page.locator("#details pre")).to_contain_text("<script>alert(3)</script>")
-    expect(
-        page.locator("#log-table td", has_text="<script>alert(3)</script>").first
-    ).to_be_visible()
+    # And in the event log (scrolled to, as a person would: off screen it is not drawn).
+    page.locator("#log-table").scroll_into_view_if_needed()
+    cell = page.locator("#log-table td", has_text="<script>alert(3)</script>")
+    expect(cell.first).to_be_visible()
     assert dialogs == []
 
 
@@ -161,16 +181,19 @@ def test_flood_keeps_the_page_responsive(app: App) -> None:
     stats = page.locator("#console-stats")
     expect(stats).to_contain_text("dropped from scroll-back", timeout=SLOW)
     # While output pours in, a click on the page still answers within a second.
-    for _ in range(3):
+    took = []
+    for theme in ("dark", "light", "dark", "light"):
         started = time.monotonic()
         page.click("#theme-toggle", timeout=1000)
-        expect(page.locator("html")).to_have_attribute("data-theme", "dark", timeout=1000)
-        page.click("#theme-toggle", timeout=1000)
-        expect(page.locator("html")).to_have_attribute("data-theme", "light", timeout=1000)
-        assert time.monotonic() - started < 2.0
+        expect(page.locator("html")).to_have_attribute("data-theme", theme, timeout=1000)
+        took.append(time.monotonic() - started)
+    print("click to answer (s):", took)
+    assert max(took) < 1.0, took
     # Bounded scroll-back: the DOM never holds more lines than the store keeps.
-    lines = page.locator("#console .ln").count()
-    assert lines <= 2000
+    lines = page.evaluate(
+        "[...document.querySelectorAll('#console .ln')].reduce((n, e) => n + +e.dataset.lines, 0)"
+    )
+    assert 0 < lines <= 2000
     expect(selected_node(page)).to_have_attribute("data-state", "exited", timeout=60_000)
 
 
@@ -197,7 +220,7 @@ def test_send_json_to_a_forked_child_and_stdin_to_a_spawned_one(app: App) -> Non
     page.fill("#send-input", '{"hello": "世界", "n": 42}')
     page.click("#send-form button")
     expect(page.locator("#talk-msg")).to_contain_text("Sent")
-    replies = page.locator("#timeline svg text", has_text='{"hello":"世界","n":42}')
+    replies = on_timeline(page, selected_job(page)).filter(has_text='{"hello":"世界","n":42}')
     expect(replies).to_have_count(2, timeout=SLOW)  # the message out and its echo back
     page.select_option("#kill-signal", "SIGTERM")
     page.click("#kill-form button[type=submit]")
@@ -218,6 +241,7 @@ def test_event_log_filters_exports_and_replays(app: App, tmp_path: Path) -> None
     launch_fork(page, "compute.py", '{"min": 0, "max": 10}')
     job_id = selected_node(page).get_attribute("data-job")
     expect(selected_node(page)).to_have_attribute("data-state", "exited", timeout=SLOW)
+    page.locator("#log-table").scroll_into_view_if_needed()
     page.select_option("#log-job", job_id)
     page.select_option("#log-type", "message")
     rows = page.locator("#log-table tbody tr")
@@ -240,7 +264,7 @@ def test_event_log_filters_exports_and_replays(app: App, tmp_path: Path) -> None
     page.set_input_files("#log-load", str(path))
     banner = page.locator("#replay-banner")
     expect(banner).to_contain_text(f"{len(events)} events")
-    expect(page.locator("#timeline svg text", has_text="45")).to_be_visible()
+    expect(on_timeline(page, job_id).filter(has_text=re.compile(r"^45$"))).to_be_visible()
     expect(page.locator("#tree .node[data-job]")).to_have_count(1)
     page.click("#log-live")
     expect(banner).to_be_hidden()
