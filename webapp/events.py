@@ -14,7 +14,10 @@ Memory is bounded everywhere, because a child flooding stdout must not grow the 
   many events it stands for); when even that does not fit, events are dropped and, as soon as
   the subscriber catches up, it gets one ``dropped`` notice with the count and the seq range.
   Lifecycle events (spawn, exit, close, error, disconnect) are never dropped: the open gap is
-  closed with its notice and the event queued after it (up to twice the event bound).
+  closed with its notice and the event queued after it (up to twice the event bound);
+* a subscriber may also cap the output it wants per second (``output_rate``: a browser that
+  renders every line cannot take 100 MB/s even when its socket can); output past the cap is
+  dropped the same way, with ``reason: "output_rate"`` (the full output stays in the API).
 
 A ``dropped`` notice is not kept. Its ``seq`` is the last seq it stands for, so a client that
 resumes from it continues right after the gap.
@@ -111,9 +114,20 @@ class Subscriber:
     """
 
     def __init__(
-        self, job: str | None, max_events: int, max_bytes: int, coalesce_bytes: int
+        self,
+        job: str | None,
+        max_events: int,
+        max_bytes: int,
+        coalesce_bytes: int,
+        output_rate: int | None = None,
     ) -> None:
         self.job = job
+        #: Output bytes per second this client can take (a page that renders every line);
+        #: a token bucket with one second of burst. None: as fast as its socket drains.
+        self.output_rate = output_rate
+        self._tokens = float(output_rate or 0)
+        self._refilled = time.monotonic()
+        self._gap_reason = "subscriber_behind"
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.coalesce_bytes = coalesce_bytes
@@ -147,6 +161,9 @@ class Subscriber:
             if self._gap is not None:
                 self._note_drop(kept.seq)
                 return
+            if self.output_rate and kept.event["type"] in OUTPUT_TYPES and not self._afford(size):
+                self._note_drop(kept.seq, "output_rate")
+                return
             last = self._queue[-1] if self._queue else None
             if (
                 last is not None
@@ -178,9 +195,23 @@ class Subscriber:
         self._bytes += size
         last[3] += size
 
-    def _note_drop(self, seq: int) -> None:
+    def _afford(self, size: int) -> bool:
+        """Take `size` bytes from the output budget, refilled at `output_rate` per second."""
+        assert self.output_rate
+        now = time.monotonic()
+        self._tokens = min(
+            float(self.output_rate), self._tokens + (now - self._refilled) * self.output_rate
+        )
+        self._refilled = now
+        if self._tokens < size:
+            return False
+        self._tokens -= size
+        return True
+
+    def _note_drop(self, seq: int, reason: str = "subscriber_behind") -> None:
         self.dropped_total += 1
         if self._gap is None:
+            self._gap_reason = reason
             self._gap = [1, seq, seq]
         else:
             self._gap[0] += 1
@@ -215,7 +246,7 @@ class Subscriber:
         if self._gap is not None:
             count, first, last = self._gap
             self._gap = None
-            notice = dropped_event(self.job, count, first, last, "subscriber_behind")
+            notice = dropped_event(self.job, count, first, last, self._gap_reason)
             self._put(last, notice, None, 0)
 
     def wake(self) -> None:
@@ -290,13 +321,17 @@ class EventBus:
                     sub.push(kept)
             return event
 
-    def subscribe(self, job: str | None = None, after: int | None = None) -> tuple[Subscriber, int]:
+    def subscribe(
+        self, job: str | None = None, after: int | None = None, output_rate: int | None = None
+    ) -> tuple[Subscriber, int]:
         """A subscriber to `job` (None: all), with the replay of everything after `after`
         (None: nothing, only what happens from now on). Returns it and the seq it starts at.
 
         Atomic with `publish`: no event falls between the replay and the live queue.
         """
-        sub = Subscriber(job, self.subscriber_events, self.subscriber_bytes, self.coalesce_bytes)
+        sub = Subscriber(
+            job, self.subscriber_events, self.subscriber_bytes, self.coalesce_bytes, output_rate
+        )
         with self._lock:
             start = self._seq
             if after is not None and after < start:

@@ -2,10 +2,11 @@
 
 Protocol (client → server, JSON text):
 
-* ``{"type": "subscribe", "job": "<id>" | null, "after": <seq> | null, "heartbeat": false}``
-  → ``{"type": "subscribed", "seq": <last seq so far>, ...}`` before any event, then the
-  replay (``after``: null = nothing, 0 = all kept history) and every new event, in seq order.
-  Subscribing again replaces the subscription.
+* ``{"type": "subscribe", "job": "<id>" | null, "after": <seq> | null, "heartbeat": false,
+  "output_rate": null}`` → ``{"type": "subscribed", "seq": <last seq so far>, ...}`` before
+  any event, then the replay (``after``: null = nothing, 0 = all kept history) and every new
+  event, in seq order. ``output_rate`` (bytes/s) caps the stdout/stderr this client gets; the
+  rest is reported in ``dropped`` notices. Subscribing again replaces the subscription.
 * ``{"type": "unsubscribe"}`` → ``{"type": "unsubscribed"}``.
 * ``{"type": "ping"}`` → ``{"type": "pong", "t": <server time>}``.
 * anything else → ``{"type": "rejected", "message": "..."}``; the connection stays usable.
@@ -35,7 +36,7 @@ from .services import Services, services
 #: How long the loop waits for events before it looks at the client's messages again.
 POLL = 0.02
 CLIENT_TYPES = ("subscribe", "unsubscribe", "ping")
-SUBSCRIBE_KEYS = {"type", "job", "after", "heartbeat"}
+SUBSCRIBE_KEYS = {"type", "job", "after", "heartbeat", "output_rate"}
 
 sock = Sock()
 bp = Blueprint("feed", __name__)
@@ -141,6 +142,10 @@ class FeedSession:
         if not isinstance(beat, bool):
             self.reject("'heartbeat' must be true or false")
             return
+        rate = msg.get("output_rate")
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate < 1):
+            self.reject("'output_rate' must be a number of bytes per second >= 1, or null")
+            return
         if job is not None:
             try:
                 self.s.jobs.get(job)
@@ -148,7 +153,7 @@ class FeedSession:
                 self.reject(f'no job {job!r}; subscribe with "job": null for every job')
                 return
         self.unsubscribe()
-        self.sub, start = self.s.bus.subscribe(job, after)
+        self.sub, start = self.s.bus.subscribe(job, after, rate)
         self.ws.send(
             _text(
                 {"type": "subscribed", "seq": start, "job": job, "after": after, "heartbeat": beat}

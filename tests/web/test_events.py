@@ -156,3 +156,18 @@ def test_lifecycle_events_are_never_dropped_and_stay_in_order() -> None:
     ]
     assert [e["seq"] for e in got] == [1, 2, 3, 10, 11, 12, 13]
     assert got[3]["data"]["count"] == 7 and got[5]["data"]["count"] == 1
+
+
+def test_output_rate_caps_output_and_reports_it() -> None:
+    bus = EventBus(subscriber_events=10_000, subscriber_bytes=10 << 20, coalesce_bytes=1)
+    sub, _ = bus.subscribe(None, after=None, output_rate=1000)
+    bus.publish("j1", 1, "spawn", {})
+    for _ in range(100):
+        bus.publish("j1", 1, "stdout", out("x" * 100))  # ~10 kB at once: 1 kB/s allowed
+    bus.publish("j1", 1, "exit", {"code": 0, "signal": None})
+    got = [json.loads(t) for t in sub.drain()]
+    kinds = [e["type"] for e in got]
+    assert kinds[0] == "spawn" and kinds[-2:] == ["dropped", "exit"]
+    assert 1 <= kinds.count("stdout") <= 10
+    assert got[-2]["data"]["reason"] == "output_rate"
+    assert got[-2]["data"]["count"] == 100 - kinds.count("stdout")

@@ -40,6 +40,7 @@ def test_ping_pong_and_rejections_keep_the_connection_usable(feed: Feed) -> None
         ('{"type": "subscribe", "job": "j999999"}', "no job"),
         ('{"type": "subscribe", "bogus": 1}', "'bogus'"),
         ('{"type": "subscribe", "heartbeat": "yes"}', "'heartbeat'"),
+        ('{"type": "subscribe", "output_rate": 0}', "'output_rate'"),
     ]
     for text, reason in bad:
         feed.send(text)
@@ -184,3 +185,19 @@ def test_a_vanished_client_frees_its_subscription(srv: ThreadServer) -> None:
     feed.ws.sock.close()  # no close frame: the client just goes away
     feed.ws.sock = None
     wait_for(lambda: bus.subscriber_count() == before, what="subscription freed")
+
+
+def test_output_rate_keeps_a_page_fed_at_its_own_pace(srv: ThreadServer) -> None:
+    feed = Feed(srv)
+    try:
+        feed.send({"type": "subscribe", "job": None, "after": None, "output_rate": 200_000})
+        assert feed.recv()["type"] == "subscribed"
+        job = start(srv, {"kind": "fork", "program": "flood.py", "args": ["5000000"]})
+        seen = feed.events_of(job["id"])
+    finally:
+        feed.close()
+    received = sum(e["data"]["bytes"] for e in seen if e["type"] == "stdout")
+    assert received < 1_000_000  # 5 MB offered in well under 2 s
+    notices = [e for e in seen if e["type"] == "dropped"]
+    assert notices and all(n["data"]["reason"] == "output_rate" for n in notices)
+    assert seen[-1]["type"] == "close"
