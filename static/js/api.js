@@ -1,6 +1,8 @@
 // REST calls to /api. Same-origin fetch sends the token cookie; errors become exceptions
 // carrying the server's message, so panels can show the reason (e.g. a refused command).
 
+import { parseJSON } from "./store.js";
+
 export class ApiError extends Error {
   constructor(status, message, body) {
     super(message);
@@ -19,7 +21,7 @@ async function call(method, path, body) {
   const text = await res.text();
   let data = null;
   try {
-    data = text ? JSON.parse(text) : null;
+    data = text ? parseJSON(text) : null;
   } catch {
     data = text;
   }

@@ -112,7 +112,7 @@ for k in range(n):
     check(ctx) {
       const [node, ...py] = ctx.jobs;
       const want = String(sum(0, 1e8));
-      const nodeRes = replies(ctx, node).filter((m) => typeof m === "number" || /^\d+$/.test(String(m))).map(String);
+      const nodeRes = replies(ctx, node).filter((m) => /^\d+$/.test(String(m))).map(String);
       const parts = py.map((id) => finalNumber(replies(ctx, id)));
       const pyDone = parts.length && parts.every((p) => p != null);
       const pySum = pyDone ? parts.reduce((a, b) => a + BigInt(b), 0n).toString() : null;
@@ -121,6 +121,48 @@ for k in range(n):
       if (pyDone) lines.push(`${py.length} Python children: 结果: ${pySum}`);
       else if (py.length) lines.push(`Python children: ${parts.filter((p) => p != null).length}/${py.length} done`);
       return { ok: nodeRes.includes(want) && pySum === want, text: lines.join("\n") };
+    },
+  },
+  {
+    id: "compute-4e9",
+    title: "The seed's own range: {max: 4e9, min: 0}",
+    seed: SEED_002,
+    teaches:
+      "The seed's real workload: 4 billion additions. Node's loop takes tens of seconds and, past 2^53, its double rounds the sum; Python's integers are exact, and split over the cores (each child sums its slice by Gauss's formula when it is this big) the answer is immediate.",
+    node: `const FCompute = fork('./fork-compute');
+FCompute.send({ max: 4e9, min: 0 });
+FCompute.on('message', info => res.end(\`结果: \${info}\`));
+// 结果: 7999999996067115000  (a double: not exact)`,
+    python: `n = os.cpu_count()
+step = 4 * 10**9 // n
+for k in range(n):
+    c = ipc.fork("compute.py")
+    c.send({"min": k * step, "max": (k + 1) * step})
+# sum of the parts == 7999999998000000000 (exact)`,
+    expected: `结果: ${sum(0, 4e9)} (exact); Node's double is close but not equal`,
+    async run(ctx) {
+      const cores = Math.max(2, Math.min(8, navigator.hardwareConcurrency || 2));
+      await ctx.launch({ kind: "fork", program: "fork-compute.js", message: { max: 4e9, min: 0 } });
+      const step = 4e9 / cores;
+      for (let k = 0; k < cores; k++) {
+        await ctx.launch({ kind: "fork", program: "compute.py", message: { min: k * step, max: (k + 1) * step } });
+      }
+    },
+    check(ctx) {
+      const [node, ...py] = ctx.jobs;
+      const want = sum(0, 4e9);
+      const nodeRes = replies(ctx, node).map(String).filter((m) => /^\d+$/.test(m)).at(-1);
+      const parts = py.map((id) => finalNumber(replies(ctx, id)));
+      const pyDone = parts.length && parts.every((p) => p != null);
+      const pySum = pyDone ? parts.reduce((a, b) => a + BigInt(b), 0n) : null;
+      const lines = [];
+      if (pyDone) lines.push(`${py.length} Python children: 结果: ${pySum}${pySum === want ? " (exact)" : ""}`);
+      if (nodeRes) {
+        const off = BigInt(nodeRes) - want;
+        lines.push(`node fork-compute.js: 结果: ${nodeRes} (${off === 0n ? "exact" : `off by ${off}: a double past 2^53`})`);
+      } else if (ctx.jobs.length) lines.push("node fork-compute.js: still adding (this takes a while)…");
+      const close = nodeRes && Math.abs(Number(BigInt(nodeRes) - want)) / Number(want) < 1e-6;
+      return { ok: pySum === want && Boolean(close), text: lines.join("\n") };
     },
   },
   {
@@ -364,7 +406,7 @@ child1.on('exit', (code, signal) => console.log('>>> exit:', code, signal));
 function finalNumber(list) {
   for (let i = list.length - 1; i >= 0; i--) {
     const m = list[i];
-    if (typeof m === "number" || (typeof m === "string" && /^\d+$/.test(m))) return String(m);
+    if (typeof m === "number" || typeof m === "bigint" || (typeof m === "string" && /^\d+$/.test(m))) return String(m);
     if (m && typeof m === "object") {
       const v = m.sum ?? m.result;
       if (v != null && m.type !== "progress") return String(v);

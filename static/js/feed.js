@@ -8,6 +8,8 @@
 //   reconnecting - the socket dropped; retrying with back-off
 //   offline      - the server refused us (bad token) or we gave up
 
+import { parseJSON } from "./store.js";
+
 const PING_EVERY_MS = 15000;
 const PONG_WAIT_MS = 8000;
 
@@ -118,7 +120,7 @@ export class Feed {
   _onMessage(raw) {
     let msg;
     try {
-      msg = JSON.parse(raw);
+      msg = parseJSON(raw);
     } catch {
       return;
     }

@@ -122,12 +122,12 @@ function progressOf(m) {
     if (m.done != null && m.total) return m.done / m.total;
     if (m.type === "result" || m.sum != null || m.result != null) return 1;
   }
-  if (typeof m === "number" || (typeof m === "string" && /^\d+$/.test(m))) return 1;
+  if (typeof m === "number" || typeof m === "bigint" || (typeof m === "string" && /^\d+$/.test(m))) return 1;
   return null;
 }
 
 function resultOf(m) {
-  if (typeof m === "number" || (typeof m === "string" && /^\d+$/.test(m))) return BigInt(m);
+  if (typeof m === "number" || typeof m === "bigint" || (typeof m === "string" && /^\d+$/.test(m))) return BigInt(m);
   if (m && typeof m === "object" && m.type !== "progress") {
     const v = m.sum ?? m.result;
     if (v != null) return BigInt(v);

@@ -3,7 +3,7 @@
 // (the newest); filtering scans the store, which holds every event.
 
 import { h, fmtClock, download, adaptiveThrottle } from "./ui.js";
-import { preview } from "./store.js";
+import { preview, stringify } from "./store.js";
 
 const MAX_ROWS = 500;
 const REDRAW_MS = 500;
@@ -69,7 +69,7 @@ export class EventLog {
       if (job && ev.job !== job) return false;
       if (type && ev.type !== type) return false;
       if (text) {
-        const hay = (ev._hay ??= `${ev.job ?? ""} ${ev.pid ?? ""} ${ev.type} ${JSON.stringify(ev.data ?? "")}`.toLowerCase());
+        const hay = (ev._hay ??= `${ev.job ?? ""} ${ev.pid ?? ""} ${ev.type} ${stringify(ev.data ?? "")}`.toLowerCase());
         if (!hay.includes(text)) return false;
       }
       return true;

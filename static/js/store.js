@@ -8,6 +8,28 @@
 const TEXT_TYPES = new Set(["stdout", "stderr"]);
 const ENC = new TextEncoder();
 
+// ---- JSON that keeps big integers exact --------------------------------------------------
+// Python children send exact integers past 2^53 (the seed's 0..4e9 sum is 7999999998000000000);
+// JSON.parse would round them to a double. Parsing keeps such an integer as a BigInt (the
+// reviver sees the source text), and `stringify` writes it back as a bare number.
+
+function bigReviver(key, value, context) {
+  if (typeof value === "number" && !Number.isSafeInteger(value) && context?.source && /^-?\d+$/.test(context.source)) {
+    return BigInt(context.source);
+  }
+  return value;
+}
+
+export function parseJSON(text) {
+  return JSON.parse(text, bigReviver);
+}
+
+const BIG = "\u0000big:";
+export function stringify(value, space) {
+  const out = JSON.stringify(value, (k, v) => (typeof v === "bigint" ? `${BIG}${v}` : v), space);
+  return out === undefined ? out : out.replace(/"\\u0000big:(-?\d+)"/g, "$1");
+}
+
 /** The text carried by an output event, whatever the server called the field. */
 export function outputText(ev) {
   const d = ev.data ?? {};
@@ -47,7 +69,7 @@ export function preview(value, max = 60) {
   if (typeof value === "string") s = value.length > max * 2 ? value.slice(0, max * 2) : value;
   else {
     try {
-      s = JSON.stringify(value);
+      s = stringify(value);
     } catch {
       s = String(value);
     }
@@ -63,7 +85,7 @@ export function utf8Length(s) {
 }
 
 export function byteLength(value) {
-  const s = typeof value === "string" ? value : JSON.stringify(value) ?? "";
+  const s = typeof value === "string" ? value : stringify(value) ?? "";
   return ENC.encode(s).length;
 }
 
@@ -357,7 +379,7 @@ export class Store {
   }
 
   toNDJSON(events = this.events) {
-    return events.map((e) => JSON.stringify(stripPrivate(e))).join("\n") + (events.length ? "\n" : "");
+    return events.map((e) => stringify(stripPrivate(e))).join("\n") + (events.length ? "\n" : "");
   }
 }
 
@@ -374,7 +396,7 @@ export function parseNDJSON(text) {
   for (const line of text.split(/\r?\n/)) {
     if (!line.trim()) continue;
     try {
-      const ev = JSON.parse(line);
+      const ev = parseJSON(line);
       if (ev && typeof ev === "object" && typeof ev.type === "string") events.push(ev);
       else bad++;
     } catch {

@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import { h, fmtBytes, fmtMs, fmtClock, adaptiveThrottle, download, copyText } from "./ui.js";
-import { messageDirection, messagePayload, stateText } from "./store.js";
+import { messageDirection, messagePayload, stateText, stringify } from "./store.js";
 
 /** Start-up cost of a job: time to `spawn` and to its first message, from the job's start. */
 export function startupCost(j) {
@@ -236,13 +236,13 @@ export function showDetails(el, ev, store) {
   if (ev.type === "message") {
     const dir = messageDirection(ev);
     const payload = messagePayload(ev);
-    const size = new TextEncoder().encode(JSON.stringify(payload) ?? "").length;
+    const size = new TextEncoder().encode(stringify(payload) ?? "").length;
     rows.push(` · ${dir === "to_child" ? "parent → child" : "child → parent"} · ${size} bytes`);
     if (ev._latency != null) rows.push(` · ${fmtMs(ev._latency)} after the last message to the child`);
     const j = store?.jobs.get(ev.job);
     if (j && dir === "to_parent" && j.spawnAt != null && j.firstMessageAt === ev.t) rows.push(` · first message ${fmtMs(ev.t - (j.startedAt ?? j.spawnAt))} after start`);
   }
-  el.replaceChildren(h("div", {}, rows), h("pre", {}, JSON.stringify(stripPriv(ev), null, 2)));
+  el.replaceChildren(h("div", {}, rows), h("pre", {}, stringify(stripPriv(ev), null, 2)));
 }
 
 function stripPriv(ev) {

@@ -15,6 +15,7 @@ EXPECTED = {
     "getsum": "50005000",
     "sum": "4999950000",
     "compute": "结果: 4999999950000000",
+    "compute-4e9": "结果: 7999999998000000000 (exact)",
     "spawn-ls": "子进程退出，退出码 0",
     "spawn-node-args": "child 6:",
     "exec-cat": "process.on",

@@ -145,3 +145,22 @@ def test_ndjson_export_loads_back_for_replay(harness: Page) -> None:
         }"""
     )
     assert result == {"n": 2, "bad": 1, "hasPrivate": False, "jobs": 1}
+
+
+def test_big_integers_stay_exact(harness: Page) -> None:
+    """Python sends exact integers past 2^53 (the seed's 0..4e9 sum); they must not round."""
+    result = harness.evaluate(
+        """() => {
+            const text = '{"seq": 1, "job": "j", "pid": 1, "type": "message", "t": 1,'
+                + ' "data": {"direction": "to_parent", "message": 7999999998000000000}}';
+            const ev = S.parseJSON(text);
+            return {kind: typeof ev.data.message, shown: S.preview(ev.data.message),
+                    back: S.stringify(ev.data), small: typeof S.parseJSON('{"a": 5}').a};
+        }"""
+    )
+    assert result == {
+        "kind": "bigint",
+        "shown": "7999999998000000000",
+        "back": '{"direction":"to_parent","message":7999999998000000000}',
+        "small": "number",
+    }
