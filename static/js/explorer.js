@@ -290,9 +290,8 @@ function setView(store, label) {
   tree.setStore(store);
   consoleView.setStore(store);
   log.setStore(store);
-  const banner = $("#replay-banner");
-  banner.hidden = store === live;
-  banner.textContent = label ?? "";
+  $("#replay-bar").hidden = store === live;
+  $("#replay-banner").textContent = label ?? "";
   $("#log-live").hidden = store === live;
 }
 
@@ -300,6 +299,7 @@ $("#log-load").addEventListener("change", async (e) => {
   const file = e.target.files?.[0];
   if (!file) return;
   const { events, bad } = parseNDJSON(await file.text());
+  loaded = events;
   const replay = new Store({ maxEvents: Math.max(100000, events.length) });
   replay.applyAll(events);
   $("#tl-window").value = "0";
@@ -308,4 +308,32 @@ $("#log-load").addEventListener("change", async (e) => {
   e.target.value = "";
 });
 
-$("#log-live").addEventListener("click", () => setView(live));
+$("#log-live").addEventListener("click", () => {
+  clearInterval(playTimer);
+  setView(live);
+});
+
+// Play a loaded file again in its own time (sped up): events are applied as their moment
+// comes, so the timeline grows as it did live.
+let loaded = [];
+let playTimer = null;
+$("#replay-play").addEventListener("click", () => {
+  if (!loaded.length || view === live) return;
+  clearInterval(playTimer);
+  const speed = Number($("#replay-speed").value) || 1;
+  const store = view;
+  store.reset();
+  store.changed("reset");
+  const t0 = loaded[0].t ?? 0;
+  const started = performance.now();
+  let i = 0;
+  const progress = $("#replay-progress");
+  playTimer = setInterval(() => {
+    const now = t0 + ((performance.now() - started) / 1000) * speed;
+    const batch = [];
+    while (i < loaded.length && (loaded[i].t ?? t0) <= now) batch.push(loaded[i++]);
+    if (batch.length) store.applyAll(batch);
+    progress.textContent = `${i} / ${loaded.length} events`;
+    if (i >= loaded.length) clearInterval(playTimer);
+  }, 50);
+});

@@ -50,7 +50,10 @@ def app(
     shots.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid.split("::", 1)[-1])
     try:
-        page.screenshot(path=str(shots / f"e2e-{name}.png"), full_page=True)
+        # The whole page when it is of a readable length; otherwise what is in view (the
+        # seed examples page is very long, and the test leaves its example in view).
+        tall = page.evaluate("document.documentElement.scrollHeight") > 2600
+        page.screenshot(path=str(shots / f"e2e-{name}.png"), full_page=not tall)
     except Exception:  # a crashed page still lets the test report its own failure
         pass
     assert not errors, f"JavaScript errors on the page: {errors}"

@@ -266,8 +266,13 @@ def test_event_log_filters_exports_and_replays(app: App, tmp_path: Path) -> None
     expect(banner).to_contain_text(f"{len(events)} events")
     expect(on_timeline(page, job_id).filter(has_text=re.compile(r"^45$"))).to_be_visible()
     expect(page.locator("#tree .node[data-job]")).to_have_count(1)
+    # Play it again in its own time: every event comes back, the answer last.
+    page.select_option("#replay-speed", "1")
+    page.click("#replay-play")
+    expect(page.locator("#replay-progress")).to_have_text(f"{len(events)} / {len(events)} events")
+    expect(on_timeline(page, job_id).filter(has_text=re.compile(r"^45$"))).to_be_visible()
     page.click("#log-live")
-    expect(banner).to_be_hidden()
+    expect(page.locator("#replay-bar")).to_be_hidden()
 
 
 # ---------------------------------------------------------------- 9: reconnect
