@@ -90,3 +90,17 @@ def test_flood_keeps_server_memory_bounded_and_other_clients_served() -> None:
             other.close()
     growth = peak - baseline
     assert growth < 64 * MiB, f"server RSS grew {growth / MiB:.1f} MiB for a 150 MB flood"
+
+
+def test_command_line_options_reach_the_app() -> None:
+    with LiveServer(["--max-children", "1", "--allow-any-command", "--threads", "4"]) as srv:
+        status, _ = srv.json("GET", "/api/jobs", token=False)
+        assert status == 401
+        sleeper = start(srv, {"kind": "spawn", "command": "sleep", "args": ["30"]})
+        status, answer = srv.json("POST", "/api/jobs", {"kind": "spawn", "command": "true"})
+        assert status == 429 and "limit is 1" in answer["error"]
+        srv.json("POST", f"/api/jobs/{sleeper['id']}/kill", {"signal": "SIGKILL"})
+        wait_closed(srv, sleeper["id"])
+        job = start(srv, {"kind": "exec", "command": "echo a; echo b"})  # any command: allowed
+        assert wait_closed(srv, job["id"])["result"]["stdout"] == "a\nb\n"
+        assert srv.json("GET", "/api/status")[1]["allow_any_command"] is True
