@@ -58,6 +58,20 @@ def init_app(app: Flask) -> None:
             return response
         return error
 
+    _unexpected(app)
+
+
+def _unexpected(app: Flask) -> None:
+    @app.errorhandler(Exception)
+    def handle_unexpected(error: Exception) -> Response | Exception:
+        """A bug of ours: logged with its traceback, answered in JSON, the server carries on."""
+        if isinstance(error, HTTPException):
+            return error
+        app.logger.exception("unexpected error on %s %s", request.method, request.path)
+        response = jsonify(error=f"internal error ({type(error).__name__}); it was logged")
+        response.status_code = 500
+        return response
+
 
 def _is_page() -> bool:
     return any(mime == "text/html" for mime, _q in request.accept_mimetypes)

@@ -287,3 +287,14 @@ def test_version_of_an_interpreter_is_allowed(srv: ThreadServer, command: str) -
     done = wait_closed(srv, job["id"])
     assert done["exit_code"] == 0
     assert re.search(r"\d+\.\d+", done["result"]["stdout"] + done["result"]["stderr"])
+
+
+def test_an_unexpected_error_is_a_json_500_and_the_server_carries_on() -> None:
+    class BrokenCatalog:
+        def list_programs(self) -> list:
+            raise RuntimeError("catalogue on fire")
+
+    with ThreadServer({"CATALOG": BrokenCatalog()}) as srv:
+        status, answer = srv.json("GET", "/api/programs")
+        assert status == 500 and "RuntimeError" in answer["error"]
+        assert srv.json("GET", "/api/jobs")[0] == 200
