@@ -39,6 +39,7 @@ export class Feed {
     this.pending = [];
     this.flushScheduled = false;
     this.closedByUs = false;
+    this.history = []; // the last status changes, for the indicator's tooltip and the tests
   }
 
   url() {
@@ -62,6 +63,8 @@ export class Feed {
   _setStatus(status) {
     if (status === this.status) return;
     this.status = status;
+    this.history.push(status);
+    if (this.history.length > 50) this.history.shift();
     this.onStatus(status, { lastSeq: this.store.lastSeq, reconnects: this.reconnects });
   }
 

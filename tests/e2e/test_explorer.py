@@ -297,6 +297,9 @@ def test_reconnect_fills_the_gap(app: App) -> None:
     expect(node.locator(".state")).to_have_text("exited 0", timeout=SLOW)
     got = page.evaluate("(id) => window.ipcExplorer.store.jobEvents(id).map(e => e.seq)", job["id"])
     assert got == [e["seq"] for e in expected]
+    # The indicator went live → reconnecting → behind (replaying the gap) → live.
+    history = page.evaluate("window.ipcExplorer.feed.history")
+    assert history[-3:] == ["reconnecting", "behind", "live"], history
 
 
 # ---------------------------------------------------------------- 11: keyboard, narrow, dark

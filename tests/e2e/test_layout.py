@@ -1,0 +1,46 @@
+"""Point 11 on every page: readable at 1280×800 and on a narrow window, light and dark (the
+theme follows the system until the user picks one), nothing wider than the window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from e2etest import App
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import expect
+
+PAGES = {"explorer": "/", "examples": "/examples", "lesson": "/lesson", "lab": "/lab"}
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_in_light_dark_and_narrow(app: App, artifacts_dir: Path, name: str) -> None:
+    page = app.page
+    page.emulate_media(color_scheme="dark")
+    app.open(PAGES[name])
+    html = page.locator("html")
+    expect(html).to_have_attribute("data-theme", "dark")  # follows the system
+    shots = artifacts_dir / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    for width, theme in ((1280, "dark"), (420, "dark"), (420, "light"), (1280, "light")):
+        page.set_viewport_size({"width": width, "height": 800})
+        if html.get_attribute("data-theme") != theme:
+            page.click("#theme-toggle")  # the user's choice wins over the system's
+        expect(html).to_have_attribute("data-theme", theme)
+        # Text colour and background really changed (not only an attribute).
+        bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert (bg == "rgb(18, 21, 27)") == (theme == "dark"), bg
+        # Charts follow their box on the next frames (ResizeObserver): wait for it, then check.
+        fits = "document.documentElement.scrollWidth - window.innerWidth <= 1"
+        try:
+            page.wait_for_function(fits, timeout=5000)
+        except PlaywrightTimeoutError:
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            pytest.fail(f"{name} at {width}px is {overflow}px wider than the window")
+        expect(page.locator("#feed-status")).to_have_attribute("data-state", "live")
+        page.screenshot(path=str(shots / f"layout-{name}-{width}-{theme}.png"))
+    # Keyboard: the first Tab on a fresh page lands on the skip link, which leads to the content.
+    page.reload()
+    page.keyboard.press("Tab")
+    expect(page.locator(".skip-link")).to_be_focused()
+    expect(html).to_have_attribute("data-theme", "light")  # the choice was kept
