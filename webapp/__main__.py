@@ -74,9 +74,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULTS["MAX_OUTPUT_PER_JOB"],
         help="output bytes kept per job (default %(default)s)",
     )
+    parser.add_argument(
+        "--max-ws-message",
+        type=int,
+        default=DEFAULTS["WS_MAX_MESSAGE_BYTES"],
+        help="bytes per WebSocket message from a client (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-jobs-kept",
+        type=int,
+        default=DEFAULTS["MAX_JOBS_KEPT"],
+        help="jobs remembered; the oldest finished ones go first (default %(default)s)",
+    )
+    parser.add_argument(
+        "--demo-timeout",
+        type=float,
+        default=DEFAULTS["DEMO_TIMEOUT"],
+        help="seconds /getSum, /sum, /compute wait for their child (default %(default)s)",
+    )
     parser.add_argument("--log-level", default="warning", help="gunicorn's log level")
     args = parser.parse_args(argv)
-    for name in ("max_children", "threads", "max_body", "max_message", "max_events_per_job"):
+    positive = (
+        "max_children",
+        "threads",
+        "max_body",
+        "max_message",
+        "max_events_per_job",
+        "max_output_per_job",
+        "max_ws_message",
+        "max_jobs_kept",
+        "demo_timeout",
+    )
+    for name in positive:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.grace < 0:
@@ -96,6 +125,9 @@ def app_config(args: argparse.Namespace) -> dict[str, Any]:
         "MAX_MESSAGE_BYTES": args.max_message,
         "MAX_EVENTS_PER_JOB": args.max_events_per_job,
         "MAX_OUTPUT_PER_JOB": args.max_output_per_job,
+        "WS_MAX_MESSAGE_BYTES": args.max_ws_message,
+        "MAX_JOBS_KEPT": args.max_jobs_kept,
+        "DEMO_TIMEOUT": args.demo_timeout,
     }
 
 

@@ -11,7 +11,7 @@ import pytest
 from server import ThreadServer
 from webtest import Feed, wait_closed
 
-from webapp.__main__ import display_url, parse_args
+from webapp.__main__ import app_config, display_url, parse_args
 
 
 def start(srv: ThreadServer, body: dict) -> tuple[int, dict]:
@@ -153,6 +153,9 @@ def test_cli_options_and_url() -> None:
     assert display_url("::1", 8000, "t") == "http://[::1]:8000/?token=t"
     with pytest.raises(SystemExit):
         parse_args(["--max-children", "0"])
+    config = app_config(parse_args(["--max-ws-message", "10", "--max-jobs-kept", "5"]))
+    assert (config["WS_MAX_MESSAGE_BYTES"], config["MAX_JOBS_KEPT"]) == (10, 5)
+    assert config["TOKEN"] is None  # made at start, random
 
 
 def test_stats_list_a_childs_own_children_for_the_process_tree() -> None:
