@@ -59,11 +59,12 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "WS_PING_INTERVAL": 20.0,
     #: Events kept per job (oldest dropped first) and their total size.
     "MAX_EVENTS_PER_JOB": 2000,
-    "MAX_HISTORY_BYTES_PER_JOB": 2 * MiB,
+    "MAX_HISTORY_BYTES_PER_JOB": 1 * MiB,
     #: Output (stdout + stderr) kept per job for GET /api/jobs/<id>/output.
     "MAX_OUTPUT_PER_JOB": 1 * MiB,
-    #: Jobs remembered; past it, the oldest finished ones are forgotten.
-    "MAX_JOBS_KEPT": 200,
+    #: Jobs remembered; past it, the oldest finished ones are forgotten. With the two caps
+    #: above, what jobs keep is at most 100 x (1 MiB + 1 MiB): bounded however they flood.
+    "MAX_JOBS_KEPT": 100,
     #: Per WebSocket subscriber: events and bytes queued before output is merged / dropped.
     "SUBSCRIBER_QUEUE_EVENTS": 1000,
     "SUBSCRIBER_QUEUE_BYTES": 1 * MiB,
