@@ -381,14 +381,17 @@ child1.on('exit', (code, signal) => console.log('>>> exit:', code, signal));
 // kill -2 <pid>   → null SIGINT
 // kill -9 <pid>   → null SIGKILL`,
     python: `for sig in ("SIGTERM", "SIGINT", "SIGKILL"):
-    c = ipc.fork("counter.py")
+    c = ipc.fork("child.js")
     c.on("exit", lambda code, signal: print(">>> exit:", code, signal))
     c.kill(sig)`,
     expected: ">>> exit: null SIGTERM / null SIGINT / null SIGKILL",
     async run(ctx) {
       const sigs = ["SIGTERM", "SIGINT", "SIGKILL"];
       const jobs = [];
-      for (let i = 0; i < 3; i++) jobs.push(await ctx.launch({ kind: "fork", program: "counter.py", args: [] }));
+      // The seed's own child.js (it keeps listening, so it is alive when the signal comes).
+      // Node dies of SIGINT by default at any moment; a Python child interrupted while it is
+      // still starting may instead exit with code 1 (KeyboardInterrupt), which is not the lesson.
+      for (let i = 0; i < 3; i++) jobs.push(await ctx.launch({ kind: "fork", program: "child.js", args: [] }));
       await ctx.waitFor(() => jobs.every((j) => ctx.job(j.id)?.spawnAt != null), 10000);
       for (let i = 0; i < 3; i++) await ctx.kill(jobs[i].id, sigs[i]);
     },
