@@ -56,7 +56,20 @@ const log = new EventLog({
 // page loaded) are looked up once each through the API: label, kind and the start time that
 // start-up cost is measured from. A one-off lookup per job, not polling.
 const lookedUp = new Set();
+let listed = false;
+// One list call at start covers every job the server still knows; single lookups are only
+// for jobs that appear later (started elsewhere).
+api.listJobs().then((data) => {
+  for (const obj of data?.jobs ?? []) {
+    lookedUp.add(obj.id);
+    live.upsertJob(obj);
+  }
+}).catch(() => {}).finally(() => {
+  listed = true;
+  live.changed("jobs");
+});
 live.subscribe(() => {
+  if (!listed) return;
   for (const j of live.jobs.values()) {
     if ((!j.label || j.startedAt == null) && !lookedUp.has(j.id)) {
       lookedUp.add(j.id);
