@@ -82,8 +82,17 @@ function renderExample(ex) {
     }
     result.textContent = r.text || "waiting for the child…";
     result.dataset.ok = r.ok ? "true" : "";
-    status.textContent = r.ok ? `✓ matches the seed (${fmtMs((performance.now() - started) / 1000)})` : "running…";
-    if (r.ok) status.className = "ex-status small";
+    if (r.ok && !run.done) {
+      run.done = true;
+      status.textContent = `✓ matches the seed (${fmtMs((performance.now() - started) / 1000)})`;
+      status.className = "ex-status small";
+      // Like the seeds' masters (FCompute.kill()), stop the children that keep listening, so
+      // clicking Run again and again does not pile up live processes against the limit.
+      for (const id of run.jobs) {
+        const j = store.jobs.get(id);
+        if (j && (j.state === "running" || j.state === "starting")) api.kill(id, "SIGTERM").catch(() => {});
+      }
+    } else if (!r.ok) status.textContent = "running…";
   };
 
   const runBtn = h("button", {
@@ -91,6 +100,7 @@ function renderExample(ex) {
     onclick: async () => {
       run.jobs.length = 0;
       run.notes.length = 0;
+      run.done = false;
       shownJobs = new Set();
       httpSince = null;
       started = performance.now();
