@@ -222,9 +222,12 @@ def test_callback_form_timeout() -> None:
 def test_max_buffer_overflow_never_hangs() -> None:
     """`yes` overflows max_buffer with its first write; every exec must still end."""
     done: list[bool] = []
+    stop = threading.Event()
 
     def run() -> None:
         for _ in range(100):
+            if stop.is_set():
+                return
             try:
                 ipc.exec_file("yes", max_buffer=10)
             except ipc.ExecError as exc:
@@ -236,11 +239,14 @@ def test_max_buffer_overflow_never_hangs() -> None:
     worker.start()
     worker.join(10)  # 100 runs take well under a second idle, a few seconds under load
     hung = worker.is_alive()
-    if hung:  # free the stuck exec so the session can go on
-        for child in ipc.children():
-            child.kill("SIGKILL")
-        worker.join(TIMEOUT)
-        for child in ipc.children():
-            child.wait_closed(timeout=TIMEOUT)
+    stop.set()
+    deadline = time.monotonic() + TIMEOUT
+    while worker.is_alive() and time.monotonic() < deadline:
+        for child in ipc.children():  # free the stuck exec so the session can go on
+            if child.returncode is None:
+                child.kill("SIGKILL")
+        worker.join(0.5)
+    for child in ipc.children():
+        child.wait_closed(timeout=TIMEOUT)
     assert not hung, f"exec hung after {len(done)} runs"
     assert done == [True] * 100
