@@ -7,7 +7,7 @@
 // time window are looked at (scanning back from the newest).
 
 import { adaptiveThrottle, fmtClock } from "./ui.js";
-import { messageDirection, messagePayload, preview, stateText } from "./store.js";
+import { byteLength, messageDirection, messagePayload, preview, stateText } from "./store.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const LANE_H = 34;
@@ -192,7 +192,12 @@ export class Timeline {
         const g = s("g", { class: "mark", tabindex: count < 300 ? 0 : null, "data-seq": ev.seq, "data-job": ev.job, "data-type": "message", "data-dir": dir });
         g.append(s("line", { x1: xx, y1: y0, x2: xx, y2: y1 + (y1 > y0 ? -5 : 5), class: `arrow-${dir}`, "stroke-width": 2, "marker-end": `url(#head-${dir})` }));
         g.append(s("rect", { x: xx - 4, y: Math.min(y0, y1), width: 8, height: Math.abs(y1 - y0), fill: "transparent" }));
-        g.append(s("title", {}, `${dir} · ${preview(messagePayload(ev), 200)}`));
+        // Hover: direction, size, time, the reply's latency and the payload (the full one is a
+        // click away, in the details box).
+        const payload = messagePayload(ev);
+        const size = (ev._size ??= byteLength(payload));
+        const lat = ev._latency != null ? ` · reply after ${(ev._latency * 1000).toFixed(2)} ms` : "";
+        g.append(s("title", {}, `${dir === "to_child" ? "parent → child" : "child → parent"} · ${size} B · ${(ev._clock ??= fmtClock(ev.t))}${lat}\n${preview(payload, 400)}`));
         this._hook(g, ev);
         marks.append(g);
         if (labelFits(dir === "to_child" ? `c${li}` : "server", xx, eventLabel(ev))) {
