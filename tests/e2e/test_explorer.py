@@ -339,3 +339,28 @@ def test_keyboard_narrow_and_dark(app: App, artifacts_dir: Path) -> None:
     page.screenshot(path=str(shots / "e2e-explorer-dark-narrow.png"), full_page=True)
     page.click("#theme-toggle")
     expect(page.locator("html")).to_have_attribute("data-theme", "light")
+
+
+def test_refusals_and_crashes_are_shown(app: App) -> None:
+    """Points 1, 2 and 4: a refused command says why; a crash shows its traceback and code."""
+    page = app.open("/")
+    page.select_option("#l-kind", "spawn")
+    page.fill("#l-cmd", "rm")
+    page.fill("#l-args", "-rf /tmp/nothing")
+    page.click("#l-submit")
+    msg = page.locator("#launch-msg")
+    expect(msg).to_contain_text("Refused", timeout=SLOW)
+    expect(msg).to_contain_text("allowlist")
+    expect(msg).to_have_class(re.compile("error"))
+
+    page.select_option("#l-kind", "fork")
+    page.select_option("#l-program", "crash.py")
+    page.fill("#l-args", "0")
+    page.fill("#l-message", "")
+    page.click("#l-submit")
+    expect(msg).to_contain_text("Launched", timeout=SLOW)
+    node = selected_node(page)
+    expect(node.locator(".state")).to_have_text("exited 1", timeout=SLOW)
+    console = page.locator("#console")
+    expect(console.locator(".ln.err")).to_contain_text("RuntimeError: deliberate crash")
+    expect(console).to_contain_text("crash.py: crashing in 0 s")
