@@ -194,6 +194,11 @@ def test_flood_keeps_the_page_responsive(app: App) -> None:
         "[...document.querySelectorAll('#console .ln')].reduce((n, e) => n + +e.dataset.lines, 0)"
     )
     assert 0 < lines <= 2000
+    # The timeline keeps every event but draws a capped number of marks.
+    kept, drawn = page.evaluate(
+        "[window.ipcExplorer.store.events.length, window.ipcExplorer.timeline.drawn]"
+    )
+    assert kept > 0 and drawn <= 1500, (kept, drawn)
     expect(selected_node(page)).to_have_attribute("data-state", "exited", timeout=60_000)
 
 
