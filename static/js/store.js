@@ -248,6 +248,7 @@ export class Store {
     if (!ev.job) return true;
     const j = this.job(ev.job);
     if (j.firstSeq == null) j.firstSeq = ev.seq ?? 0;
+    if (ev.t != null) j.lastT = ev.t;
     j.eventCount++;
     if (ev.pid != null && j.pid == null) j.pid = ev.pid;
     switch (ev.type) {

@@ -15,7 +15,7 @@ const TOP = 24;
 const LEFT = 150;
 const MAX_MARKS = 1500;
 const MAX_LABELS = 80;
-const MAX_LANES = 40;
+const MAX_LANES = 16;
 const REDRAW_MS = 100;
 
 function s(tag, attrs = {}, text) {
@@ -93,24 +93,18 @@ export class Timeline {
     this.schedule.now();
   }
 
-  lanes() {
+  /** Lanes for the jobs active in the window (an event in it, or still alive), the newest
+   *  MAX_LANES of them: a long session does not turn the diagram into a wall of idle lanes. */
+  lanes(start) {
     const jobs = [...this.store.jobs.values()].filter((j) => (this.filter ? this.filter(j) : true));
-    return jobs.slice(-MAX_LANES);
+    const active = jobs.filter((j) => (j.lastT ?? 0) >= start || j.state === "running" || j.state === "starting");
+    this.hiddenLanes = jobs.length - Math.min(active.length, MAX_LANES);
+    return active.slice(-MAX_LANES);
   }
 
   draw() {
     const store = this.store;
     const width = Math.max(320, this.wrap.clientWidth || 800);
-    const lanes = this.lanes();
-    const laneIndex = new Map(lanes.map((j, i) => [j.id, i + 1]));
-    const height = TOP + (lanes.length + 1) * LANE_H + 6;
-    const svg = this.svg;
-    // Keyboard users keep their place: the focused mark is focused again after the redraw.
-    const active = document.activeElement;
-    const focusedSeq = active && svg.contains(active) ? active.getAttribute("data-seq") : null;
-    svg.replaceChildren();
-    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-    svg.setAttribute("height", height);
 
     // The window ends at the newest event; it starts `windowSec` earlier, or at the first
     // event if that is later (so a short burst fills the width instead of a corner).
@@ -122,6 +116,18 @@ export class Timeline {
     const end = lastT + pad * 3;
     start -= pad;
     const span = Math.max(end - start, 0.001);
+
+    const lanes = this.lanes(start);
+    const laneIndex = new Map(lanes.map((j, i) => [j.id, i + 1]));
+    const height = TOP + (lanes.length + 1) * LANE_H + 6;
+    const svg = this.svg;
+    // Keyboard users keep their place: the focused mark is focused again after the redraw.
+    const active = document.activeElement;
+    const focusedSeq = active && svg.contains(active) ? active.getAttribute("data-seq") : null;
+    svg.replaceChildren();
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    svg.setAttribute("height", height);
+
     // On a narrow window the lane names get less room so the plot keeps most of it.
     const left = width < 640 ? 92 : LEFT;
     const plotW = width - left - 16;
@@ -239,7 +245,8 @@ export class Timeline {
     this.drawn = count;
     if (this.info) {
       const hidden = inWindow - count;
-      this.info.textContent = `${store.events.length} events kept · ${count} drawn${hidden > 0 ? ` (${hidden} more in view not drawn)` : ""}`;
+      const idle = this.hiddenLanes > 0 ? ` · ${this.hiddenLanes} idle or older processes without a lane (widen the window)` : "";
+      this.info.textContent = `${store.events.length} events kept · ${count} drawn${hidden > 0 ? ` (${hidden} more in view not drawn)` : ""}${idle}`;
     }
   }
 
