@@ -165,7 +165,8 @@ export class ConsoleView {
    */
   async fullOutput() {
     const j = this.store.jobs.get(this.jobId);
-    if (j && !j.truncated) return this.store.fullOutput(this.jobId);
+    // Complete here unless the page's cap cut it or the server dropped events on the way.
+    if (j && !j.truncated && !j.serverDropped) return this.store.fullOutput(this.jobId);
     try {
       const out = await api.output(this.jobId);
       return out.stdout + (out.stderr ? `\n--- stderr ---\n${out.stderr}` : "");
