@@ -33,7 +33,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"screenshots and traces: {ARTIFACTS}"]
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     shots = ARTIFACTS / "screenshots"
     if shots.is_dir():
         count = len(list(shots.glob("*.png")))
