@@ -11,6 +11,7 @@ too, before any newer event of that type, so listeners see one order.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -26,7 +27,12 @@ class Emitter:
         self._reactor = reactor
         self._lock = threading.Lock()
         self._listeners: dict[str, list[tuple[Listener, bool]]] = defaultdict(list)
-        self._held: dict[str, deque[tuple[Any, ...]]] = {}
+        # Every emission is numbered; held and deferred entries are (number, event, args).
+        self._numbers = itertools.count()
+        self._held: dict[str, deque[tuple[int, str, tuple[Any, ...]]]] = {}
+        # Emissions that arrived while held events were being flushed: they wait their turn.
+        self._deferred: deque[tuple[int, str, tuple[Any, ...]]] = deque()
+        self._flush_scheduled = False
         self._on_drained = on_drained
 
     def on(self, event: str, fn: Listener, *, once: bool = False) -> None:
@@ -37,9 +43,11 @@ class Emitter:
         with self._lock:
             first = not self._listeners[event]
             self._listeners[event].append((fn, once))
-            flush = first and bool(self._held.get(event))
+            flush = first and bool(self._held.get(event)) and not self._flush_scheduled
+            if flush:
+                self._flush_scheduled = True
         if flush:
-            self._reactor.call_soon(self._flush, event)
+            self._reactor.call_soon(self._flush)
 
     def off(self, event: str, fn: Listener) -> None:
         with self._lock:
@@ -60,10 +68,13 @@ class Emitter:
 
     def emit(self, event: str, *args: Any) -> bool:
         """Call the listeners of `event` (reactor thread). False when the event was held."""
+        entry = (next(self._numbers), event, args)
         with self._lock:
-            held = self._held.get(event)
-            if held or not self._listeners.get(event):
-                self._held.setdefault(event, deque()).append(args)
+            if self._flush_scheduled:
+                self._deferred.append(entry)  # behind the held events being flushed
+                return True
+            if not self._listeners.get(event):
+                self._held.setdefault(event, deque()).append(entry)
                 return False
             listeners = self._take(event)
         self._call(listeners, args)
@@ -85,16 +96,42 @@ class Emitter:
             except Exception:
                 logging.getLogger("ipc").exception("listener failed")
 
-    def _flush(self, event: str) -> None:
+    def _next_deliverable(self) -> tuple[str, tuple[Any, ...], list[Listener]] | None:
+        """The oldest entry that has listeners now, across held types and deferred emissions.
+
+        Deferred entries whose type has no listener become held. Holds the lock.
+        """
+        while True:
+            best: deque[tuple[int, str, tuple[Any, ...]]] | None = None
+            for event, queue in self._held.items():
+                if queue and self._listeners.get(event) and (best is None or queue[0] < best[0]):
+                    best = queue
+            if self._deferred and (best is None or self._deferred[0] < best[0]):
+                _, event, _ = self._deferred[0]
+                if not self._listeners.get(event):
+                    self._held.setdefault(event, deque()).append(self._deferred.popleft())
+                    continue
+                best = self._deferred
+            if best is None:
+                return None
+            _, event, args = best.popleft()
+            return event, args, self._take(event)
+
+    def _flush(self) -> None:
+        """Reactor thread: deliver held events to their new listeners, in emission order."""
+        drained: set[str] = set()
         while True:
             with self._lock:
-                held = self._held.get(event)
-                if not held or not self._listeners.get(event):
-                    if held is not None and not held:
+                item = self._next_deliverable()
+                if item is None:
+                    self._flush_scheduled = False
+                    for event in [e for e, queue in self._held.items() if not queue]:
                         del self._held[event]
                     break
-                args = held.popleft()
-                listeners = self._take(event)
+            event, args, listeners = item
+            drained.add(event)
             self._call(listeners, args)
         if self._on_drained is not None:
-            self._on_drained(event)
+            for event in drained:
+                if not self.held_count(event):
+                    self._on_drained(event)
