@@ -223,21 +223,38 @@ class MessagePort:
 
     # ---- accepting a unix/tcp child (reactor thread) --------------------------------------
 
-    def _accept(self) -> None:
+    def _accept(self) -> bool:
+        """Accept one waiting connection; False when there was none."""
         listener = self._setup.listener
         if listener is None:
-            return
+            return False
         try:
             peer, _ = listener.accept()
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError as exc:
             self._on_error(BrokenChannelError(f"accepting the child's connection failed: {exc}"))
-            return
+            return False
         peer.setblocking(False)
         fd = peer.fileno()
         self._pending_peers[fd] = (peer, bytearray())
         self._reactor.add_reader(fd, functools.partial(self._read_hello, fd))
+        return True
+
+    def child_exited(self) -> None:
+        """Reactor thread: the child is gone. A unix/tcp child may have connected, sent and
+        exited before we accepted: take what waits in the backlog (its bytes are still there),
+        then stop listening; with nobody to authenticate, the channel closes."""
+        if self._channel is not None or self.closed:
+            return
+        listener = self._setup.listener
+        if listener is not None:
+            while self._accept():
+                pass
+            self._reactor.remove_reader(listener.fileno())
+            self._setup.close_listener()
+        if not self._pending_peers:
+            self.close()
 
     def _read_hello(self, fd: int) -> None:
         peer, buffer = self._pending_peers[fd]
@@ -272,6 +289,8 @@ class MessagePort:
                 "did not present the child's secret"
             )
         )
+        if self._setup.listener is None and not self._pending_peers and self._channel is None:
+            self.close()  # the child exited and no connection of its own is left
 
     def _close_pending_peers(self) -> None:
         for fd, (peer, _) in list(self._pending_peers.items()):

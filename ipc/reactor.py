@@ -186,12 +186,20 @@ class Reactor:
                 self._invoke(self._calls.popleft())
 
     def _drain_wakeups(self) -> None:
-        self._wake_pending = False
+        """Empty the wake-up pipe, then allow the next wake-up to write again.
+
+        The order matters: clearing the flag first would let a waker write its byte between
+        the clear and the read, the read would swallow it and the flag would stay set with an
+        empty pipe, so no later `call_soon` would ever wake the loop (finding F4). Clearing it
+        after the read is safe because the queued calls are run after this, in the same
+        iteration: a waker that saw the flag still set has its call in the queue already.
+        """
         try:
             while os.read(self._wake_r, 4096):
                 pass
         except BlockingIOError:
             pass
+        self._wake_pending = False
 
     @staticmethod
     def _invoke(callback: Callback) -> None:

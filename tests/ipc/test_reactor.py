@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
 from ipctest import PYTHON, ROOT
 
 PROBE = """
@@ -38,11 +37,6 @@ print("never stuck")
 """
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="ipc finding F4 (/work/notes/ipc-findings.md): _drain_wakeups clears _wake_pending "
-    "before reading, so a concurrent wake-up is swallowed and the reactor sleeps for good",
-)
 def test_call_soon_from_threads_never_loses_a_wake_up() -> None:
     proc = subprocess.run(
         [PYTHON, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, timeout=60
