@@ -232,6 +232,10 @@ class _ExecCollector:
         self.child: ChildProcess | None = None
         self._timer = None
 
+    def bind(self, child: ChildProcess) -> None:
+        """Learn the child before it starts, so no listener ever runs without it (F3)."""
+        self.child = child
+
     def listeners(self) -> dict[str, Callable[..., Any]]:
         return {
             "spawn": self._on_spawn,
@@ -351,10 +355,11 @@ def _run_buffered(
         env=_env(env),
         stdin="ignore",
         listeners=collector.listeners(),
+        on_created=collector.bind,
     )
-    collector.child = ChildProcess(spec)
+    child = ChildProcess(spec)
     if callback is not None:
-        return collector.child
+        return child
     collector.done.wait()
     if collector.error is not None:
         raise collector.error

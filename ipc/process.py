@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import logging
 import os
 import shutil
 import signal as signal_module
@@ -38,6 +39,8 @@ from .errors import (
 from .messaging import MessagePort, SendCallback
 from .reactor import Reactor, get_reactor
 from .transports import TransportSetup
+
+log = logging.getLogger("ipc")
 
 EVENTS: Final = frozenset(
     {"spawn", "message", "stdout", "stderr", "exit", "close", "error", "disconnect"}
@@ -97,6 +100,9 @@ class LaunchSpec:
     serialization: str = "json"
     max_message_size: int = 64 * 1024 * 1024
     listeners: dict[str, Callable[..., Any]] | None = None
+    # Called with the new ChildProcess before it starts: an owner that must act on the child
+    # from its listeners (exec kills on overflow) learns it before any event can fire.
+    on_created: Callable[[ChildProcess], None] | None = None
 
 
 class ChildProcess:
@@ -130,6 +136,8 @@ class ChildProcess:
         self._port: MessagePort | None = None
         for event, fn in (spec.listeners or {}).items():
             self.on(event, fn)
+        if spec.on_created is not None:
+            spec.on_created(self)
         _table.add(self)
         self._start(spec)
 
@@ -253,11 +261,16 @@ class ChildProcess:
         sock = self._extra_socks.get(fd)
         if sock is None:
             raise InvalidArgumentError(f"the child has no extra pipe at fd {fd}")
-        sock.setblocking(True)
         try:
-            sock.sendall(data.encode() if isinstance(data, str) else data)
-        finally:
-            sock.setblocking(False)
+            sock.setblocking(True)
+            try:
+                sock.sendall(data.encode() if isinstance(data, str) else data)
+            finally:
+                sock.setblocking(False)
+        except OSError as exc:  # the child closed its end (or exited) meanwhile
+            from .errors import BrokenChannelError
+
+            raise BrokenChannelError(f"the child's fd {fd} is closed: {exc}") from exc
 
     def wait(self, timeout: float | None = None) -> int:
         """Block until the child exits; return `returncode`.
@@ -452,13 +465,23 @@ class ChildProcess:
             data = os.read(fd, _READ_SIZE)
         except BlockingIOError:
             return
-        except OSError:
+        except OSError as exc:
+            # ECONNRESET on an extra socket is its end; EBADF means this fd number was closed
+            # under us, so closing it again could close someone else's new fd: only forget it.
+            if exc.errno != errno.ECONNRESET:
+                log.warning("reading %s of pid %s failed: %s", event, self.pid, exc)
             data = b""
+            already_closed = exc.errno == errno.EBADF
+        else:
+            already_closed = False
         if not data:
             self._reactor.remove_reader(fd)
             del self._outputs[fd]
             sock = self._extra_socks.pop(int(event[2:]), None) if event.startswith("fd") else None
-            if sock is not None:
+            if already_closed:
+                if sock is not None:
+                    sock.detach()
+            elif sock is not None:
                 sock.close()
             else:
                 os.close(fd)
@@ -524,10 +547,10 @@ class ChildProcess:
                 self._stdin_fd = None
         self._exited.set()
         self._emit("exit", self.exit_code, self.signal_code)
-        if self._port is not None and not self._port.closed and not self._port.attached:
+        if self._port is not None:
             # A unix/tcp child that never connected will not now. (A connected channel ends
             # when the child's end closes: already, unless a grandchild holds it.)
-            self._port.close()
+            self._port.child_exited()
         self._maybe_close()
 
     def _stream_closed(self) -> None:

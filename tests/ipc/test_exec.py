@@ -22,11 +22,6 @@ def test_exec_captures_stdout_and_stderr() -> None:
     assert "echo out" in r.command
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="ipc finding F3 (/work/notes/ipc-findings.md): exec's listeners can run before "
-    "the collector knows its child, so ExecResult.pid is None (a race: seen under load)",
-)
 def test_exec_result_always_has_the_pid() -> None:
     for _ in range(100):
         r = ipc.exec("echo out")
@@ -214,11 +209,6 @@ def test_callback_form_timeout() -> None:
     assert err.timed_out
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="ipc finding F3 (/work/notes/ipc-findings.md): an overflow on the first chunk, "
-    "before the collector knows its child, skips the kill and exec blocks forever",
-)
 def test_max_buffer_overflow_never_hangs() -> None:
     """`yes` overflows max_buffer with its first write; every exec must still end."""
     done: list[bool] = []
