@@ -23,20 +23,28 @@ stamp=.venv/.installed-$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -c1
 if [ ! -f "$stamp" ]; then
   echo "setup: installing Python dependencies"
   .venv/bin/python -m pip install -q --upgrade pip
+  # compat: a plain path in a .pth file; the default editable mode installs an import hook
+  # that every forked Python child would pay for at start-up (a few ms each).
   .venv/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
 
-if [ "$want_browser" = 1 ] && [ ! -x /usr/bin/chromium ]; then
-  echo "setup: installing Debian's Chromium for the browser tests"
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  elif command -v sudo >/dev/null; then
-    sudo apt-get update -qq
-    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+# Chromium for the browser tests, and a CJK font so the seeds' Chinese text (结果, ...) shows
+# in screenshots instead of empty boxes.
+missing=()
+if [ "$want_browser" = 1 ]; then
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || missing+=(fonts-wqy-microhei)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]} (Debian packages) for the browser tests"
+  SUDO=()
+  [ "$(id -u)" = 0 ] || SUDO=(sudo)
+  if [ "$(id -u)" = 0 ] || command -v sudo >/dev/null; then
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "setup: /usr/bin/chromium is missing and we are not root; browser tests will be skipped" >&2
+    echo "setup: cannot install ${missing[*]} (not root, no sudo); browser tests will be skipped" >&2
   fi
 fi
