@@ -36,6 +36,7 @@ from .transports import (
     ENV_SERIALIZATION,
     NODE_CHANNEL_FD,
     NODE_CHANNEL_SERIALIZATION_MODE,
+    READ_SIZE,
     connect_from_child,
 )
 
@@ -210,7 +211,7 @@ class Parent:
         if timeout is None and self._sock is not None:
             # One syscall per message: disconnect() wakes this read with shutdown().
             try:
-                return os.read(self._read_fd, 256 * 1024)
+                return os.read(self._read_fd, READ_SIZE)
             except OSError:
                 return b""
         if self._poller is None:  # made once: this is on every message's path
@@ -223,7 +224,7 @@ class Parent:
         if any(fd == self._wake_r for fd, _ in ready):
             return b""
         try:
-            return os.read(self._read_fd, 256 * 1024)
+            return os.read(self._read_fd, READ_SIZE)
         except (ConnectionResetError, OSError):
             return b""
 
