@@ -13,7 +13,9 @@ Every subject runs the same workload, a Python (or Node) parent and an echo chil
   second;
 * start-up: from the `fork()` call to the child's first message ("ready").
 
-Subjects: `ipc.fork` over each transport (Python child using `ipc.parent`); the *floor*, a raw
+Subjects: `ipc.fork` over each transport (Python child using `ipc.parent`), each phase driven
+from the `message` listener as ``node_fork_bench.js`` drives Node's (plus one row where a
+blocking caller waits for each echo, which adds a thread hand-off); the *floor*, a raw
 ``socket.socketpair()`` with the same JSON-lines framing and blocking I/O on both sides (no
 reactor, no thread hand-off); ``multiprocessing.Pipe`` (pickle framing, spawn context); and
 Node's own ``child_process.fork()`` measuring itself in Node (``node_fork_bench.js``).
@@ -115,6 +117,116 @@ def small(i: int) -> dict[str, Any]:
 # --- ours --------------------------------------------------------------------------------------
 
 
+class _Driver:
+    """Runs each phase from the child's `message` listener, as `node_fork_bench.js` does in Node.
+
+    The listener runs on the reactor thread, which reads the echo and sends the next message
+    itself: no thread hand-off per message, the same shape as Node's event-loop callbacks. The
+    calling thread only starts a phase and waits for its end. (`bench_ipc(sync=True)` measures
+    the other usage, a blocking caller, whose thread hand-off costs tens of µs on its own.)
+    """
+
+    def __init__(self) -> None:
+        self._handler: Callable[[Any], None] = self._unexpected
+        self._done = threading.Event()
+        self.result: Any = None
+
+    def on_message(self, msg: Any) -> None:
+        self._handler(msg)
+
+    def _unexpected(self, msg: Any) -> None:
+        raise AssertionError(f"message outside a phase: {msg!r:.80}")
+
+    def _finish(self, result: Any) -> None:
+        self._handler = self._unexpected
+        self.result = result
+        self._done.set()
+
+    def _wait(self) -> Any:
+        if not self._done.wait(TIMEOUT):
+            raise TimeoutError("benchmark phase did not finish")
+        self._done.clear()
+        return self.result
+
+    def ready(self) -> Any:
+        self._handler = self._finish
+        return self._wait()
+
+    def round_trips(self, child: ipc.ChildProcess, n: int) -> list[float]:
+        """`n` sequential round trips; the wall time of each."""
+        times: list[float] = []
+        t0 = 0.0
+
+        def on_message(msg: Any) -> None:
+            nonlocal t0
+            times.append(time.perf_counter() - t0)
+            if len(times) == n:
+                self._finish(times)
+                return
+            t0 = time.perf_counter()
+            child.send(small(len(times)))
+
+        self._handler = on_message
+        t0 = time.perf_counter()
+        child.send(small(0))
+        return self._wait()
+
+    def pipelined(self, child: ipc.ChildProcess, n: int, make: Callable[[int], Any]) -> float:
+        """Send `n` messages back to back; seconds until the last echo came back."""
+        got = 0
+
+        def on_message(msg: Any) -> None:
+            nonlocal got
+            got += 1
+            if got == n:
+                self._finish(time.perf_counter() - t0)
+
+        self._handler = on_message
+        t0 = time.perf_counter()
+        for i in range(n):
+            child.send(make(i))
+        return self._wait()
+
+
+def bench_ipc(
+    transport: str,
+    cfg: Config,
+    child_path: Path = CHILDREN / "echo_child.py",
+    label: str = "",
+    *,
+    sync: bool = False,
+) -> Row:
+    """Round trips, pipelined small messages and 1 MiB messages through `ipc.fork`.
+
+    Driven from the message listener (see `_Driver`), or with `sync` from this thread, which
+    waits on a queue the listener fills: what a blocking caller pays.
+    """
+    if sync:
+        return _bench_ipc_sync(transport, cfg, child_path, label)
+    driver = _Driver()
+    child = ipc.fork(str(child_path), transport=transport, listeners={"message": driver.on_message})
+    try:
+        assert driver.ready() == "ready"
+        driver.round_trips(child, cfg.warmup)
+        times = driver.round_trips(child, cfg.rtt)
+        msgs_elapsed = driver.pipelined(child, cfg.msgs, small)
+        big = "x" * MIB
+        driver.pipelined(child, 2, lambda i: big)
+        big_elapsed = driver.pipelined(child, cfg.big, lambda i: big)
+        name = f"ipc {transport}" + (f" (= {child.transport})" if transport == "auto" else "")
+        name += label
+    finally:
+        child.disconnect()
+        child.wait(timeout=TIMEOUT)
+    return Row(
+        subject=name,
+        rtt_p50=percentile(times, 50),
+        rtt_p99=percentile(times, 99),
+        msgs_per_s=cfg.msgs / msgs_elapsed,
+        mb_per_s=cfg.big * MIB / 1e6 / big_elapsed,
+    )
+
+
 def _fork(path: Path, transport: str, q: queue.SimpleQueue) -> ipc.ChildProcess:
     return ipc.fork(str(path), transport=transport, listeners={"message": q.put})
 
@@ -123,10 +235,8 @@ def _get(q: queue.SimpleQueue) -> Any:
     return q.get(timeout=TIMEOUT)
 
 
-def bench_ipc(
-    transport: str, cfg: Config, child_path: Path = CHILDREN / "echo_child.py", label: str = ""
-) -> Row:
-    """Round trips, pipelined small messages and 1 MiB messages through `ipc.fork`."""
+def _bench_ipc_sync(transport: str, cfg: Config, child_path: Path, label: str) -> Row:
+    """As `bench_ipc`, but this thread sends and blocks on a queue for each echo."""
     q: queue.SimpleQueue = queue.SimpleQueue()
     child = _fork(child_path, transport, q)
     try:
@@ -169,6 +279,7 @@ def bench_ipc(
         rtt_p99=percentile(times, 99),
         msgs_per_s=cfg.msgs / msgs_elapsed,
         mb_per_s=cfg.big * MIB / 1e6 / big_elapsed,
+        notes=["a blocking caller: one thread hand-off (reactor -> caller) per echo"],
     )
 
 
@@ -369,14 +480,15 @@ def fmt(value: float | None, scale: float, digits: int) -> str:
 
 
 def table(rows: list[Row], floor: Row, node: Row | None) -> str:
+    width = max(32, *(len(r.subject) for r in rows))
     head = (
-        f"{'subject':<32} {'rtt p50 µs':>10} {'rtt p99 µs':>10} {'msgs/s':>10} {'MB/s 1MiB':>9}"
-        f" {'p50/floor':>9} {'msg/floor':>9} {'p50/node':>8} {'msg/node':>8}"
+        f"{'subject':<{width}} {'rtt p50 µs':>10} {'rtt p99 µs':>10} {'msgs/s':>10}"
+        f" {'MB/s 1MiB':>9} {'p50/floor':>9} {'msg/floor':>9} {'p50/node':>8} {'msg/node':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r.subject:<32} {fmt(r.rtt_p50, 1e6, 1):>10} {fmt(r.rtt_p99, 1e6, 1):>10}"
+            f"{r.subject:<{width}} {fmt(r.rtt_p50, 1e6, 1):>10} {fmt(r.rtt_p99, 1e6, 1):>10}"
             f" {fmt(r.msgs_per_s, 1, 0):>10} {fmt(r.mb_per_s, 1, 1):>9}"
             f" {ratio(r.rtt_p50, floor.rtt_p50):>9} {ratio(r.msgs_per_s, floor.msgs_per_s):>9}"
             f" {ratio(r.rtt_p50, node.rtt_p50 if node else None):>8}"
@@ -439,6 +551,10 @@ def main(argv: list[str] | None = None) -> int:
         # Where does the distance to the floor come from? Swap one side at a time.
         ("ipc+raw", lambda: bench_ipc("socketpair", cfg, CHILDREN / "raw_echo.py", " + raw child")),
         ("raw+ipc", lambda: bench_floor(cfg, ipc_child=True)),
+        (
+            "sync",
+            lambda: bench_ipc("auto", cfg, label=", blocking caller", sync=True),
+        ),
         ("mp", lambda: bench_mp_pipe(cfg)),
         ("node", lambda: bench_node(cfg)),
     ]
