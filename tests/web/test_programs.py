@@ -16,13 +16,13 @@ import os
 import re
 import shutil
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from recorder import Recorder
 
 import ipc
 from webapp import catalog
@@ -38,84 +38,6 @@ EVENTS = ("spawn", "message", "stdout", "stderr", "fd3", "exit", "close", "error
 
 
 # ---- helpers --------------------------------------------------------------------------------
-
-
-class Recorder:
-    """Every event of one child, in the order the reactor delivered them.
-
-    Listeners run on the reactor thread, so they only append under a lock and notify; the test
-    thread waits on the condition with a deadline.
-    """
-
-    def __init__(self, child: ipc.ChildProcess) -> None:
-        self.child = child
-        self.log: list[tuple[str, tuple[Any, ...]]] = []
-        self._cond = threading.Condition()
-        for name in EVENTS:
-            child.on(name, self._listener(name))
-
-    def _listener(self, name: str) -> Callable[..., None]:
-        def listener(*args: Any) -> None:
-            with self._cond:
-                self.log.append((name, args))
-                self._cond.notify_all()
-
-        return listener
-
-    def names(self) -> list[str]:
-        with self._cond:
-            return [name for name, _ in self.log]
-
-    def messages(self) -> list[Any]:
-        with self._cond:
-            return [args[0] for name, args in self.log if name == "message"]
-
-    def output(self, name: str = "stdout") -> bytes:
-        with self._cond:
-            return b"".join(args[0] for n, args in self.log if n == name)
-
-    def wait_until(self, predicate: Callable[[], bool], what: str) -> None:
-        """Block until `predicate()` (called under the lock) holds, or fail the test."""
-        deadline = time.monotonic() + TIMEOUT
-        with self._cond:
-            while not predicate():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    tail = ", ".join(f"{n}{a!r}"[:100] for n, a in self.log[-20:])
-                    pytest.fail(f"timed out after {TIMEOUT} s waiting for {what}; events: {tail}")
-                self._cond.wait(remaining)
-
-    def wait_messages(self, count: int) -> list[Any]:
-        self.wait_until(
-            lambda: sum(1 for n, _ in self.log if n == "message") >= count, f"{count} message(s)"
-        )
-        return self.messages()
-
-    def wait_message(self, predicate: Callable[[Any], bool], what: str) -> Any:
-        """The first message for which `predicate` holds."""
-        found: list[Any] = []
-
-        def check() -> bool:
-            found[:] = [a[0] for n, a in self.log if n == "message" and predicate(a[0])]
-            return bool(found)
-
-        self.wait_until(check, what)
-        return found[0]
-
-    def wait_output(self, needle: bytes, name: str = "stdout", count: int = 1) -> bytes:
-        self.wait_until(
-            lambda: b"".join(a[0] for n, a in self.log if n == name).count(needle) >= count,
-            f"{count} x {needle!r} on {name}",
-        )
-        return self.output(name)
-
-    def wait_event(self, name: str) -> tuple[Any, ...]:
-        self.wait_until(lambda: any(n == name for n, _ in self.log), f"the {name!r} event")
-        return next(args for n, args in self.log if n == name)
-
-    def wait_closed(self) -> tuple[Any, ...]:
-        """Wait for `close` (exit, and every stream and the channel at their end)."""
-        return self.wait_event("close")
 
 
 @pytest.fixture
@@ -136,7 +58,7 @@ def run() -> Iterator[Callable[..., Recorder]]:
         else:  # spawn a Node script with an extra duplex pipe at fd 3, as seed 003 does
             child = ipc.spawn(NODE or "node", [path, *args], stdio=["pipe"] * 4)
         started.append(child)
-        rec = Recorder(child)
+        rec = Recorder(child, EVENTS)
         if message is not None:
             child.send(message)
         return rec
