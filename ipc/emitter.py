@@ -12,6 +12,7 @@ too, before any newer event of that type, so listeners see one order.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -21,12 +22,17 @@ from .reactor import Reactor
 
 Listener = Callable[..., Any]
 
+log = logging.getLogger("ipc")
+
 
 class Emitter:
     def __init__(self, reactor: Reactor, on_drained: Callable[[str], None] | None = None) -> None:
         self._reactor = reactor
         self._lock = threading.Lock()
         self._listeners: dict[str, list[tuple[Listener, bool]]] = defaultdict(list)
+        # Per event with no `once` listener: the tuple of listeners to call, kept until `on` or
+        # `off` changes them, so a message's emission copies no list.
+        self._snapshots: dict[str, tuple[Listener, ...]] = {}
         # Every emission is numbered; held and deferred entries are (number, event, args).
         self._numbers = itertools.count()
         self._held: dict[str, deque[tuple[int, str, tuple[Any, ...]]]] = {}
@@ -43,6 +49,7 @@ class Emitter:
         with self._lock:
             first = not self._listeners[event]
             self._listeners[event].append((fn, once))
+            self._snapshots.pop(event, None)
             flush = first and bool(self._held.get(event)) and not self._flush_scheduled
             if flush:
                 self._flush_scheduled = True
@@ -55,6 +62,7 @@ class Emitter:
             for i, (candidate, _) in enumerate(listeners):
                 if candidate == fn:
                     del listeners[i]
+                    self._snapshots.pop(event, None)
                     break
 
     def listener_count(self, event: str) -> int:
@@ -80,23 +88,28 @@ class Emitter:
         self._call(listeners, args)
         return True
 
-    def _take(self, event: str) -> list[Listener]:
+    def _take(self, event: str) -> tuple[Listener, ...]:
         """The listeners to call for one emission; `once` ones are removed. Holds the lock."""
+        listeners = self._snapshots.get(event)
+        if listeners is not None:
+            return listeners
         entries = self._listeners[event]
-        self._listeners[event] = [entry for entry in entries if not entry[1]]
-        return [fn for fn, _ in entries]
+        listeners = tuple(fn for fn, _ in entries)
+        if any(once for _, once in entries):
+            self._listeners[event] = [entry for entry in entries if not entry[1]]
+        else:
+            self._snapshots[event] = listeners
+        return listeners
 
     @staticmethod
-    def _call(listeners: list[Listener], args: tuple[Any, ...]) -> None:
-        import logging
-
+    def _call(listeners: tuple[Listener, ...], args: tuple[Any, ...]) -> None:
         for fn in listeners:
             try:
                 fn(*args)
             except Exception:
-                logging.getLogger("ipc").exception("listener failed")
+                log.exception("listener failed")
 
-    def _next_deliverable(self) -> tuple[str, tuple[Any, ...], list[Listener]] | None:
+    def _next_deliverable(self) -> tuple[str, tuple[Any, ...], tuple[Listener, ...]] | None:
         """The oldest entry that has listeners now, across held types and deferred emissions.
 
         Deferred entries whose type has no listener become held. Holds the lock.

@@ -103,11 +103,28 @@ class MessagePort:
                 error = ChannelClosedError("channel closed: send() after disconnect()")
                 self._report_unsent([(memoryview(frame), callback)], error)
                 return False
-            idle = not self._queue and self._channel is not None
-            self._queue.append((memoryview(frame), callback))
-            self._queued_bytes += len(frame)
-            if idle:
-                self._write_locked()
+            channel = self._channel
+            if self._queue or channel is None:
+                self._queue.append((memoryview(frame), callback))
+                self._queued_bytes += len(frame)
+                return self._queued_bytes < HIGH_WATER
+            # Idle channel (the usual case): one write from this thread, nothing queued. Only
+            # what the kernel does not take now is queued for the reactor's writer.
+            try:
+                sent = channel.send_bytes(frame)
+            except BrokenChannelError as exc:
+                self._queue.append((memoryview(frame), callback))  # reported by close()
+                self._queued_bytes += len(frame)
+                self._reactor.call_soon(self._fail, exc)
+                return False
+            if sent == len(frame):
+                if callback is not None:
+                    self._reactor.call_soon(callback, None)
+                return True
+            self._queue.append((memoryview(frame)[sent:], callback))
+            self._queued_bytes += len(frame) - sent
+            self._writer_registered = True
+            self._reactor.call_soon(self._update_writer)
             return self._queued_bytes < HIGH_WATER
 
     def disconnect(self) -> None:

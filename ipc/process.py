@@ -454,7 +454,10 @@ class ChildProcess:
         return self._emitter.emit(event, *args)
 
     def _on_message(self, msg: Any) -> None:
-        if not self._emit("message", msg) and self._emitter.held_count("message") >= HOLD_LIMIT:
+        if (
+            not self._emitter.emit("message", msg)
+            and self._emitter.held_count("message") >= HOLD_LIMIT
+        ):
             assert self._port is not None
             self._paused["message"] = -1
             self._port.pause_reading()
