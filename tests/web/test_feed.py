@@ -4,10 +4,12 @@ with no gap, and a slow subscriber under a flood (coalesced, then dropped with a
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
+import websocket
 from server import ThreadServer
-from webtest import Feed, wait_closed, wait_for
+from webtest import TIMEOUT, Feed, wait_closed, wait_for
 
 
 def start(srv: ThreadServer, body: dict) -> dict:
@@ -201,3 +203,30 @@ def test_output_rate_keeps_a_page_fed_at_its_own_pace(srv: ThreadServer) -> None
     notices = [e for e in seen if e["type"] == "dropped"]
     assert notices and all(n["data"]["reason"] == "output_rate" for n in notices)
     assert seen[-1]["type"] == "close"
+
+
+def test_keep_alive_pings_and_a_silent_client_is_dropped() -> None:
+    """The server pings every WS_PING_INTERVAL; a client that answers stays, one that goes
+    silent with its TCP connection still open (a laptop that slept) is dropped, freeing its
+    thread and subscription."""
+    with ThreadServer({"WS_PING_INTERVAL": 0.3}) as srv:
+        bus = srv.services.bus
+        alive, silent = Feed(srv), Feed(srv)
+        try:
+            alive.subscribe(None)
+            silent.subscribe(None)
+            wait_for(lambda: bus.subscriber_count() == 2, what="two subscriptions")
+            opcode, _frame = alive.ws.recv_data(control_frame=True)  # answers it with a pong
+            assert opcode == websocket.ABNF.OPCODE_PING
+            # `silent` never reads, so it never answers a ping: the server gives up on it,
+            # while `alive` goes on reading (and so answering every ping).
+            deadline = time.monotonic() + TIMEOUT
+            while bus.subscriber_count() != 1:
+                assert time.monotonic() < deadline, "the silent client was never dropped"
+                alive.ws.recv_data(control_frame=True)
+            alive.send({"type": "ping"})
+            while (msg := alive.recv())["type"] != "pong":
+                assert msg["type"] in {"heartbeat"} or "seq" in msg, msg
+        finally:
+            alive.close()
+            silent.close()
