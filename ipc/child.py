@@ -53,7 +53,8 @@ class Parent:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._write_lock = threading.Lock()
-        self._opened = False
+        self._opened = False  # _open() started (set first, so it runs once)
+        self._ready = False  # _open() finished with a channel: the fds below are set
         self._read_fd: int | None = None
         self._write_fd: int | None = None
         self._sock: socket.socket | None = None
@@ -100,6 +101,7 @@ class Parent:
                 os.set_inheritable(fd, False)
                 os.set_blocking(fd, True)
             self._wake_r, self._wake_w = os.pipe()
+            self._ready = True
 
     @property
     def connected(self) -> bool:
@@ -124,15 +126,24 @@ class Parent:
         :raises ChannelClosedError: there is no channel or it was closed.
         :raises BrokenChannelError: the parent went away.
         """
-        self._require_channel()
-        frame = memoryview(wire.encode(message, self._serialization, self._max_size))
-        with self._write_lock:
-            assert self._write_fd is not None
+        if self._closed or not self._ready:  # checked without the lock: every send passes
+            self._require_channel()  # opens the channel (under the lock) or raises
+        frame = wire.encode(message, self._serialization, self._max_size)
+        with self._write_lock:  # one frame at a time: frames from many threads never interleave
+            fd = self._write_fd
+            assert fd is not None
             try:
-                while frame:
-                    frame = frame[os.write(self._write_fd, frame) :]
+                sent = os.write(fd, frame)  # all of it, nearly always (the fd is blocking)
+                if sent < len(frame):
+                    view = memoryview(frame)[sent:]
+                    while view:
+                        view = view[os.write(fd, view) :]
             except (BrokenPipeError, ConnectionResetError) as exc:
                 raise BrokenChannelError("the parent closed the channel") from exc
+            except OSError as exc:
+                if self._closed:  # disconnect() closed the fd under this send
+                    raise ChannelClosedError("the channel to the parent is closed") from exc
+                raise
 
     # ---- receiving ------------------------------------------------------------------------
 
@@ -240,12 +251,15 @@ class Parent:
                     messages = decoder.feed(data)
                 except ProtocolError as exc:
                     messages, error = exc.messages, exc
-                for msg in messages:
-                    self._queue.put(msg)
+                if messages:
+                    # One snapshot per read, not per message: a listener added meanwhile
+                    # starts with the next read's messages (all of which it then sees).
                     with self._lock:
-                        listeners = list(self._listeners["message"])
-                    for fn in listeners:
-                        fn(msg)
+                        listeners = tuple(self._listeners["message"])
+                    for msg in messages:
+                        self._queue.put(msg)
+                        for fn in listeners:
+                            fn(msg)
                 if error is not None:
                     import sys
 
