@@ -32,6 +32,16 @@ if hasattr(select, "epoll"):
 else:  # pragma: no cover - not Linux
     _IN, _OUT = select.POLLIN, select.POLLOUT
     _TIMEOUT_SCALE, _FOREVER = 1000.0, None  # poll.poll takes milliseconds; None blocks
+#: How long (seconds) the loop keeps polling without sleeping after it served a child's fd,
+#: before it blocks. A thread woken out of epoll_wait by another process's write pays a
+#: cross-CPU wake-up (tens of µs on a VM: a blocking read gets the kernel's "sync" wake-up
+#: hint, an epoll waiter does not); a reply that comes within the window is picked up by a
+#: running thread instead. Measured with a raw echo child: p50 round trip 58 µs sleeping in
+#: epoll, 26 µs with this spin, 35 µs for a blocking read. It costs at most this much CPU per
+#: burst of activity, and every poll(0) releases the GIL, so other threads are not starved.
+#: ``IPC_REACTOR_SPIN_US=0`` turns it off.
+DEFAULT_SPIN: float = float(os.environ.get("IPC_REACTOR_SPIN_US", "50")) / 1e6
+
 # Anything but "writable" (readable, hang-up, error) wakes the reader, and anything but
 # "readable" wakes the writer, so both learn of a hang-up or error by their own I/O call (as
 # `selectors` does).
@@ -55,8 +65,9 @@ class TimerHandle:
 class Reactor:
     """An epoll loop on a daemon thread, started on first use."""
 
-    def __init__(self, name: str = "ipc-reactor") -> None:
+    def __init__(self, name: str = "ipc-reactor", *, spin: float = DEFAULT_SPIN) -> None:
         self._name = name
+        self._spin = spin  # see DEFAULT_SPIN
         self._poller = select.epoll() if hasattr(select, "epoll") else select.poll()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -180,17 +191,26 @@ class Reactor:
         invoke = self._invoke
         calls = self._calls
         timers = self._timers
+        spin = self._spin
+        busy = False  # the last round served a child's fd: more may come at once
         while True:
-            timeout = _FOREVER
-            if calls:
-                timeout = 0
-            elif timers:
-                timeout = max(0.0, timers[0][0] - time.monotonic()) * _TIMEOUT_SCALE
             try:
-                ready = poll(timeout)
+                ready = poll(0) if busy and spin and not calls else None
+                if not ready and busy and spin and not calls:
+                    deadline = time.perf_counter() + spin
+                    while not ready and time.perf_counter() < deadline:
+                        ready = poll(0)
+                if not ready:
+                    timeout = _FOREVER
+                    if calls:
+                        timeout = 0
+                    elif timers:
+                        timeout = max(0.0, timers[0][0] - time.monotonic()) * _TIMEOUT_SCALE
+                    ready = poll(timeout)
             except OSError:  # pragma: no cover - a closed fd slipped through; retry
                 log.exception("poll failed")
                 ready = []
+            busy = False
             for fd, events in ready:
                 if fd == wake_r:
                     self._drain_wakeups()
@@ -198,6 +218,7 @@ class Reactor:
                 handlers = handlers_of(fd)
                 if handlers is None:
                     continue
+                busy = True
                 if events & _NOT_OUT and handlers[0] is not None:
                     invoke(handlers[0])
                     handlers = handlers_of(fd)  # the reader may have removed or replaced it
