@@ -109,6 +109,18 @@ class Channel:
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise BrokenChannelError(f"the peer closed the channel: {exc}") from exc
 
+    def send_many(self, buffers: list[memoryview]) -> int:
+        """As `send_bytes` for several buffers in order, in one `writev` system call.
+
+        :raises BrokenChannelError: the peer has gone.
+        """
+        try:
+            return os.writev(self._write_fd, buffers)
+        except BlockingIOError:
+            return 0
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise BrokenChannelError(f"the peer closed the channel: {exc}") from exc
+
     def recv_bytes(self) -> bytes | None:
         """Bytes available now; ``b""`` at end of stream; None when nothing is there yet."""
         try:
