@@ -76,16 +76,22 @@ class Emitter:
 
     def emit(self, event: str, *args: Any) -> bool:
         """Call the listeners of `event` (reactor thread). False when the event was held."""
-        entry = (next(self._numbers), event, args)
         with self._lock:
+            # Only an entry that waits needs its number (taken under the lock, so numbers
+            # still follow emission order); a message delivered at once costs no tuple.
             if self._flush_scheduled:
-                self._deferred.append(entry)  # behind the held events being flushed
+                # behind the held events being flushed
+                self._deferred.append((next(self._numbers), event, args))
                 return True
             if not self._listeners.get(event):
-                self._held.setdefault(event, deque()).append(entry)
+                self._held.setdefault(event, deque()).append((next(self._numbers), event, args))
                 return False
-            listeners = self._take(event)
-        self._call(listeners, args)
+            listeners = self._snapshots.get(event) or self._take(event)
+        for fn in listeners:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("listener failed")
         return True
 
     def _take(self, event: str) -> tuple[Listener, ...]:
