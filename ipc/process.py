@@ -439,12 +439,15 @@ class ChildProcess:
     def _register(self) -> None:
         """Reactor thread: watch every fd of this child."""
         self._emit("spawn")
+        # Output before the pidfd: a child that printed and exited before this ran has both
+        # ready at once, and epoll reports fds already ready in the order they were added, so
+        # its output is read (and emitted) before its exit, as for a child still running.
+        for fd in list(self._outputs):
+            self._reactor.add_reader(fd, lambda fd=fd: self._on_output(fd))
         if self._pidfd is not None:
             self._reactor.add_reader(self._pidfd, self._on_exit_ready)
         else:
             self._poll_exit()
-        for fd in list(self._outputs):
-            self._reactor.add_reader(fd, lambda fd=fd: self._on_output(fd))
         if self._port is not None:
             self._port.start()
 
