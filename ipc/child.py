@@ -66,6 +66,9 @@ class Parent:
         self._wake_r, self._wake_w = -1, -1
         self._closed = False
         self._pending: deque[Any] = deque()  # decoded by messages() but not yet yielded
+        # messages() loops reading the reader thread's queue: with message listeners and no
+        # such loop, nothing is queued (a long-lived child with listeners must not grow).
+        self._iterators = 0
         self._shared_decoder: wire.Decoder | None = None
         self._poller: select.poll | None = None
 
@@ -92,7 +95,16 @@ class Parent:
                 read_fd, write_fd = (int(x) for x in address[len("pipe:") :].split(","))
                 self._read_fd, self._write_fd = read_fd, write_fd
             elif address is not None:
-                self._sock = connect_from_child(address, secret)
+                try:
+                    self._sock = connect_from_child(address, secret)
+                except OSError as exc:
+                    self._closed = True  # not "open but unusable": every later call says why
+                    raise BrokenChannelError(
+                        f"cannot connect to the parent's channel at {address}: {exc}"
+                    ) from exc
+                except BaseException:
+                    self._closed = True
+                    raise
                 self._read_fd = self._write_fd = self._sock.fileno()
             else:
                 self._closed = True
@@ -169,20 +181,30 @@ class Parent:
         return self
 
     def messages(self, timeout: float | None = None) -> Iterator[Any]:
-        """Yield messages until the parent disconnects (or `timeout` seconds pass idle)."""
+        """Yield messages until the parent disconnects (or `timeout` seconds pass idle).
+
+        Without `message` listeners it yields every message, from the first. Alongside
+        listeners it yields those that arrive while it iterates (listeners get every one).
+        """
         self._require_channel()
         if self._reader is None:
             yield from self._read_inline(timeout)
             return
-        while True:
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                return
-            if item is _END:
-                self._queue.put(_END)
-                return
-            yield item
+        with self._lock:
+            self._iterators += 1
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=timeout)
+                except queue.Empty:
+                    return
+                if item is _END:
+                    self._queue.put(_END)
+                    return
+                yield item
+        finally:
+            with self._lock:
+                self._iterators -= 1
 
     def recv(self, timeout: float | None = None) -> Any:
         """The next message; raises `ChannelClosedError` at the end, `TimeoutError` on time."""
@@ -256,8 +278,10 @@ class Parent:
                     # starts with the next read's messages (all of which it then sees).
                     with self._lock:
                         listeners = tuple(self._listeners["message"])
+                        keep = not listeners or self._iterators > 0
                     for msg in messages:
-                        self._queue.put(msg)
+                        if keep:  # for messages(); held until one reads them if none listens
+                            self._queue.put(msg)
                         for fn in listeners:
                             fn(msg)
                 if error is not None:

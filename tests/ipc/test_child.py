@@ -3,6 +3,7 @@ beyond the seed: big messages, kills, and Node reading an extra fd 3 pipe."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,50 @@ def test_child_ends_when_the_parent_disconnects(tmp_path: Path, reap: list) -> N
     rec.wait_messages(1)
     child.disconnect()
     assert child.wait(timeout=TIMEOUT) == 0
+
+
+def test_a_child_with_listeners_keeps_no_backlog(reap: list) -> None:
+    """Messages handled by a listener are not also kept for a messages() loop nobody runs:
+    a long-lived child that listens must not grow with every message it gets."""
+    child = ipc.fork(fixture("listener_backlog.py"))
+    reap.append(child)
+    rec = Recorder(child)
+    for n in range(2000):
+        child.send({"n": n})
+    child.send("backlog?")
+    assert rec.wait_messages(1)[0] == {"handled": 2000, "queued": 0}
+    child.disconnect()
+    assert child.wait(timeout=TIMEOUT) == 0
+
+
+def test_a_child_that_cannot_reach_its_parent_says_so_every_time() -> None:
+    """A channel address nobody listens on: the first send says why, later ones say closed
+    (never "open but unusable")."""
+    import socket
+    import subprocess
+
+    from ipc.transports import ENV_CHANNEL
+
+    with socket.socket() as probe:  # a free port, closed again: nobody listens on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = (
+        "import ipc\n"
+        "from ipc import parent\n"
+        "for _ in range(2):\n"
+        "    try:\n"
+        "        parent.send(1)\n"
+        "    except ipc.IPCError as exc:\n"
+        "        print(type(exc).__name__, parent.connected)\n"
+    )
+    env = {**os.environ, ENV_CHANNEL: f"tcp:127.0.0.1:{port}"}
+    proc = subprocess.run(
+        [PYTHON, "-c", code], env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert proc.stdout.split("\n")[:2] == [
+        "BrokenChannelError False",
+        "ChannelClosedError False",
+    ], proc.stderr
 
 
 def test_exec_path_and_exec_argv(tmp_path: Path, reap: list) -> None:
