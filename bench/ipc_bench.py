@@ -49,6 +49,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 import ipc  # noqa: E402 - after the path set-up, so the script runs from a bare checkout
+from ipc.reactor import get_reactor  # noqa: E402
 
 CHILDREN = HERE / "children"
 RESULTS = HERE / "results" / "ipc_bench.json"
@@ -195,6 +196,7 @@ def bench_ipc(
     label: str = "",
     *,
     sync: bool = False,
+    spin: float | None = None,
 ) -> Row:
     """Round trips, pipelined small messages and 1 MiB messages through `ipc.fork`.
 
@@ -203,6 +205,13 @@ def bench_ipc(
     """
     if sync:
         return _bench_ipc_sync(transport, cfg, child_path, label)
+    if spin is not None:
+        reactor = get_reactor()
+        saved, reactor.spin = reactor.spin, spin
+        try:
+            return bench_ipc(transport, cfg, child_path, label)
+        finally:
+            reactor.spin = saved
     driver = _Driver()
     child = ipc.fork(str(child_path), transport=transport, listeners={"message": driver.on_message})
     try:
@@ -555,6 +564,9 @@ def main(argv: list[str] | None = None) -> int:
             "sync",
             lambda: bench_ipc("auto", cfg, label=", blocking caller", sync=True),
         ),
+        # The reactor polls briefly before it sleeps (ipc/reactor.py DEFAULT_SPIN): the same
+        # subject with that turned off shows what the spin buys.
+        ("nospin", lambda: bench_ipc("auto", cfg, label=", no reactor spin", spin=0.0)),
         ("mp", lambda: bench_mp_pipe(cfg)),
         ("node", lambda: bench_node(cfg)),
     ]

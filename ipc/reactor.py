@@ -40,7 +40,20 @@ else:  # pragma: no cover - not Linux
 #: epoll, 26 µs with this spin, 35 µs for a blocking read. It costs at most this much CPU per
 #: burst of activity, and every poll(0) releases the GIL, so other threads are not starved.
 #: ``IPC_REACTOR_SPIN_US=0`` turns it off.
-DEFAULT_SPIN: float = float(os.environ.get("IPC_REACTOR_SPIN_US", "50")) / 1e6
+
+
+def _spin_from_env(default_us: float = 50.0) -> float:
+    """``IPC_REACTOR_SPIN_US`` in seconds; a value that is not a number >= 0 is ignored (an
+    environment variable must not make `import ipc` fail)."""
+    text = os.environ.get("IPC_REACTOR_SPIN_US", "")
+    try:
+        value = float(text) if text else default_us
+    except ValueError:
+        value = default_us
+    return (value if value >= 0 else default_us) / 1e6
+
+
+DEFAULT_SPIN: float = _spin_from_env()
 
 # Anything but "writable" (readable, hang-up, error) wakes the reader, and anything but
 # "readable" wakes the writer, so both learn of a hang-up or error by their own I/O call (as
@@ -67,7 +80,7 @@ class Reactor:
 
     def __init__(self, name: str = "ipc-reactor", *, spin: float = DEFAULT_SPIN) -> None:
         self._name = name
-        self._spin = spin  # see DEFAULT_SPIN
+        self.spin = spin  # seconds; see DEFAULT_SPIN. May be changed at any time.
         self._poller = select.epoll() if hasattr(select, "epoll") else select.poll()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -191,7 +204,7 @@ class Reactor:
         invoke = self._invoke
         calls = self._calls
         timers = self._timers
-        spin = self._spin
+        spin = self.spin
         busy = False  # the last round served a child's fd: more may come at once
         while True:
             try:
