@@ -18,6 +18,7 @@ import atexit
 import errno
 import logging
 import os
+import select
 import shutil
 import signal as signal_module
 import socket
@@ -129,6 +130,7 @@ class ChildProcess:
         self._pidfd: int | None = None
         self._stdin_fd: int | None = None
         self._stdin_lock = threading.Lock()
+        self._fd_write_lock = threading.Lock()  # write_fd() callers, one at a time
         self._outputs: dict[int, tuple[str, int]] = {}  # our fd -> (event name, ...)
         self._paused: dict[str, int] = {}  # event name -> fd whose reading is paused
         self._extra_socks: dict[int, socket.socket] = {}  # child fd number -> our end
@@ -257,20 +259,32 @@ class ChildProcess:
                 self._stdin_fd = None
 
     def write_fd(self, fd: int, data: bytes | str) -> None:
-        """Write to the extra stdio pipe that the child sees as `fd` (3, 4, ...)."""
+        """Write to the extra stdio pipe that the child sees as `fd` (3, 4, ...); blocks until
+        the kernel took all of it.
+
+        The socket stays non-blocking (the reactor reads from it at the same time: switching
+        it to blocking mode would switch the reactor's reads too, and switching back could
+        race the reactor closing it at the child's end); this thread waits for room instead.
+
+        :raises BrokenChannelError: the child closed its end (or exited) first.
+        """
         sock = self._extra_socks.get(fd)
         if sock is None:
             raise InvalidArgumentError(f"the child has no extra pipe at fd {fd}")
-        try:
-            sock.setblocking(True)
-            try:
-                sock.sendall(data.encode() if isinstance(data, str) else data)
-            finally:
-                sock.setblocking(False)
-        except OSError as exc:  # the child closed its end (or exited) meanwhile
-            from .errors import BrokenChannelError
+        from .errors import BrokenChannelError
 
-            raise BrokenChannelError(f"the child's fd {fd} is closed: {exc}") from exc
+        view = memoryview(data.encode() if isinstance(data, str) else data).cast("B")
+        with self._fd_write_lock:  # one writer at a time: chunks of two calls never interleave
+            while view:
+                try:
+                    view = view[sock.send(view) :]
+                except BlockingIOError:
+                    try:  # the socket object, not its number: a closed one is -1, not reused
+                        select.select([], [sock], [], 1.0)
+                    except (ValueError, OSError) as exc:
+                        raise BrokenChannelError(f"the child's fd {fd} is closed") from exc
+                except OSError as exc:
+                    raise BrokenChannelError(f"the child's fd {fd} is closed: {exc}") from exc
 
     def wait(self, timeout: float | None = None) -> int:
         """Block until the child exits; return `returncode`.

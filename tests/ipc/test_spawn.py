@@ -114,6 +114,45 @@ def test_extra_fd3_pipe_both_ways(reap: list) -> None:
     assert max(i for i, n in enumerate(names) if n == "fd3") < names.index("close")
 
 
+def test_write_fd_to_a_child_that_answers_and_exits_at_once(reap: list) -> None:
+    """write_fd() returns once the kernel took the data, even when the child reads it, answers
+    and exits (and the reactor closes our end) before the call is back (finding F5: it used
+    to switch the shared socket's blocking mode and failed with EBADF switching it back)."""
+    code = "import os\nos.write(3, b'ready')\nos.write(3, os.read(3, 100)[::-1])\n"
+    for _ in range(100):
+        child = py(code, stdio=["ignore", "ignore", "pipe", "pipe"])
+        reap.append(child)
+        rec = Recorder(child, events=("fd3", "stderr", "close"))
+        rec.wait_until(lambda rec=rec: b"ready" in rec.output("fd3"), "ready on fd3")
+        child.write_fd(3, b"ping")
+        rec.wait_for("close")
+        assert rec.output("fd3") == b"readygnip"
+
+
+def test_write_fd_waits_for_room_in_a_full_pipe(reap: list) -> None:
+    """4 MiB to a child that reads slowly: write_fd() waits for room (the socket buffer is far
+    smaller) and every byte arrives, while the reactor keeps reading the child's output."""
+    code = (
+        "import os, sys, time\n"
+        "total = 0\n"
+        "while total < 4 * 1024 * 1024:\n"
+        "    chunk = os.read(3, 65536)\n"
+        "    if not chunk:\n"
+        "        break\n"
+        "    total += len(chunk)\n"
+        "    print(total, flush=True)\n"
+        "    time.sleep(0.0005)\n"
+        "os.write(3, str(total).encode())\n"
+    )
+    child = py(code, stdio=["ignore", "pipe", "pipe", "pipe"])
+    reap.append(child)
+    rec = Recorder(child, events=("fd3", "stdout", "stderr", "close"))
+    child.write_fd(3, b"x" * (4 * 1024 * 1024))
+    rec.wait_for("close")
+    assert rec.output("fd3") == str(4 * 1024 * 1024).encode()
+    assert rec.output("stdout").split()[-1] == str(4 * 1024 * 1024).encode()
+
+
 def test_fd3_with_node_like_seed_003(reap: list) -> None:
     """Seed 003's child writes to an extra pipe with no stdout/stderr pipes at all."""
     child = py("import os; os.write(3, b'via fd3')", stdio=["ignore", "ignore", "ignore", "pipe"])
