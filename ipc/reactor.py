@@ -204,9 +204,9 @@ class Reactor:
         invoke = self._invoke
         calls = self._calls
         timers = self._timers
-        spin = self.spin
         busy = False  # the last round served a child's fd: more may come at once
         while True:
+            spin = self.spin  # read each round: it may be changed while the loop runs
             try:
                 ready = poll(0) if busy and spin and not calls else None
                 if not ready and busy and spin and not calls:
