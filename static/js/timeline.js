@@ -206,8 +206,10 @@ export class Timeline {
         g.append(s("title", {}, `${dir === "to_child" ? "parent → child" : "child → parent"} · ${size} B · ${(ev._clock ??= fmtClock(ev.t))}${lat}\n${preview(payload, 400)}`));
         this._hook(g, ev);
         marks.append(g);
-        if (labelFits(dir === "to_child" ? `c${li}` : "server", xx, eventLabel(ev))) {
-          labels.append(s("text", { x: xx + 4, y: (dir === "to_child" ? y + 13 : laneY(0) + 13), class: "msg-label", "data-seq": ev.seq, "data-job": ev.job }, eventLabel(ev)));
+        // A message to a child is labelled just below the child's lane, where close and
+        // disconnect labels go too: one row, so the two never overlap.
+        if (labelFits(dir === "to_child" ? `b${li}` : "server", xx, eventLabel(ev))) {
+          labels.append(s("text", { x: xx + 4, y: (dir === "to_child" ? y + 14 : laneY(0) + 13), class: "msg-label", "data-seq": ev.seq, "data-job": ev.job }, eventLabel(ev)));
           labelCount++;
         }
       } else if (ev.type === "stdout" || ev.type === "stderr" || /^fd\d+$/.test(ev.type)) {
