@@ -222,17 +222,33 @@ def bench_ipc(
         big = "x" * MIB
         driver.pipelined(child, 2, lambda i: big)
         big_elapsed = driver.pipelined(child, cfg.big, lambda i: big)
-        name = f"ipc {transport}" + (f" (= {child.transport})" if transport == "auto" else "")
-        name += label
+        name = _ipc_name(transport, child, label)
     finally:
         child.disconnect()
         child.wait(timeout=TIMEOUT)
+    return _ipc_row(name, cfg, times, msgs_elapsed, big_elapsed)
+
+
+def _ipc_name(transport: str, child: ipc.ChildProcess, label: str) -> str:
+    return f"ipc {transport}" + (f" (= {child.transport})" if transport == "auto" else "") + label
+
+
+def _ipc_row(
+    name: str,
+    cfg: Config,
+    times: list[float],
+    msgs_elapsed: float,
+    big_elapsed: float,
+    notes: list[str] | None = None,
+) -> Row:
+    """One ipc subject's numbers from its raw timings (the same arithmetic for every usage)."""
     return Row(
         subject=name,
         rtt_p50=percentile(times, 50),
         rtt_p99=percentile(times, 99),
         msgs_per_s=cfg.msgs / msgs_elapsed,
         mb_per_s=cfg.big * MIB / 1e6 / big_elapsed,
+        notes=notes or [],
     )
 
 
@@ -277,18 +293,17 @@ def _bench_ipc_sync(transport: str, cfg: Config, child_path: Path, label: str) -
         for _ in range(cfg.big):
             assert len(_get(q)) == MIB
         big_elapsed = time.perf_counter() - t0
-        name = f"ipc {transport}" + (f" (= {child.transport})" if transport == "auto" else "")
-        name += label
+        name = _ipc_name(transport, child, label)
     finally:
         child.disconnect()
         child.wait(timeout=TIMEOUT)
-    return Row(
-        subject=name,
-        rtt_p50=percentile(times, 50),
-        rtt_p99=percentile(times, 99),
-        msgs_per_s=cfg.msgs / msgs_elapsed,
-        mb_per_s=cfg.big * MIB / 1e6 / big_elapsed,
-        notes=["a blocking caller: one thread hand-off (reactor -> caller) per echo"],
+    return _ipc_row(
+        name,
+        cfg,
+        times,
+        msgs_elapsed,
+        big_elapsed,
+        ["a blocking caller: one thread hand-off (reactor -> caller) per echo"],
     )
 
 
