@@ -321,6 +321,13 @@ def test_keyboard_narrow_and_dark(app: App, artifacts_dir: Path) -> None:
     expect(page.locator("#l-submit")).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.locator("#launch-msg")).to_contain_text("Launched", timeout=SLOW)
+    launched = re.search(r"Launched (j\d+)", page.locator("#launch-msg").inner_text())
+    assert launched
+    # The page selects what it launched once the job reaches the tree; wait for that, so it
+    # cannot undo the keyboard selection below.
+    expect(page.locator(f'#tree .node[data-job="{launched[1]}"]')).to_have_attribute(
+        "aria-selected", "true", timeout=SLOW
+    )
     # A tree node is reachable with Tab and selectable with Enter.
     node = page.locator("#tree .node[data-job]").first
     node.focus()
