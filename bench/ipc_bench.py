@@ -331,6 +331,17 @@ def _encode(msg: Any) -> bytes:
     return _encoder.encode(msg).encode() + b"\n"
 
 
+def throughput(
+    pipelined: Callable[[Callable[[int], Any], int], float], cfg: Config
+) -> tuple[float, float]:
+    """Seconds for `cfg.msgs` small messages and for `cfg.big` 1 MiB ones (after two to warm
+    up), with `pipelined(make, n)` the subject's own pipelined echo loop."""
+    msgs_elapsed = pipelined(small, cfg.msgs)
+    big = "x" * MIB
+    pipelined(lambda i: big, 2)
+    return msgs_elapsed, pipelined(lambda i: big, cfg.big)
+
+
 def bench_floor(cfg: Config, ipc_child: bool = False) -> Row:
     """The raw floor; with `ipc_child` the child is the `ipc.parent` echo child instead, which
     isolates the child side's cost (same parent, same framing)."""
@@ -375,10 +386,7 @@ def bench_floor(cfg: Config, ipc_child: bool = False) -> Row:
             writer.join()
             return elapsed
 
-        msgs_elapsed = pipelined(small, cfg.msgs)
-        big = "x" * MIB
-        pipelined(lambda i: big, 2)
-        big_elapsed = pipelined(lambda i: big, cfg.big)
+        msgs_elapsed, big_elapsed = throughput(pipelined, cfg)
     finally:
         reader.close()
         ours.close()
@@ -440,10 +448,7 @@ def bench_mp_pipe(cfg: Config) -> Row:
             writer.join()
             return elapsed
 
-        msgs_elapsed = pipelined(small, cfg.msgs)
-        big = "x" * MIB
-        pipelined(lambda i: big, 2)
-        big_elapsed = pipelined(lambda i: big, cfg.big)
+        msgs_elapsed, big_elapsed = throughput(pipelined, cfg)
     finally:
         ours.close()
         proc.join(TIMEOUT)

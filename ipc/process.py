@@ -31,6 +31,7 @@ from typing import Any, Final
 
 from .emitter import Emitter
 from .errors import (
+    BrokenChannelError,
     ChannelClosedError,
     InvalidArgumentError,
     IPCError,
@@ -246,8 +247,6 @@ class ChildProcess:
                 try:
                     written = os.write(self._stdin_fd, view)
                 except BrokenPipeError as exc:
-                    from .errors import BrokenChannelError
-
                     raise BrokenChannelError("the child closed its stdin") from exc
                 view = view[written:]
 
@@ -271,8 +270,6 @@ class ChildProcess:
         sock = self._extra_socks.get(fd)
         if sock is None:
             raise InvalidArgumentError(f"the child has no extra pipe at fd {fd}")
-        from .errors import BrokenChannelError
-
         view = memoryview(data.encode() if isinstance(data, str) else data).cast("B")
         with self._fd_write_lock:  # one writer at a time: chunks of two calls never interleave
             while view:
