@@ -30,7 +30,6 @@ import queue
 import select
 import socket
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
@@ -108,6 +107,7 @@ class Parent:
         self._corked_bytes = 0
         self._flusher: threading.Thread | None = None
         self._flush_wanted = threading.Event()
+        self._flusher_stop = threading.Event()  # the channel closed: the flusher ends
         self._flush_error: BrokenChannelError | None = None  # the flusher's, for the next call
 
     # ---- opening --------------------------------------------------------------------------
@@ -261,12 +261,11 @@ class Parent:
         Usually the loop that made the replies has written them already, and this finds
         nothing to do. It wakes once per buffer, not once per reply.
         """
-        while not self._closed:
+        while True:
             self._flush_wanted.wait()
             self._flush_wanted.clear()
-            if self._closed:
+            if self._flusher_stop.wait(self.coalesce_delay):
                 break
-            time.sleep(self.coalesce_delay)
             with self._write_lock:
                 if self._corked and not self._closed:
                     self._write_or_keep_error()
@@ -472,7 +471,8 @@ class Parent:
                             os.close(fd)
                 listeners = list(self._listeners["disconnect"])
         if self._flusher is not None:
-            self._flush_wanted.set()  # it sees the channel closed and ends
+            self._flusher_stop.set()
+            self._flush_wanted.set()
             atexit.unregister(self._flush_at_exit)
         self._queue.put(_END)
         for fn in listeners:

@@ -39,6 +39,10 @@ def channel(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Parent, socket.so
     if child_side.connected:
         child_side.disconnect()
     ours.close()
+    flusher = child_side._flusher
+    if flusher is not None:  # it ends with the channel, even in the middle of its delay
+        flusher.join(TIMEOUT)
+        assert not flusher.is_alive()
 
 
 def frames(*messages: object) -> bytes:
@@ -137,14 +141,18 @@ def test_listener_replies_to_a_batch_go_out_together(channel) -> None:
     child_side.coalesce_delay = NEVER
     ours.sendall(frames(1, 2, 3))  # before the reader starts: it reads all three at once
     out_after_reply: list[bool] = []
+    handled = threading.Event()
 
     def on_message(msg: int) -> None:
         child_side.send(msg * 10)
         out_after_reply.append(readable(ours))
+        if msg == 3:
+            handled.set()
 
     child_side.on("message", on_message)
-    assert read_messages(ours, 3) == [10, 20, 30]
+    assert handled.wait(TIMEOUT)  # then read: the listener looked before anything was taken
     assert out_after_reply == [False, False, True]
+    assert read_messages(ours, 3) == [10, 20, 30]
 
 
 def test_a_send_from_another_thread_writes_the_held_replies_first(channel) -> None:
