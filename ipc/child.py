@@ -266,9 +266,7 @@ class Parent:
             self._flush_wanted.clear()
             if self._flusher_stop.wait(self.coalesce_delay):
                 break
-            with self._write_lock:
-                if self._corked and not self._closed:
-                    self._write_or_keep_error()
+            self._flush_quietly()
 
     def _flush_at_exit(self) -> None:
         try:
@@ -277,9 +275,8 @@ class Parent:
             pass  # the parent is gone: nobody is left to read the replies
 
     def _flush_quietly(self) -> None:
-        """Before reading or closing: the batch is done, its replies go out now. A parent
-        that has gone is found by the read that follows; the error is kept for the next send.
-        """
+        """Write held replies (before a read, or from the flusher); a parent that has gone is
+        found by the read that follows, and the error is kept for the next send."""
         if not self._corked:
             return
         with self._write_lock:

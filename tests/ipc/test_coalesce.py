@@ -79,12 +79,15 @@ def test_replies_to_a_batch_go_out_together_after_its_last_message(channel) -> N
     assert read_messages(ours, 3) == [{"reply": 1}, {"reply": 2}, {"reply": 3}]
 
 
-def test_a_reply_to_a_lone_message_is_written_at_once(channel) -> None:
+@pytest.mark.parametrize(
+    ("batch", "delay"), [(["only"], NEVER), ([1, 2], 0)], ids=["lone message", "coalescing off"]
+)
+def test_a_reply_is_written_at_once(channel, batch: list[object], delay: float) -> None:
     child_side, ours = channel
-    child_side.coalesce_delay = NEVER
-    ours.sendall(frames("only"))
+    child_side.coalesce_delay = delay
+    ours.sendall(frames(*batch))
     loop = child_side.messages()
-    assert next(loop) == "only"
+    assert next(loop) == batch[0]
     child_side.send("at once")
     assert readable(ours)
     assert read_messages(ours, 1) == ["at once"]
@@ -123,17 +126,6 @@ def test_a_held_reply_is_written_by_the_flusher_when_the_loop_does_not_come_back
     assert next(loop) == "start"
     child_side.send("started")  # and this thread now stays away from the loop
     assert read_messages(ours, 1) == ["started"]
-
-
-def test_coalescing_off_writes_every_reply_at_once(channel) -> None:
-    child_side, ours = channel
-    child_side.coalesce_delay = 0
-    ours.sendall(frames(1, 2))
-    loop = child_side.messages()
-    assert next(loop) == 1
-    child_side.send("one")
-    assert readable(ours)
-    assert read_messages(ours, 1) == ["one"]
 
 
 def test_listener_replies_to_a_batch_go_out_together(channel) -> None:
