@@ -54,6 +54,18 @@ export class EventLog {
     this.syncJobs(); // cheap, and the filter must offer every job even before a redraw
     this.dirty = true;
     if (this.visible) this.throttled();
+    else this.countOffScreen();
+  }
+
+  /** The count stays true while the table is off screen (and not redrawn): without filters
+   *  every event matches, so no scan is needed; with filters it says when they apply. */
+  countOffScreen() {
+    if (!this.countEl) return;
+    const total = this.store.events.length;
+    const filtered = this.jobSelect.value || this.typeSelect.value || this.textInput.value.trim();
+    this.countEl.textContent = filtered
+      ? `${total} events · the filters apply when the table is in view`
+      : `${total} of ${total} events match${total > MAX_ROWS ? ` · table shows the newest ${MAX_ROWS}` : ""}`;
   }
 
   redraw() {

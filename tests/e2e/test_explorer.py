@@ -248,6 +248,10 @@ def test_event_log_filters_exports_and_replays(app: App, tmp_path: Path) -> None
     launch_fork(page, "compute.py", '{"min": 0, "max": 10}')
     job_id = selected_node(page).get_attribute("data-job")
     expect(selected_node(page)).to_have_attribute("data-state", "exited", timeout=SLOW)
+    # Below the fold the table is not redrawn, but its count is kept true.
+    below_fold = "el => el.getBoundingClientRect().top >= window.innerHeight"
+    assert page.eval_on_selector("#log-table", below_fold), "the check needs it off screen"
+    expect(page.locator("#log-count")).to_have_text(re.compile(r"^([1-9]\d*) of \1 events match"))
     page.locator("#log-table").scroll_into_view_if_needed()
     page.select_option("#log-job", job_id)
     page.select_option("#log-type", "message")
