@@ -20,6 +20,11 @@ function cell(ev) {
   return preview(d ?? "", 240);
 }
 
+/** "12 of 40 events match", and how many of them the table shows when it cannot show all. */
+function countText(matching, total, shown) {
+  return `${matching} of ${total} events match${matching > shown ? ` · table shows the newest ${shown}` : ""}`;
+}
+
 export class EventLog {
   constructor({ table, jobSelect, typeSelect, textInput, countEl, store }) {
     this.tbody = table.querySelector("tbody");
@@ -65,7 +70,7 @@ export class EventLog {
     const filtered = this.jobSelect.value || this.typeSelect.value || this.textInput.value.trim();
     this.countEl.textContent = filtered
       ? `${total} events · the filters apply when the table is in view`
-      : `${total} of ${total} events match${total > MAX_ROWS ? ` · table shows the newest ${MAX_ROWS}` : ""}`;
+      : countText(total, total, Math.min(total, MAX_ROWS));
   }
 
   redraw() {
@@ -112,7 +117,7 @@ export class EventLog {
     this.tbody.replaceChildren(frag);
     if (this.countEl) {
       const total = this.store.events.length;
-      this.countEl.textContent = `${rows.length} of ${total} events match${rows.length > shown.length ? ` · table shows the newest ${shown.length}` : ""}`;
+      this.countEl.textContent = countText(rows.length, total, shown.length);
     }
   }
 
