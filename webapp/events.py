@@ -1,6 +1,7 @@
 """The event bus: numbered events, bounded history, bounded subscribers, replay after a seq.
 
-Every event is one JSON object ``{"seq", "job", "pid", "type", "t", "data"}`` (DESIGN.md).
+Every event is one JSON object ``{"seq", "job", "pid", "type", "t", "data", "host"}``
+(DESIGN.md; ``host`` names the runner the event is about).
 `seq` is global and strictly increasing, so a browser that reconnects says "after 41" and gets
 42, 43, ... with nothing missed and nothing twice, as long as those events are still kept.
 
@@ -21,6 +22,10 @@ Memory is bounded everywhere, because a child flooding stdout must not grow the 
 
 A ``dropped`` notice is not kept. Its ``seq`` is the last seq it stands for, so a client that
 resumes from it continues right after the gap.
+
+`MemoryEventBus` is the embedded implementation of the `bus.EventBus` interface; the Redis one
+(``redis_bus.py``) keeps its history in Redis but fans out through the same `Subscriber`, and
+computes its replay gaps with the same functions (`evicted_after`, `cut_replay`).
 """
 
 from __future__ import annotations
@@ -34,9 +39,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .bus import EventBus
+
 OUTPUT_TYPES = frozenset({"stdout", "stderr"})
 #: Never dropped for a slow subscriber (they are few; a page must learn that a job ended).
-LIFECYCLE_TYPES = frozenset({"spawn", "exit", "close", "error", "disconnect"})
+#: ``lost``: the runner that owned the job stopped answering (scale-out), so it never closes.
+LIFECYCLE_TYPES = frozenset({"spawn", "exit", "close", "error", "disconnect", "lost"})
 EVENT_TYPES = frozenset(
     {
         "spawn",
@@ -49,6 +57,7 @@ EVENT_TYPES = frozenset(
         "disconnect",
         "stats",
         "dropped",
+        "lost",
     }
 )  # and fd3, fd4, ...: output of a spawn's extra stdio pipes
 
@@ -82,20 +91,67 @@ class _History:
         else:
             self.evicted.append([old.seq, old.seq])
 
-    def evicted_after(self, after: int) -> tuple[int, int, int]:
-        """(count, first, last) of evicted seqs greater than `after`."""
-        count, first, last = 0, 0, 0
-        for lo, hi in reversed(self.evicted):
-            if hi <= after:
-                break
-            lo = max(lo, after + 1)
-            count += hi - lo + 1
-            first = lo
-            last = last or hi
-        return count, first, last
+
+def evicted_after(runs: list[list[int]], after: int) -> tuple[int, int, int]:
+    """(count, first, last) of evicted seqs greater than `after`.
+
+    `runs` are ``[first, last]`` runs of consecutive evicted seqs, oldest first, or
+    ``[first, last, count]`` for a run that stands for `count` evictions spread over that
+    range (Redis merges its oldest runs so that their list stays bounded); a notice that
+    starts inside such a run counts at most the seqs it covers.
+    """
+    count, first, last = 0, 0, 0
+    for run in reversed(runs):
+        lo, hi = run[0], run[1]
+        if hi <= after:
+            break
+        span = hi - lo + 1
+        events = run[2] if len(run) > 2 else span
+        lo = max(lo, after + 1)
+        count += min(events, hi - lo + 1)
+        first = lo
+        last = last or hi
+    return count, first, last
 
 
-def dropped_event(job: str | None, count: int, first: int, last: int, reason: str) -> dict:
+def contiguous_gap(after: int, last_evicted: int) -> tuple[int, int, int]:
+    """For an all-jobs replay: (count, first, after') of the gap right after `after`, up to
+    the newest evicted seq of any job. The gap is kept contiguous, so that a client that takes
+    the notice's seq as its last one never sees a smaller seq afterwards: kept events inside it
+    (other jobs' older events) are skipped and counted too."""
+    if last_evicted > after:
+        return last_evicted - after, after + 1, last_evicted
+    return 0, after + 1, after
+
+
+def cut_replay(
+    job: str | None,
+    asked: int,
+    items: list[_Kept],
+    gap: tuple[int, int, int],
+    max_replay: int,
+    reason: str = "history_limit",
+) -> tuple[list[_Kept], dict | None]:
+    """The replay's `items` (oldest first) cut to the newest `max_replay`, and the notice for
+    the gap right after `asked`: `gap` is (count, first, last) of what is no longer kept."""
+    count, first, last = gap
+    if len(items) > max_replay:
+        cut = len(items) - max_replay
+        last = items[cut - 1].seq
+        if job is None:
+            first, count = asked + 1, last - asked
+        else:
+            first = first if count else items[0].seq
+            count += cut
+        items = items[cut:]
+    if not count:
+        return items, None
+    return items, dropped_event(job, count, first, last, reason)
+
+
+def dropped_event(
+    job: str | None, count: int, first: int, last: int, reason: str, host: str | None = None
+) -> dict:
     return {
         "seq": last,
         "job": job,
@@ -103,6 +159,7 @@ def dropped_event(job: str | None, count: int, first: int, last: int, reason: st
         "type": "dropped",
         "t": time.time(),
         "data": {"count": count, "from_seq": first, "to_seq": last, "reason": reason},
+        "host": host,
     }
 
 
@@ -260,12 +317,14 @@ class Subscriber:
             self._cond.notify_all()
 
 
-class EventBus:
-    """Numbers, keeps and fans out events. Thread-safe; `publish` never blocks on a client."""
+class MemoryEventBus(EventBus):
+    """The embedded bus: numbers, keeps and fans out events in this process. Thread-safe;
+    `publish` never blocks on a client."""
 
     def __init__(
         self,
         *,
+        host: str = "local",
         max_events_per_job: int = 2000,
         max_bytes_per_job: int = 2 * 1024 * 1024,
         subscriber_events: int = 1000,
@@ -273,6 +332,7 @@ class EventBus:
         coalesce_bytes: int = 64 * 1024,
         max_replay: int = 10000,
     ) -> None:
+        self.host = host
         self.max_events_per_job = max_events_per_job
         self.max_bytes_per_job = max_bytes_per_job
         self.subscriber_events = subscriber_events
@@ -290,7 +350,12 @@ class EventBus:
             return self._seq
 
     def publish(
-        self, job: str | None, pid: int | None, type_: str, data: dict[str, Any] | None = None
+        self,
+        job: str | None,
+        pid: int | None,
+        type_: str,
+        data: dict[str, Any] | None = None,
+        host: str | None = None,
     ) -> dict[str, Any]:
         """Number `type_` event of `job`, keep it, hand it to every interested subscriber."""
         if type_ not in EVENT_TYPES and not (type_[:2] == "fd" and type_[2:].isdigit()):
@@ -304,6 +369,7 @@ class EventBus:
                 "type": type_,
                 "t": time.time(),
                 "data": data or {},
+                "host": host or self.host,
             }
             kept = _Kept(self._seq, event, dumps(event))
             history = self._histories.get(job)
@@ -372,14 +438,18 @@ class EventBus:
         with self._lock:
             self._histories.pop(job, None)
 
+    def close(self) -> None:
+        with self._lock:
+            subs, self._subscribers = self._subscribers, set()
+        for sub in subs:
+            sub.close()
+
     # ---- internals (under the lock) -------------------------------------------------------
 
     def _replay(self, job: str | None, after: int) -> tuple[list[_Kept], dict | None]:
         """Kept events after `after`, and the notice for a gap right after `after`.
 
-        The gap is kept contiguous, so that a client that takes the notice's seq as its last
-        one never sees a smaller seq afterwards: for all jobs, kept events inside the gap
-        (other jobs' older events) are skipped and counted too. For one job the evicted
+        For all jobs the gap is contiguous (see `contiguous_gap`); for one job the evicted
         events are always its oldest, so its gap is exact.
         """
         asked = after
@@ -387,25 +457,12 @@ class EventBus:
             history = self._histories.get(job)
             if history is None:
                 return [], None
-            count, first, last = history.evicted_after(after)
+            gap = evicted_after(history.evicted, after)
             items = [k for k in history.events if k.seq > after]
         else:
             last = max((h.evicted[-1][1] for h in self._histories.values() if h.evicted), default=0)
-            first, count = after + 1, 0
-            if last > after:
-                after = last
-                count = last - first + 1
+            gap = contiguous_gap(after, last)
+            after = gap[2]
             streams = [[k for k in h.events if k.seq > after] for h in self._histories.values()]
             items = list(heapq.merge(*streams, key=lambda k: k.seq))
-        if len(items) > self.max_replay:
-            cut = len(items) - self.max_replay
-            last = items[cut - 1].seq
-            if job is None:
-                first, count = asked + 1, last - asked
-            else:
-                first = first if count else items[0].seq
-                count += cut
-            items = items[cut:]
-        if not count:
-            return items, None
-        return items, dropped_event(job, count, first, last, "history_limit")
+        return cut_replay(job, asked, items, gap, self.max_replay)

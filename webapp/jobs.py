@@ -25,8 +25,8 @@ from typing import Any
 
 import ipc
 
+from .bus import EventBus
 from .errors import ApiError
-from .events import EventBus
 from .stats import ProcSampler
 
 Hook = Callable[..., None]

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
-from .events import EventBus
+from .bus import EventBus
+from .events import MemoryEventBus
 from .heartbeat import Heartbeat
 from .jobs import JobService
 from .programs_index import ProgramIndex
@@ -26,7 +27,7 @@ class Services:
 
     @classmethod
     def build(cls, config: dict) -> Services:
-        bus = EventBus(
+        bus = MemoryEventBus(
             max_events_per_job=config["MAX_EVENTS_PER_JOB"],
             max_bytes_per_job=config["MAX_HISTORY_BYTES_PER_JOB"],
             subscriber_events=config["SUBSCRIBER_QUEUE_EVENTS"],
