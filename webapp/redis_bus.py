@@ -103,7 +103,8 @@ class RedisEventBus(EventBus):
         self._out: deque[_Queued] = deque()
         self._out_bytes = 0
         self._inflight = 0
-        self._lost: dict[str, int] = {}
+        self._lost: dict[str, int] = {}  # per job, not yet reported
+        self._lost_total = 0
         self._out_cond = threading.Condition()
         # tailing and fan-out
         self._fan = threading.Condition()
@@ -157,6 +158,7 @@ class RedisEventBus(EventBus):
             full = self._out_bytes + size > self.queue_bytes
             if full and (type_ not in LIFECYCLE_TYPES or self._out_bytes > 2 * self.queue_bytes):
                 self._lost[key] = self._lost.get(key, 0) + 1
+                self._lost_total += 1
             else:
                 self._out.append((key, rest, stream, out, size))
                 self._out_bytes += size
@@ -222,7 +224,7 @@ class RedisEventBus(EventBus):
         health = self.store.health()
         with self._out_cond:
             health["queued_events"] = len(self._out)
-            health["lost_events"] = sum(self._lost.values())
+            health["lost_events"] = self._lost_total
         return health
 
     def close(self, flush: float = 3.0) -> None:
