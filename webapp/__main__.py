@@ -1,9 +1,11 @@
-"""``ipc-explorer`` / ``python -m webapp``: serve the app under gunicorn and print its URL.
+"""``ipc-explorer`` / ``python -m webapp``: serve the app under gunicorn and print its URL;
+``ipc-explorer agent ...``: a runner without a web server (``agent.py``).
 
-gunicorn runs with one threaded worker (``-k gthread -w 1 --threads N``): flask-sock needs a
-threaded worker, and one worker keeps every job, event and subscriber in one process, so the
-feed sees every job. The URL with the token is printed (and flushed) once the port listens,
-as Jupyter does.
+gunicorn runs threaded workers (``-k gthread --threads N``): flask-sock needs them. By default
+one worker keeps every job, event and subscriber in one process, so the feed sees every job.
+``--workers N`` needs ``--redis URL``: then each worker is a runner of its own and they share
+jobs and events through Redis (docs/scale-out.md). The URL with the token is printed (and
+flushed) once the port listens, as Jupyter does.
 
 Stopping (Ctrl-C or SIGTERM): the worker's signal handlers only set an event (gunicorn's
 "handlers only enqueue" rule); a stopper thread then ends the feed connections and stops every
@@ -92,11 +94,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULTS["DEMO_TIMEOUT"],
         help="seconds /getSum, /sum, /compute wait for their child (default %(default)s)",
     )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("IPC_EXPLORER_REDIS") or None,
+        help="redis://[:PASSWORD@]HOST:PORT/DB: share jobs and events with every server and "
+        "agent started with the same URL (default: $IPC_EXPLORER_REDIS, else none: "
+        "everything stays in this process)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gunicorn worker processes (default 1; more need --redis)",
+    )
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="this server's runner name, shown as the host of its jobs (default "
+        "<hostname>:<port>, plus /<pid> per worker with --workers)",
+    )
     parser.add_argument("--log-level", default="warning", help="gunicorn's log level")
     args = parser.parse_args(argv)
     positive = (
         "max_children",
         "threads",
+        "workers",
         "max_body",
         "max_message",
         "max_events_per_job",
@@ -110,7 +133,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.grace < 0:
         parser.error("--grace must be >= 0")
+    if args.workers > 1 and not args.redis:
+        parser.error(
+            f"--workers {args.workers} needs --redis URL: each worker is a process with "
+            "children of its own, and only a shared Redis lets every worker's feed and API "
+            "see every job (run redis-server and pass --redis redis://127.0.0.1:6379/0)"
+        )
+    if args.redis:
+        check_redis_url(parser, args.redis)
     return args
+
+
+def check_redis_url(parser: argparse.ArgumentParser, url: str) -> None:
+    from .redis_store import check_url
+
+    try:
+        check_url(url)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def app_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -128,6 +168,9 @@ def app_config(args: argparse.Namespace) -> dict[str, Any]:
         "WS_MAX_MESSAGE_BYTES": args.max_ws_message,
         "MAX_JOBS_KEPT": args.max_jobs_kept,
         "DEMO_TIMEOUT": args.demo_timeout,
+        "REDIS_URL": args.redis,
+        "WORKERS": args.workers,
+        "RUNNER_NAME": args.name,
     }
 
 
@@ -139,7 +182,7 @@ def display_url(host: str, port: int, token: str) -> str:
 
 
 class ExplorerServer(BaseApplication):
-    """gunicorn, configured in code: one gthread worker, our app, our stop procedure."""
+    """gunicorn, configured in code: gthread workers, our app, our stop procedure."""
 
     def __init__(self, config: dict[str, Any], threads: int, log_level: str) -> None:
         self.app_config = config
@@ -153,7 +196,7 @@ class ExplorerServer(BaseApplication):
         grace = self.app_config["SHUTDOWN_GRACE"]
         settings = {
             "bind": [bind],
-            "workers": 1,
+            "workers": self.app_config["WORKERS"],
             "worker_class": "gthread",
             "threads": self.threads,
             "graceful_timeout": int(grace) + 6,
@@ -205,9 +248,23 @@ class ExplorerServer(BaseApplication):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["agent"]:
+        from .agent import main as agent_main
+
+        return agent_main(argv[1:])
     args = parse_args(argv)
     config = app_config(args)
     config["TOKEN"] = args.token or new_token()
+    if args.redis:
+        from .agent import check_redis
+        from .services import runner_name
+
+        # With several workers each name gets the worker's pid: none can clash.
+        problem = check_redis(args.redis, runner_name(config) if args.workers == 1 else None)
+        if problem:
+            print(f"ipc-explorer: {problem}", file=sys.stderr, flush=True)
+            return 2
     ExplorerServer(config, args.threads, args.log_level).run()
     return 0
 

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from . import validation
-from .errors import ApiError
+from .errors import ApiError, StoreUnavailable
 from .services import services
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -58,26 +58,23 @@ def programs() -> Response:
 
 @bp.get("/jobs")
 def list_jobs() -> Response:
-    return jsonify(jobs=[job.to_dict() for job in services().jobs.list()])
+    return jsonify(jobs=services().directory.list())
 
 
 @bp.post("/jobs")
 def create_job() -> tuple[Response, int]:
-    s = services()
-    spec = validation.parse_job(_body(), s.jobs.config, s.policy, s.programs)
-    job = s.jobs.start(spec)
-    return jsonify(job.to_dict()), 201
+    """Start a job here, or with ``"host": "<runner>"`` on that runner (GET /api/hosts)."""
+    return jsonify(services().directory.start(_body())), 201
 
 
 @bp.get("/jobs/<job_id>")
 def show_job(job_id: str) -> Response:
-    return jsonify(services().jobs.get(job_id).to_dict())
+    return jsonify(services().directory.get(job_id))
 
 
 @bp.delete("/jobs/<job_id>")
 def forget_job(job_id: str) -> tuple[str, int]:
-    jobs = services().jobs
-    jobs.forget(jobs.get(job_id))
+    services().directory.forget(job_id)
     return "", 204
 
 
@@ -86,7 +83,7 @@ def job_events(job_id: str) -> Response:
     """``{"events": [...]}``; NDJSON (one event a line) with ``Accept: application/x-ndjson``
     or ``?format=ndjson`` for export."""
     s = services()
-    s.jobs.get(job_id)
+    s.directory.get(job_id)
     after = _after()
     ndjson = request.args.get("format") == "ndjson" or (
         request.accept_mimetypes.best_match(["application/json", "application/x-ndjson"])
@@ -115,43 +112,34 @@ def all_events() -> Response:
 @bp.get("/jobs/<job_id>/output")
 def job_output(job_id: str) -> Response:
     """The job's stdout and stderr as kept (up to MAX_OUTPUT_PER_JOB in all)."""
-    job = services().jobs.get(job_id)
-    with job.lock:
-        data = {
-            "stdout": job.output["stdout"].decode("utf-8", "replace"),
-            "stderr": job.output["stderr"].decode("utf-8", "replace"),
-            "bytes": job.output_bytes,
-            "truncated": job.output_truncated,
-            "limit": job.output_cap,
-        }
-    return jsonify(data)
+    return jsonify(services().directory.output(job_id))
 
 
 @bp.post("/jobs/<job_id>/kill")
 def kill_job(job_id: str) -> tuple[Response, int]:
-    jobs = services().jobs
-    job = jobs.get(job_id)
+    directory = services().directory
+    directory.get(job_id)
     body = _body() if request.content_length else {}
     sig = validation.signal_name(body.get("signal", "SIGTERM"))
-    delivered = jobs.kill(job, sig)
-    return jsonify(job=job.to_dict(), signal=sig, delivered=delivered), 202
+    job, delivered = directory.kill(job_id, sig)
+    return jsonify(job=job, signal=sig, delivered=delivered), 202
 
 
 @bp.post("/jobs/<job_id>/send")
 def send_message(job_id: str) -> tuple[Response, int]:
-    jobs = services().jobs
-    job = jobs.get(job_id)
+    directory = services().directory
+    directory.get(job_id)
     body = _body()
     if "message" not in body:
         raise ApiError(400, '\'message\' is required: any JSON value, e.g. {"message": "hi"}')
-    ok = jobs.send(job, body["message"])
+    ok = directory.send(job_id, body["message"])
     return jsonify(queued=True, below_high_water=ok), 202
 
 
 @bp.post("/jobs/<job_id>/stdin")
 def write_stdin(job_id: str) -> tuple[Response, int]:
-    jobs = services().jobs
-    job = jobs.get(job_id)
+    directory = services().directory
+    directory.get(job_id)
     body = _body()
     data = body.get("data", "")
     end = body.get("end", False)
@@ -159,7 +147,7 @@ def write_stdin(job_id: str) -> tuple[Response, int]:
         raise ApiError(400, "'data' must be a string (it is written as UTF-8)")
     if not isinstance(end, bool):
         raise ApiError(400, "'end' must be true or false")
-    written = jobs.write_stdin(job, data.encode(), end)
+    written = directory.write_stdin(job_id, data, end)
     return jsonify(queued=written, end=end), 202
 
 
@@ -169,14 +157,30 @@ def heartbeat() -> Response:
     return jsonify(services().heartbeat.snapshot())
 
 
+@bp.get("/hosts")
+def hosts() -> Response:
+    """The runners sharing this server's jobs: name, pid, live children, capacity, last
+    heartbeat (just this server without --redis)."""
+    return jsonify(hosts=services().directory.hosts())
+
+
 @bp.get("/status")
 def status() -> Response:
+    """This server's numbers; answers even while Redis is away (``store`` says so)."""
     s = services()
+    store = s.bus.health()
+    try:
+        jobs: int | None = len(s.directory.list())
+        last_seq: int | None = s.bus.last_seq
+    except StoreUnavailable:
+        jobs = last_seq = None
     return jsonify(
+        runner=s.registry.runner,
+        store=store,
         live_children=s.jobs.live_count(),
         max_children=s.jobs.config["MAX_CHILDREN"],
-        jobs=len(s.jobs.list()),
-        last_seq=s.bus.last_seq,
+        jobs=jobs,
+        last_seq=last_seq,
         subscribers=s.bus.subscriber_count(),
         allow_any_command=s.policy.allow_any,
         allowed_commands=sorted(s.policy.allowed),

@@ -30,6 +30,7 @@ from flask import Blueprint, Flask, current_app
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
+from .errors import ApiError
 from .events import Subscriber
 from .services import Services, services
 
@@ -146,14 +147,17 @@ class FeedSession:
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate < 1):
             self.reject("'output_rate' must be a number of bytes per second >= 1, or null")
             return
-        if job is not None:
-            try:
-                self.s.jobs.get(job)
-            except Exception:
+        try:
+            if job is not None:
+                self.s.directory.get(job)
+            self.unsubscribe()
+            self.sub, start = self.s.bus.subscribe(job, after, rate)
+        except ApiError as exc:  # no such job; the shared store cannot be reached
+            if exc.status == 404:
                 self.reject(f'no job {job!r}; subscribe with "job": null for every job')
-                return
-        self.unsubscribe()
-        self.sub, start = self.s.bus.subscribe(job, after, rate)
+            else:
+                self.reject(exc.message)
+            return
         self.ws.send(
             _text(
                 {"type": "subscribed", "seq": start, "job": job, "after": after, "heartbeat": beat}

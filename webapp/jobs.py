@@ -2,7 +2,9 @@
 into an event on the bus.
 
 A job is one child plus what the explorer shows about it: an id (``j1``, ``j2``, ...), its state,
-exit code and signal (by name), and a bounded copy of its output. Callbacks run on ipc's single
+exit code and signal (by name), and a bounded copy of its output. This service is the job's
+*runner*: the child lives here; its record is published through the job registry
+(``registry.py``), so that every server sharing the registry shows it. Callbacks run on ipc's single
 reactor thread, so each one only records and publishes; nothing here blocks it.
 
 exec / exec_file jobs run as a spawn with exec's rules on top (buffering up to ``max_buffer``,
@@ -13,7 +15,6 @@ instead of arriving in one piece at the end.
 from __future__ import annotations
 
 import codecs
-import itertools
 import json
 import queue
 import sys
@@ -27,6 +28,7 @@ import ipc
 
 from .bus import EventBus
 from .errors import ApiError
+from .registry import JobRegistry
 from .stats import ProcSampler
 
 Hook = Callable[..., None]
@@ -59,9 +61,10 @@ class JobSpec:
 class Job:
     """One child and its record. Mutated on the reactor thread; read under `lock`."""
 
-    def __init__(self, job_id: str, spec: JobSpec, output_cap: int) -> None:
+    def __init__(self, job_id: str, spec: JobSpec, output_cap: int, host: str = "local") -> None:
         self.id = job_id
         self.spec = spec
+        self.host = host  # the runner's name
         self.lock = threading.Lock()
         self.child: ipc.ChildProcess | None = None
         self.pid: int | None = None
@@ -103,6 +106,7 @@ class Job:
         with self.lock:
             data = {
                 "id": self.id,
+                "host": self.host,
                 "kind": spec.kind,
                 "label": spec.label,
                 "program": spec.program,
@@ -130,17 +134,28 @@ class Job:
                 data["result"] = self.result
         return data
 
+    def output_dict(self) -> dict[str, Any]:
+        """The stdout and stderr kept (up to the output cap in all)."""
+        with self.lock:
+            return {
+                "stdout": self.output["stdout"].decode("utf-8", "replace"),
+                "stderr": self.output["stderr"].decode("utf-8", "replace"),
+                "bytes": self.output_bytes,
+                "truncated": self.output_truncated,
+                "limit": self.output_cap,
+            }
+
 
 class JobService:
-    """Owns every job: starting, limits, kill / send / stdin, forgetting, shutdown."""
+    """Owns this runner's jobs: starting, limits, kill / send / stdin, forgetting, shutdown."""
 
-    def __init__(self, config: dict[str, Any], bus: EventBus) -> None:
+    def __init__(self, config: dict[str, Any], bus: EventBus, registry: JobRegistry) -> None:
         self.config = config
         self.bus = bus
+        self.registry = registry
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
-        self._ids = itertools.count(1)
         self._sampler: ProcSampler | None = None
 
     # ---- queries ----------------------------------------------------------------------------
@@ -177,6 +192,7 @@ class JobService:
         if self.stopping.is_set():
             raise ApiError(503, "the server is stopping; start the job after it restarts")
         limit = self.config["MAX_CHILDREN"]
+        job_id = f"j{self.registry.next_number()}"
         with self._lock:
             live = sum(1 for job in self._jobs.values() if job.live)
             if live >= limit:
@@ -187,10 +203,19 @@ class JobService:
                     "a higher --max-children",
                     limit=limit,
                 )
-            job = Job(f"j{next(self._ids)}", spec, self.config["MAX_OUTPUT_PER_JOB"])
+            job = Job(job_id, spec, self.config["MAX_OUTPUT_PER_JOB"], self.registry.runner)
             job.hooks = {k: list(v) for k, v in (hooks or {}).items()}
             self._jobs[job.id] = job
-            self._trim()
+            trimmed = self._trim()
+        for old in trimmed:
+            self.registry.drop(old)
+            self.bus.forget(old)
+        try:
+            self.registry.add(job)  # every server sees it from now on
+        except Exception:
+            with self._lock:
+                self._jobs.pop(job.id, None)
+            raise
         try:
             try:
                 self._launch(job)
@@ -200,18 +225,21 @@ class JobService:
             with self._lock:
                 self._jobs.pop(job.id, None)
             job.closed.set()
+            self.registry.drop(job.id)
             raise ApiError(400, str(exc), code=getattr(exc, "code", None)) from None
         self._ensure_sampler()
         return job
 
-    def _trim(self) -> None:
-        """Forget the oldest finished jobs past MAX_JOBS_KEPT (under `_lock`)."""
+    def _trim(self) -> list[str]:
+        """Take the oldest finished jobs past MAX_JOBS_KEPT out (under `_lock`); returns
+        their ids, for the registry and the bus to forget (outside the lock)."""
         excess = len(self._jobs) - self.config["MAX_JOBS_KEPT"]
         if excess <= 0:
-            return
-        for job_id in [j.id for j in self._jobs.values() if not j.live][:excess]:
+            return []
+        old = [j.id for j in self._jobs.values() if not j.live][:excess]
+        for job_id in old:
             del self._jobs[job_id]
-            self.bus.forget(job_id)
+        return old
 
     def _launch(self, job: Job) -> None:
         spec = job.spec
@@ -515,6 +543,7 @@ class JobService:
             raise ApiError(409, f"job {job.id} is still running; kill it first")
         with self._lock:
             self._jobs.pop(job.id, None)
+        self.registry.drop(job.id)
         self.bus.forget(job.id)
 
     # ---- stats and shutdown -----------------------------------------------------------------

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .bus import EventBus
+from .errors import StoreUnavailable
 from .events import (
     EVENT_TYPES,
     LIFECYCLE_TYPES,
@@ -44,7 +45,7 @@ from .events import (
     dumps,
     evicted_after,
 )
-from .redis_store import RedisScriptError, RedisStore, StoreUnavailable
+from .redis_store import RedisScriptError, RedisStore
 
 #: Events and bytes per call of the publish script.
 BATCH_EVENTS = 500

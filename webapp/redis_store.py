@@ -1,8 +1,8 @@
 """The connection to the shared Redis: the URL, the scripts, the epoch, and whether it works.
 
 Every Redis call of the app goes through `RedisStore.call` or `RedisStore.run`, so that a
-Redis that cannot be reached is one domain error everywhere (`StoreUnavailable`, HTTP 503
-with a message that names the URL and what to do), and `health()` can say since when.
+Redis that cannot be reached is one domain error everywhere (`errors.StoreUnavailable`, HTTP
+503 with a message that names the URL and what to do), and `health()` can say since when.
 
 The *epoch* (see ``redis_scripts.py``): Redis run without persistence comes back empty after
 a restart. A script that finds the epoch missing or changed refuses to write; this process
@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from . import redis_scripts
-from .errors import ApiError
+from .errors import StoreUnavailable
 
 #: After Redis lost its data, seq continues this far past the highest seq this process saw:
 #: another server's reader may have been ahead of ours when Redis went away, and a seq must
@@ -39,13 +39,6 @@ _SCRIPTS = {
     "leave": redis_scripts.LEAVE,
     "reap": redis_scripts.REAP,
 }
-
-
-class StoreUnavailable(ApiError):
-    """Redis cannot be reached (or is not ready): the request was not done."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(503, message)
 
 
 class RedisScriptError(Exception):
@@ -221,9 +214,9 @@ class RedisStore:
         )
 
     def ping(self) -> bool:
+        """True when Redis answers (and we have adopted its data set, new or not)."""
         try:
-            self.call(self.client.ping)
-            self.ensure_epoch()
+            self.check_epoch()
         except StoreUnavailable:
             return False
         return True

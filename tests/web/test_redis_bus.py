@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from redis_server import MISSING, REDIS_SERVER, RedisServer
 
+from webapp.errors import StoreUnavailable
 from webapp.redis_bus import RedisEventBus
-from webapp.redis_store import SEQ_MARGIN, RedisStore, StoreUnavailable, redact
+from webapp.redis_store import SEQ_MARGIN, RedisStore, redact
 
 TIMEOUT = 30.0
 

@@ -1,0 +1,140 @@
+"""Scale-out at its edges: several gunicorn workers, Redis going away mid-run, and the command
+lines that must refuse a set-up that cannot work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+from redis_server import RedisServer
+from scaletest import ROOT, AgentProcess, Cluster, stdout_text
+from server import LiveServer
+from webtest import Feed, wait_for
+
+
+def test_two_workers_show_20_concurrent_launches_in_one_feed_in_seq_order(
+    own_redis: RedisServer,
+) -> None:
+    with LiveServer(["--redis", own_redis.url, "--workers", "2"]) as srv:
+        wait_for(lambda: len(srv.json("GET", "/api/hosts")[1]["hosts"]) == 2, what="2 workers")
+        feed = Feed(srv)
+        try:
+            feed.subscribe()
+            results: list[tuple[int, dict]] = []
+
+            def launch(i: int) -> None:
+                results.append(
+                    srv.json(
+                        "POST",
+                        "/api/jobs",
+                        {"kind": "spawn", "command": "echo", "args": [f"job {i}"]},
+                    )
+                )
+
+            threads = [threading.Thread(target=launch, args=(i,)) for i in range(20)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert [status for status, _ in results] == [201] * 20, results
+            ids = {job["id"] for _, job in results}
+            assert len(ids) == 20  # numbers are global: no two workers gave the same
+            closed: set[str] = set()
+            got = feed.until(
+                lambda m: (
+                    m.get("type") == "close" and closed.add(m["job"]) is None and ids <= closed
+                )
+            )
+        finally:
+            feed.close()
+        events = [e for e in got if "seq" in e]
+        seqs = [e["seq"] for e in events]
+        assert seqs == sorted(set(seqs))  # one order, nothing twice
+        for job_id in ids:
+            mine = [e for e in events if e["job"] == job_id and e["type"] != "stats"]
+            kinds = [e["type"] for e in mine]
+            assert kinds[0] == "spawn" and kinds[-1] == "close", kinds
+            number = next(job for _, job in results if job["id"] == job_id)["args"][0]
+            assert stdout_text(mine) == f"{number}\n"
+        runners = {e["host"] for e in events}
+        assert runners <= {h["name"] for h in srv.json("GET", "/api/hosts")[1]["hosts"]}
+
+
+def test_redis_stopped_mid_run_is_reported_and_recovered_from(own_redis: RedisServer) -> None:
+    with Cluster(own_redis) as cluster:
+        a = cluster.add_server("server-a")
+        b = cluster.add_server("server-b")
+        feed = Feed(b)
+        try:
+            feed.subscribe()
+            status, job = a.json(
+                "POST", "/api/jobs", {"kind": "spawn", "command": "echo", "args": ["before"]}
+            )
+            assert status == 201
+            assert stdout_text(feed.events_of(job["id"])) == "before\n"
+
+            own_redis.stop()
+            for srv in (a, b):
+                status, body = srv.json("GET", "/api/status")
+                assert status == 200 and body["store"]["ok"] is False, body
+                assert body["store"]["error"] and body["store"]["url"] == own_redis.url
+                for method, path, payload in (
+                    ("GET", "/api/jobs", None),
+                    ("GET", f"/api/jobs/{job['id']}", None),
+                    ("POST", "/api/jobs", {"kind": "spawn", "command": "date"}),
+                ):
+                    status, body = srv.json(method, path, payload)
+                    assert status == 503, (path, body)
+                    assert f"Redis at {own_redis.url} cannot be reached" in body["error"]
+                    assert "the server reconnects by itself" in body["error"]
+
+            own_redis.start()  # back, empty
+            for srv in (a, b):
+                wait_for(lambda s=srv: s.json("GET", "/api/status")[1]["store"]["ok"], what="Redis")
+            status, job = a.json(
+                "POST", "/api/jobs", {"kind": "spawn", "command": "echo", "args": ["after"]}
+            )
+            assert status == 201, job
+            events = feed.events_of(job["id"])  # the feed opened before the outage goes on
+            assert stdout_text(events) == "after\n"
+            assert b.json("GET", f"/api/jobs/{job['id']}")[1]["state"] == "exited"
+            hosts = {h["name"] for h in b.json("GET", "/api/hosts")[1]["hosts"]}
+            assert {"server-a", "server-b"} <= hosts  # both runners joined again
+        finally:
+            feed.close()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "webapp", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_workers_without_redis_are_refused_with_the_reason() -> None:
+    done = run_cli("--workers", "2")
+    assert done.returncode == 2
+    assert "--workers 2 needs --redis URL" in done.stderr
+
+
+def test_a_bad_or_unreachable_redis_is_refused_at_start() -> None:
+    done = run_cli("--redis", "http://example.com")
+    assert done.returncode == 2 and "redis://HOST:PORT/DB" in done.stderr
+    done = run_cli("agent", "--name", "x", "--redis", "redis://:pw@127.0.0.1:1/0")
+    assert done.returncode == 2
+    assert "cannot be reached" in done.stderr and "pw" not in done.stderr.replace("***", "")
+
+
+def test_an_agent_name_that_is_taken_is_refused(own_redis: RedisServer) -> None:
+    first = AgentProcess(own_redis.url, "twin")
+    first.start()
+    try:
+        done = run_cli("agent", "--redis", own_redis.url, "--name", "twin")
+        assert done.returncode == 2
+        assert "a runner named 'twin' is already live" in done.stderr
+    finally:
+        assert first.stop() == 0
