@@ -47,9 +47,12 @@ from .events import (
 )
 from .redis_store import RedisScriptError, RedisStore
 
-#: Events and bytes per call of the publish script.
+#: Events and bytes per call of the publish script, and events per read of the stream: small
+#: enough that a batch handed to the subscribers at once is no burst that overflows a client's
+#: queue (1 MiB) which the same output, arriving as it was written, would not.
 BATCH_EVENTS = 500
-BATCH_BYTES = 1 << 20
+BATCH_BYTES = 256 * 1024
+READ_COUNT = 100
 #: Seconds between attempts while Redis cannot be reached.
 RETRY = 0.5
 #: How long the reader blocks in XREAD before it looks at its stop flag (and at the epoch).
@@ -332,7 +335,7 @@ class RedisEventBus(EventBus):
                 reply = self.store.call(
                     client.xread,
                     {key: f"{cursor}-0", self._wake_key: "0-0"},
-                    count=BATCH_EVENTS,
+                    count=READ_COUNT,
                     block=READ_BLOCK_MS,
                 )
                 if not reply:

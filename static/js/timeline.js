@@ -137,7 +137,7 @@ export class Timeline {
     // Lanes and their labels.
     const bg = s("g");
     const narrow = width < 640;
-    const rows = [{ label: narrow ? "server" : "server (parent)", sub: "" }, ...lanes.map((j) => ({ label: laneName(j, narrow ? 9 : 18), sub: stateText(j), job: j }))];
+    const rows = [{ label: narrow ? "server" : "server (parent)", sub: "" }, ...lanes.map((j) => ({ label: laneName(j, narrow ? 9 : 18), sub: j.host ? `${stateText(j)} · on ${j.host}` : stateText(j), job: j }))];
     rows.forEach((r, i) => {
       bg.append(s("rect", { x: 0, y: TOP + i * LANE_H, width, height: LANE_H, class: `lane-bg${i % 2 ? " alt" : ""}` }));
       const t = s("text", { x: 6, y: laneY(i) - 2, class: "lane-label" }, r.label);

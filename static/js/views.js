@@ -41,25 +41,38 @@ export class TreeView {
   draw() {
     const jobs = [...this.store.jobs.values()];
     // Output does not change the tree: redraw only when something it shows changed.
-    const sig = `${this.selected}|${jobs.map((j) => `${j.id}:${j.state}:${j.pid}:${j.rss}:${j.label}:${j.spawnAt}:${j.firstMessageAt}:${j.startedAt}:${j.grandchildren.length}`).join(",")}`;
+    const sig = `${this.selected}|${jobs.map((j) => `${j.id}:${j.host}:${j.state}:${j.pid}:${j.rss}:${j.label}:${j.spawnAt}:${j.firstMessageAt}:${j.startedAt}:${j.grandchildren.length}`).join(",")}`;
     if (sig === this.lastSig && this.root.childElementCount) return;
     this.lastSig = sig;
-    const serverPid = this.serverPid ?? jobs.find((j) => j.ppid != null && !j.parent)?.ppid ?? null;
     const byParent = new Map();
     for (const j of jobs) {
       const p = j.parent && this.store.jobs.has(j.parent) ? j.parent : null;
       if (!byParent.has(p)) byParent.set(p, []);
       byParent.get(p).push(j);
     }
-    const server = h("li", { role: "treeitem", "aria-expanded": "true" },
-      h("div", { class: "node server-node", dataset: { state: "running" } },
-        h("span", { class: "dot" }), h("span", { class: "name" }, "server"), h("span", { class: "state", dataset: { state: "running" } }, "running"),
-        h("span", { class: "meta" }, `pid ${serverPid ?? "?"} · the Flask app, parent of every job`)));
     const top = byParent.get(null) ?? [];
     const shown = top.slice(-200);
-    const ul = h("ul", { role: "group" }, shown.map((j) => this.item(j, byParent)));
-    server.append(ul);
-    this.root.replaceChildren(server);
+    // One node per runner (host): the server, and each agent or server sharing its Redis.
+    const hosts = new Map();
+    for (const j of shown) {
+      const key = j.host ?? "";
+      if (!hosts.has(key)) hosts.set(key, []);
+      hosts.get(key).push(j);
+    }
+    if (!hosts.size) hosts.set("", []);
+    const several = hosts.size > 1;
+    const roots = [...hosts].map(([host, mine]) => {
+      const pid = (!several && this.serverPid) || mine.find((j) => j.ppid != null)?.ppid || null;
+      const name = several ? host || "server" : "server";
+      const about = several ? "runner, parent of its jobs" : "the Flask app, parent of every job";
+      const node = h("li", { role: "treeitem", "aria-expanded": "true", dataset: { host } },
+        h("div", { class: "node server-node", dataset: { state: "running" } },
+          h("span", { class: "dot" }), h("span", { class: "name" }, name), h("span", { class: "state", dataset: { state: "running" } }, "running"),
+          h("span", { class: "meta" }, `${!several && host ? `${host} · ` : ""}pid ${pid ?? "?"} · ${about}`)));
+      node.append(h("ul", { role: "group" }, mine.map((j) => this.item(j, byParent))));
+      return node;
+    });
+    this.root.replaceChildren(...roots);
     if (this.countEl) {
       const live = jobs.filter((j) => j.state === "running" || j.state === "starting").length;
       this.countEl.textContent = `${jobs.length} jobs · ${live} running${top.length > shown.length ? ` · showing last ${shown.length}` : ""}`;

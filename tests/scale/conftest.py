@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # server.py, re
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "web"))  # webtest.py
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scaletest.py
 
+from cluster import Cluster
 from redis_server import MISSING, REDIS_SERVER, RedisServer
-from scaletest import Cluster
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from scaletest import Cluster, lines, parent_pid, stdout_text
+from cluster import Cluster
+from scaletest import lines, parent_pid, stdout_text
 from server import LiveServer
 from webtest import Feed, wait_for
 

@@ -7,9 +7,10 @@ import subprocess
 import sys
 import threading
 
+from cluster import AgentProcess, Cluster
 from redis_server import RedisServer
-from scaletest import ROOT, AgentProcess, Cluster, stdout_text
-from server import LiveServer
+from scaletest import stdout_text
+from server import ROOT, LiveServer
 from webtest import Feed, wait_for
 
 
