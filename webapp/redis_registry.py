@@ -56,6 +56,7 @@ class RedisRegistry(JobRegistry):
         info: RunnerInfo,
         *,
         output_cap: int,
+        jobs_kept: int = 100,
         beat: float = HEARTBEAT,
         ttl: float = TTL,
     ) -> None:
@@ -63,6 +64,7 @@ class RedisRegistry(JobRegistry):
         self.bus = bus
         self.runner = runner
         self.output_cap = output_cap
+        self.jobs_kept = jobs_kept
         self.beat = beat
         self.ttl = ttl
         self._info = info
@@ -92,9 +94,7 @@ class RedisRegistry(JobRegistry):
     def drop(self, job_id: str) -> None:
         with self._lock:
             self._local.pop(job_id, None)
-        client, key = self.store.client, self.store.key
-        self.store.call(client.hdel, key("rec"), job_id)
-        self.store.call(client.hdel, key("lost"), job_id)
+        self.store.run("forget", job_id)
 
     def records_for(self, job_ids: list[str]) -> list[tuple[str, str, str, str]]:
         """(job, record JSON, runner, pid field) of the jobs among `job_ids` that run here
@@ -207,7 +207,7 @@ class RedisRegistry(JobRegistry):
         while not self._stop.wait(self.beat):
             try:
                 self._heartbeat()
-                self.store.run("reap", self.ttl, *self.bus.limits)
+                self.store.run("reap", self.ttl, *self.bus.limits, self.jobs_kept)
             except StoreUnavailable:
                 continue  # health() says so; the next beat tries again
             except RunnerNameTaken as exc:  # another took our name while we were away
@@ -220,7 +220,7 @@ class RedisRegistry(JobRegistry):
         if self._thread.is_alive():
             self._thread.join(self.beat + 5)
         try:
-            self.store.run("leave", self.runner, self._instance)
+            self.store.run("leave", self.runner, self._instance, self.jobs_kept)
         except (StoreUnavailable, RedisScriptError):
             pass  # it will be declared lost; it had no live job left (they were stopped)
 

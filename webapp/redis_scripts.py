@@ -23,6 +23,8 @@ installations):
 ``o:<stream>:<job>``  the job's kept stdout / stderr (capped in all); ``otrunc``: cut jobs
 ``rec``             hash job → its record (JSON, written by the job's runner)
 ``lost``            hash job → JSON of when and why it was declared lost
+``owner``           hash job → its runner; ``jobs:<runner>``: the runner's jobs; ``orphans``:
+                    zset of the jobs of runners that are gone (bounded, oldest out first)
 ``live:<runner>``   hash: the runner's live jobs → their pids; ``runners``: zset runner →
                     its last heartbeat (Redis's clock)
 ``runner:<name>``   hash: the runner's pid, hostname, capacity, live children, ...
@@ -77,13 +79,52 @@ local function keep_output(job, stream, out, cap)
   end
 end
 
--- a live job is in its runner's live hash (job -> pid), so a lost runner's jobs are known
+-- a live job is in its runner's live hash (job -> pid), so a lost runner's jobs are known;
+-- every job of a runner is in its jobs set, so that they become orphans when it goes
 local function put_record(job, rec, runner, pid)
   redis.call('HSET', p .. 'rec', job, rec)
+  redis.call('HSET', p .. 'owner', job, runner)
+  redis.call('SADD', p .. 'jobs:' .. runner, job)
+  redis.call('ZREM', p .. 'orphans', job)
   if pid ~= '' then
     redis.call('HSET', p .. 'live:' .. runner, job, pid)
   else
     redis.call('HDEL', p .. 'live:' .. runner, job)
+  end
+end
+
+-- everything kept about a job
+local function forget_job(job)
+  redis.call('DEL', p .. 'h:' .. job, p .. 'ev:' .. job, p .. 'o:stdout:' .. job,
+    p .. 'o:stderr:' .. job)
+  redis.call('HDEL', p .. 'hsize', job)
+  redis.call('SREM', p .. 'hjobs', job)
+  redis.call('ZREM', p .. 'evmax', job)
+  redis.call('HDEL', p .. 'otrunc', job)
+  redis.call('HDEL', p .. 'rec', job)
+  redis.call('HDEL', p .. 'lost', job)
+  redis.call('ZREM', p .. 'orphans', job)
+  local owner = redis.call('HGET', p .. 'owner', job)
+  if owner then
+    redis.call('SREM', p .. 'jobs:' .. owner, job)
+    redis.call('HDEL', p .. 'live:' .. owner, job)
+    redis.call('HDEL', p .. 'owner', job)
+  end
+end
+
+-- A runner that is gone leaves its jobs to nobody: they become orphans, which are kept (they
+-- are still worth reading) up to `keep`, the oldest forgotten first.
+local function orphan_jobs(runner, now, keep)
+  local jk = p .. 'jobs:' .. runner
+  for _, job in ipairs(redis.call('SMEMBERS', jk)) do
+    redis.call('ZADD', p .. 'orphans', now, job)
+  end
+  redis.call('DEL', jk)
+  local excess = redis.call('ZCARD', p .. 'orphans') - keep
+  if excess > 0 then
+    for k, job in ipairs(redis.call('ZRANGE', p .. 'orphans', 0, excess - 1)) do
+      forget_job(job)
+    end
   end
 end
 
@@ -217,15 +258,7 @@ return out
 FORGET: Final = (
     _PRELUDE
     + r"""
-local job = ARGV[3]
-redis.call('DEL', p .. 'h:' .. job, p .. 'ev:' .. job, p .. 'o:stdout:' .. job,
-  p .. 'o:stderr:' .. job)
-redis.call('HDEL', p .. 'hsize', job)
-redis.call('SREM', p .. 'hjobs', job)
-redis.call('ZREM', p .. 'evmax', job)
-redis.call('HDEL', p .. 'otrunc', job)
-redis.call('HDEL', p .. 'rec', job)
-redis.call('HDEL', p .. 'lost', job)
+forget_job(ARGV[3])
 return 1
 """
 )
@@ -272,23 +305,26 @@ return {tostring(now), joined}
 """
 )
 
-#: ARGV: prefix, epoch, runner, instance id. A runner that stops cleanly leaves.
+#: ARGV: prefix, epoch, runner, instance id, orphans kept. A runner that stops cleanly
+#: leaves; its (finished) jobs stay readable, as orphans.
 LEAVE: Final = (
     _PRELUDE
     + r"""
 local rk = p .. 'runner:' .. ARGV[3]
 if redis.call('HGET', rk, 'instance') == ARGV[4] then
+  local t = redis.call('TIME')
   redis.call('DEL', rk, p .. 'live:' .. ARGV[3])
   redis.call('ZREM', p .. 'runners', ARGV[3])
+  orphan_jobs(ARGV[3], tonumber(t[1]) + tonumber(t[2]) / 1e6, tonumber(ARGV[5]))
 end
 return 1
 """
 )
 
-#: ARGV: prefix, epoch, ttl seconds, 5 limits. Declares every runner whose last heartbeat is
-#: older than ttl lost, exactly once (whoever runs this first), and with it each of its live
-#: jobs: a ``lost`` event each (numbered like any other) and a ``lost`` mark on its record.
-#: Returns the names of the runners it declared lost.
+#: ARGV: prefix, epoch, ttl seconds, 5 limits, orphans kept. Declares every runner whose last
+#: heartbeat is older than ttl lost, exactly once (whoever runs this first), and with it each
+#: of its live jobs: a ``lost`` event each (numbered like any other) and a ``lost`` mark on its
+#: record; all its jobs become orphans. Returns the names of the runners it declared lost.
 REAP: Final = (
     _PRELUDE
     + r"""
@@ -318,6 +354,7 @@ for k = 1, #found, 2 do
     append_event(job, rest, '', '', limits)
     redis.call('HSET', p .. 'lost', job, cjson.encode({t = now, runner = name, message = why}))
   end
+  orphan_jobs(name, now, tonumber(ARGV[9]))
 end
 return dead
 """

@@ -93,6 +93,7 @@ class Services:
                 runner,
                 info,
                 output_cap=output_cap,
+                jobs_kept=config["MAX_JOBS_KEPT"],
                 beat=config["RUNNER_HEARTBEAT"],
                 ttl=config["RUNNER_TTL"],
             )

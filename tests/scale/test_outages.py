@@ -10,8 +10,8 @@ import threading
 from cluster import AgentProcess, Cluster
 from redis_server import RedisServer
 from scaletest import stdout_text
-from server import ROOT, LiveServer
-from webtest import Feed, wait_for
+from server import ROOT, LiveServer, ThreadServer
+from webtest import Feed, wait_closed, wait_for
 
 
 def test_two_workers_show_20_concurrent_launches_in_one_feed_in_seq_order(
@@ -139,3 +139,33 @@ def test_an_agent_name_that_is_taken_is_refused(own_redis: RedisServer) -> None:
         assert "a runner named 'twin' is already live" in done.stderr
     finally:
         assert first.stop() == 0
+
+
+def test_jobs_of_runners_that_are_gone_are_kept_up_to_a_bound(own_redis: RedisServer) -> None:
+    def server(name: str, kept: int) -> ThreadServer:
+        return ThreadServer(
+            {"REDIS_URL": own_redis.url, "RUNNER_NAME": name, "MAX_JOBS_KEPT": kept}
+        )
+
+    def run(srv: ThreadServer, n: int) -> list[str]:
+        ids = []
+        for _ in range(n):
+            status, job = srv.json("POST", "/api/jobs", {"kind": "spawn", "command": "true"})
+            assert status == 201, job
+            wait_closed(srv, job["id"])
+            ids.append(job["id"])
+        return ids
+
+    with server("watcher", 100) as watcher:
+        with server("a", 3) as a:
+            from_a = run(a, 3)
+        assert sorted(j["id"] for j in watcher.json("GET", "/api/jobs")[1]["jobs"]) == sorted(
+            from_a
+        )  # a stopped cleanly: its finished jobs stay readable
+        with server("b", 2) as b:
+            from_b = run(b, 1)
+        # b left too: 4 orphans, b keeps at most 2; the oldest go (with their events)
+        left = [j["id"] for j in watcher.json("GET", "/api/jobs")[1]["jobs"]]
+        assert len(left) == 2 and from_b[0] in left, left
+        gone = next(job for job in from_a if job not in left)
+        assert watcher.json("GET", f"/api/jobs/{gone}/events")[0] == 404
