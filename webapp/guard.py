@@ -4,8 +4,10 @@ open for ever.
 
 How a job that is ended (killed through the API, or past its deadline) comes to `close`::
 
-    kill(sig) / deadline ──▶ sig to the process group and to every process of the cgroup
+    kill(sig) / deadline ──▶ sig (the deadline: the job's kill_signal, default SIGTERM) to the
+                             process group and to every process of the cgroup
       deadline only: +grace, the main child still alive ──▶ SIGKILL the group and the cgroup
+                             (a child that ignores SIGTERM does not run for ever)
     the main child exits (after a kill or the deadline)
       +grace ──▶ SIGKILL what is left in the cgroup (a `setsid` grandchild holding the pipes)
       +grace, not closed yet ──▶ abandon the pipes: `close` comes and the slot is free
@@ -15,6 +17,7 @@ How a job that is ended (killed through the API, or past its deadline) comes to 
 A job whose main child exits by itself is not hurried: a grandchild may still be writing its
 output, and the job stays open until it is done (or the deadline comes).
 
+The deadline is the request's `timeout` (any kind), else the server's ``--max-job-seconds``.
 Timers run on ipc's reactor thread (``call_later``); every step is a few system calls.
 """
 
@@ -40,6 +43,10 @@ _REMOVE_RETRY = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 #: (path, runtime) -> whether it is one of the shipped programs.
 IsShipped = Callable[[str, str], bool]
+
+
+class CannotConfine(Exception):
+    """A job that cannot run as the confinement requires; the message says what to change."""
 
 
 class Guards:
@@ -71,9 +78,17 @@ class Guards:
     def guard(self, job_id: str, spec: Any) -> JobGuard:
         """A guard for a job about to start (`spec` is its `JobSpec`).
 
+        :raises CannotConfine: the request cannot work confined (the caller answers 400).
         :raises OSError: the job's cgroup cannot be made (the caller answers 503).
         """
         plan = self.confinement.plan(self.needs(spec), spec.env)
+        python_fork = spec.kind == "fork" and spec.runtime != "node"
+        if python_fork and spec.transport == "unix" and plan.user != self.confinement.server_user:
+            raise CannotConfine(
+                f"transport 'unix' cannot reach a Python child that runs as {plan.user}: its "
+                "socket lives in a directory only the server's user may enter; use 'auto', "
+                "'socketpair', 'pipe' or 'tcp'"
+            )
         cgroup = None
         tree = self._cgroup_tree()
         if tree is not None:
@@ -82,7 +97,8 @@ class Guards:
                 pids_max=int(self.config["JOB_PIDS"]),
                 memory_max=int(self.config["JOB_MEMORY_MB"]) * MiB,
             )
-        return JobGuard(self, job_id, plan, cgroup, spec)
+        timeout = float(spec.timeout or 0) or float(self.config["MAX_JOB_SECONDS"] or 0)
+        return JobGuard(self, job_id, plan, cgroup, spec.kill_signal or "SIGTERM", timeout)
 
     def needs(self, spec: Any) -> Needs:
         """What the job's child must run and read, and whether it is a shipped program."""
@@ -165,14 +181,21 @@ class JobGuard:
     ipc's reactor thread; the flags are under `_lock`."""
 
     def __init__(
-        self, guards: Guards, job_id: str, plan: Plan, cgroup: JobCgroup | None, spec: Any
+        self,
+        guards: Guards,
+        job_id: str,
+        plan: Plan,
+        cgroup: JobCgroup | None,
+        kill_signal: str,
+        deadline: float,
     ) -> None:
         self._guards = guards
         self.job_id = job_id
         self.plan = plan
         self.cgroup = cgroup
         self.grace = guards.grace
-        self.kill_signal: str = getattr(spec, "kill_signal", "SIGTERM") or "SIGTERM"
+        self.kill_signal = kill_signal
+        self.deadline = deadline  # seconds from the start; 0: none
         self.child: ipc.ChildProcess | None = None
         self.killed = False
         self.timed_out = False
@@ -207,6 +230,8 @@ class JobGuard:
 
     def started(self, child: ipc.ChildProcess) -> None:
         self.child = child
+        if self.deadline > 0:
+            self._later(self.deadline, self._on_deadline)
 
     def child_exited(self) -> None:
         """Reactor thread: the main child exited. After a kill, the rest has `grace` to go."""
@@ -222,15 +247,18 @@ class JobGuard:
         Returns whether any process got it. After it, once the main child has exited, what is
         left of the job is ended after the grace period.
         """
-        signum = ipc.signal_number(sig)
+        with self._lock:
+            self.killed = True
+        return self._signal(sig)
+
+    def _signal(self, sig: str | int) -> bool:
         delivered = False
         child = self.child
         if child is not None and child.returncode is None:
             delivered = child.kill(sig)
         if self.cgroup is not None:
-            delivered = self.cgroup.signal(signum) > 0 or delivered
+            delivered = self.cgroup.signal(ipc.signal_number(sig)) > 0 or delivered
         with self._lock:
-            self.killed = True
             exited = self._exited
         if exited:
             self._schedule_stragglers()
@@ -269,6 +297,23 @@ class JobGuard:
                 return
             self._timers.append(get_reactor().call_later(delay, fn))
 
+    def _on_deadline(self) -> None:
+        """Past its time: the polite signal now, SIGKILL after the grace if it is ignored."""
+        if self._is_closed():
+            return
+        with self._lock:
+            self.timed_out = True
+        self._signal(self.kill_signal)
+        self._later(self.grace, self._escalate)
+
+    def _escalate(self) -> None:
+        child = self.child
+        if self._is_closed() or child is None or child.returncode is not None:
+            return  # it went; stragglers are handled from its exit
+        child.kill("SIGKILL")
+        if self.cgroup is not None:
+            self.cgroup.kill()
+
     def _schedule_stragglers(self) -> None:
         with self._lock:
             if self._stragglers_scheduled:
@@ -298,4 +343,4 @@ class JobGuard:
             return self._closed
 
 
-__all__ = ["Guards", "JobGuard"]
+__all__ = ["CannotConfine", "Guards", "JobGuard"]

@@ -27,7 +27,7 @@ import ipc
 
 from .errors import ApiError
 from .events import EventBus
-from .guard import Guards, IsShipped, JobGuard
+from .guard import CannotConfine, Guards, IsShipped, JobGuard
 from .stats import ProcSampler
 
 Hook = Callable[..., None]
@@ -91,11 +91,14 @@ class Job:
         self.hooks: dict[str, list[Hook]] = {}
         self.stdin_queue: queue.Queue[tuple[bytes, bool]] | None = None
         self.stdin_pending = 0
-        self.timer: threading.Timer | None = None
         self.exec_overflow: str | None = None
-        self.timed_out = False
         #: Its confinement, cgroup and end (guard.py); set before the child starts.
         self.guard: JobGuard | None = None
+
+    @property
+    def timed_out(self) -> bool:
+        """Its deadline (`timeout`, or the server's --max-job-seconds) ended it."""
+        return self.guard is not None and self.guard.timed_out
 
     @property
     def live(self) -> bool:
@@ -127,9 +130,10 @@ class Job:
                 "output_bytes": self.output_bytes,
                 "output_truncated": self.output_truncated,
                 "confinement": self.guard.to_dict() if self.guard is not None else None,
+                "timeout": spec.timeout,
+                "timed_out": self.timed_out,
             }
             if spec.kind in ("exec", "exec_file"):
-                data["timeout"] = spec.timeout
                 data["max_buffer"] = spec.max_buffer
                 data["result"] = self.result
         return data
@@ -266,15 +270,16 @@ class JobService:
             if child.pid is not None:
                 job.pid = child.pid
         job.launched.set()
-        if spec.kind in ("exec", "exec_file") and spec.timeout > 0:
-            job.timer = threading.Timer(spec.timeout, self._exec_timeout, args=(job,))
-            job.timer.daemon = True
-            job.timer.start()
 
     def _guard(self, job: Job) -> JobGuard:
-        """The job's confinement and cgroup. :raises ApiError: 503 without its cgroup."""
+        """The job's confinement and cgroup.
+
+        :raises ApiError: 400 when it cannot run confined, 503 without its cgroup.
+        """
         try:
             return self.guards.guard(job.id, job.spec)
+        except CannotConfine as exc:
+            raise ApiError(400, str(exc)) from None
         except OSError as exc:
             raise ApiError(
                 503,
@@ -344,8 +349,6 @@ class JobService:
 
         def on_close(code: int | None, sig: str | None) -> None:
             job.launched.wait(10)
-            if job.timer is not None:
-                job.timer.cancel()
             for stream, decoder in job.decoders.items():
                 rest = decoder.decode(b"", final=True)
                 if rest:
@@ -417,11 +420,6 @@ class JobService:
         if overflow and job.child is not None:
             job.child.kill(job.spec.kill_signal)
 
-    def _exec_timeout(self, job: Job) -> None:
-        if job.child is not None and job.child.returncode is None:
-            job.timed_out = True
-            job.child.kill(job.spec.kill_signal)
-
     @staticmethod
     def _exec_result(job: Job, code: int | None, sig: str | None) -> dict[str, Any]:
         """Node's exec callback in JSON (under `job.lock`): error or not, and why."""
@@ -435,7 +433,8 @@ class JobService:
         elif job.exec_overflow:
             reason = f"{job.exec_overflow} maxBuffer length exceeded ({limit} bytes)"
         elif job.timed_out:
-            reason = f"Command timed out after {job.spec.timeout} s"
+            deadline = job.guard.deadline if job.guard is not None else job.spec.timeout
+            reason = f"Command timed out after {deadline} s"
         elif code != 0:
             reason = f"Command failed with {'signal ' + sig if sig else f'exit code {code}'}"
         else:

@@ -21,8 +21,9 @@ from server import LiveServer, ThreadServer
 from webtest import TIMEOUT, needs_node, pid_alive, wait_closed, wait_for
 
 from webapp import catalog
-from webapp.__main__ import app_config, parse_args
+from webapp.__main__ import CONFINEMENT_FLAGS, app_config, parse_args
 from webapp.cgroups import CgroupUnavailable, find_hierarchies
+from webapp.config import DEFAULTS
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ROOT = os.geteuid() == 0
@@ -448,3 +449,65 @@ def test_help_lists_every_limit_and_defence() -> None:
     ).stdout
     for flag in ("--child-user", "--keep-privileges", "--no-cgroups", *CONFINEMENT_ARGS):
         assert flag.split("=")[0] in text
+
+
+# ---- item 6: every job ends -----------------------------------------------------------------
+
+
+def test_an_exec_timeout_escalates_to_sigkill_when_sigterm_is_ignored(srv: ThreadServer) -> None:
+    body = {"kind": "exec_file", "command": "python", "args": ["ignore_term.py", "60"]}
+    job = start(srv, {**body, "timeout": 0.5})
+    done = wait_closed(srv, job["id"])
+    assert done["signal"] == "SIGKILL", done
+    assert done["timed_out"] is True and done["result"]["timed_out"] is True
+    assert "timed out after 0.5 s" in done["result"]["error"]
+    assert "got SIGTERM, ignoring it" in done["result"]["stdout"]  # TERM came first
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"kind": "spawn", "command": "sleep", "args": ["60"]},
+        {"kind": "fork", "program": "ignore_term.py", "args": ["60"]},
+    ],
+    ids=["spawn", "fork"],
+)
+def test_spawn_and_fork_jobs_take_a_timeout(srv: ThreadServer, body: dict[str, Any]) -> None:
+    job = start(srv, {**body, "timeout": 0.5, "kill_signal": "SIGTERM"})
+    assert job["timeout"] == 0.5
+    done = wait_closed(srv, job["id"])
+    assert done["timed_out"] is True
+    # sleep ends on the TERM; ignore_term.py only on the SIGKILL that follows the grace
+    assert done["signal"] == ("SIGTERM" if body["kind"] == "spawn" else "SIGKILL")
+
+
+def test_every_job_has_a_wall_clock_limit() -> None:
+    """`sleep infinity` used to run until the server stopped."""
+    with serve(MAX_JOB_SECONDS=0.5) as own:
+        job = start(own, {"kind": "spawn", "command": "sleep", "args": ["infinity"]})
+        done = wait_closed(own, job["id"])
+        assert done["signal"] == "SIGTERM" and done["timed_out"] is True
+        too_long = {"kind": "spawn", "command": "sleep", "args": ["1"], "timeout": 5}
+        status, answer = own.json("POST", "/api/jobs", too_long)
+        assert status == 400 and "'timeout' is 5; the most allowed is 0.5" in answer["error"]
+
+
+def test_a_timeout_must_be_a_number_of_seconds(srv: ThreadServer) -> None:
+    for bad in (-1, "5", True):
+        body = {"kind": "fork", "program": "hello.py", "timeout": bad}
+        status, answer = srv.json("POST", "/api/jobs", body)
+        assert status == 400 and "'timeout' must be a number >= 0" in answer["error"], answer
+    body = {"kind": "spawn", "command": "true", "kill_signal": "SIGNOPE"}
+    status, answer = srv.json("POST", "/api/jobs", body)
+    assert status == 400 and "unknown signal" in answer["error"]
+
+
+def test_the_readme_lists_every_limit_with_its_default() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    safe = readme.split("### Safe by default", 1)[1].split("\n## ", 1)[0]
+    for flag, setting, _kind, _text in CONFINEMENT_FLAGS:
+        default = DEFAULTS[setting]
+        shown = int(default) if float(default).is_integer() else default
+        assert f"`{flag} {shown}`" in safe, flag
+    for flag in ("--child-user", "--keep-privileges", "--no-cgroups"):
+        assert f"`{flag}" in safe, flag
