@@ -66,6 +66,9 @@ LOADER_ENV: Final = frozenset(
 )
 LOADER_ENV_PREFIXES: Final = ("LD_", "MALLOC_")
 
+#: setpriv's options that leave a process no capability, now or after an exec.
+NO_CAPABILITIES: Final = ("--inh-caps=-all", "--bounding-set=-all")
+
 #: Sets the job's own loader variables after the drop, then execs the program.
 _SET_AFTER_DROP: Final = 'while [ "$1" != -- ]; do export "$1"; shift; done; shift; exec "$@"'
 
@@ -220,23 +223,23 @@ class Confinement:
     def plan(self, needs: Needs, env: Mapping[str, str] | None) -> Plan:
         """The wrapper for a child with `needs`, started with `env` (None: the server's)."""
         wrapper: list[str] = []
-        if self.prlimit is not None:
-            wrapper += [self.prlimit, *self.limits.prlimit_args(), "--"]
+        rlimits = self.limits.prlimit_args()
+        if self.prlimit is not None and rlimits:
+            wrapper += [self.prlimit, *rlimits, "--"]
         defence = self.default_defence
         user, reason = self.server_user, None
         if defence == "user":
-            no_caps = ["--inh-caps=-all", "--bounding-set=-all"]
             runnable = self.can_run(needs)
             if runnable or not needs.shipped:
                 # A command a request names runs as the child user or fails to start.
                 user = self.child_user
-                drop = [f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", *no_caps]
+                drop = self._as_child_user()
                 if not runnable:
                     reason = f"{user} cannot run or read one of {_listing(needs)}"
             else:
                 defence = "no-capabilities"
                 reason = f"{self.child_user} cannot run or read one of {_listing(needs)}"
-                drop = no_caps
+                drop = list(NO_CAPABILITIES)
             assert self.setpriv is not None
             wrapper += [self.setpriv, *drop, "--no-new-privs", "--"]
         elif defence == "unprivileged-server" and self.setpriv is not None:
@@ -246,6 +249,10 @@ class Confinement:
             wrapper += [self.shell, "-c", _SET_AFTER_DROP, "ipc-explorer-env"]
             wrapper += [f"{k}={v}" for k, v in sorted(late.items())] + ["--"]
         return Plan(wrapper, env, user, defence, reason)
+
+    def _as_child_user(self) -> list[str]:
+        """setpriv's options for "the child user, no groups, no capabilities"."""
+        return [f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", *NO_CAPABILITIES]
 
     def can_run(self, needs: Needs) -> bool:
         """Whether the child user can execute and read everything in `needs` (cached)."""
@@ -257,11 +264,7 @@ class Confinement:
             return False
         argv = [
             self.setpriv,
-            f"--reuid={self.uid}",
-            f"--regid={self.gid}",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
+            *self._as_child_user(),
             "--",
             self.shell,
             "-c",

@@ -14,7 +14,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from ipctest import NODE, PYTHON, Recorder, needs_node, wait_gone
+from ipctest import PYTHON, Recorder, needs_node, wait_gone
 
 import ipc
 
@@ -46,29 +46,30 @@ def test_extra_pipes_reach_the_program_through_a_wrapper(reap: list) -> None:
     assert int(rec.output("fd3")) == child.pid == wrapper_pid(rec)
 
 
-def test_fork_through_a_wrapper_keeps_the_channel(reap: list, tmp_path: Path) -> None:
-    script = tmp_path / "child.py"
-    script.write_text(
-        "import os\nfrom ipc import parent\n"
-        "parent.send({'pid': os.getpid(), 'echo': parent.recv(timeout=30)})\n"
-    )
-    child = ipc.fork(script, silent=True, wrapper=SAYS_HI)
-    reap.append(child)
-    rec = Recorder(child)
-    child.send("hi")
-    assert rec.wait_messages(1) == [{"pid": child.pid, "echo": "hi"}]
-    rec.wait_closed()
-    assert wrapper_pid(rec) == child.pid
+#: Children that answer the first message with their pid and that message, then finish.
+ECHO_PID = {
+    "child.py": "import os\nfrom ipc import parent\n"
+    "parent.send({'pid': os.getpid(), 'echo': parent.recv(timeout=30)})\n",
+    "child.js": "process.on('message', (m) => { process.send({pid: process.pid, echo: m}); "
+    "process.disconnect(); });\n",
+}
 
 
-@needs_node
-@pytest.mark.parametrize("transport", ["socketpair", "unix", "tcp"])
-def test_fork_a_node_child_through_a_wrapper(reap: list, tmp_path: Path, transport: str) -> None:
-    script = tmp_path / "child.js"
-    script.write_text(
-        "process.on('message', (m) => { process.send({pid: process.pid, echo: m}); "
-        "process.disconnect(); });\n"
-    )
+@pytest.mark.parametrize(
+    ("name", "transport"),
+    [
+        ("child.py", "pipe"),
+        ("child.py", "socketpair"),
+        pytest.param("child.js", "socketpair", marks=needs_node),
+        pytest.param("child.js", "unix", marks=needs_node),
+        pytest.param("child.js", "tcp", marks=needs_node),
+    ],
+)
+def test_fork_through_a_wrapper_keeps_the_channel(
+    reap: list, tmp_path: Path, name: str, transport: str
+) -> None:
+    script = tmp_path / name
+    script.write_text(ECHO_PID[name])
     child = ipc.fork(script, transport=transport, silent=True, wrapper=SAYS_HI)
     reap.append(child)
     rec = Recorder(child)
@@ -76,7 +77,6 @@ def test_fork_a_node_child_through_a_wrapper(reap: list, tmp_path: Path, transpo
     assert rec.wait_messages(1) == [{"pid": child.pid, "echo": "hi"}]
     rec.wait_closed()
     assert wrapper_pid(rec) == child.pid
-    assert NODE is not None
 
 
 def test_a_missing_program_behind_a_wrapper_is_enoent(reap: list) -> None:
