@@ -18,6 +18,7 @@ import sys
 import threading
 from typing import Any
 
+from .__main__ import _add_confinement_args, _check_confinement_args, confinement_config
 from .config import DEFAULTS, build_config
 from .errors import StoreUnavailable
 
@@ -55,6 +56,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=DEFAULTS["SHUTDOWN_GRACE"],
         help="seconds between TERM and KILL for the children at stop (default %(default)s)",
     )
+    _add_confinement_args(parser)  # an agent's children are confined as a server's are
     args = parser.parse_args(argv)
     if not args.redis:
         parser.error("--redis URL is required (or set IPC_EXPLORER_REDIS)")
@@ -62,6 +64,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--max-children must be at least 1")
     if args.grace < 0:
         parser.error("--grace must be >= 0")
+    _check_confinement_args(parser, args)
     from .redis_store import check_url
 
     try:
@@ -99,6 +102,7 @@ def agent_config(args: argparse.Namespace) -> dict[str, Any]:
             "MAX_CHILDREN": args.max_children,
             "ALLOW_ANY_COMMAND": args.allow_any_command,
             "SHUTDOWN_GRACE": args.grace,
+            **confinement_config(args),
         }
     )
 

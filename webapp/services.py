@@ -103,7 +103,12 @@ class Services:
             bus = MemoryEventBus(host=runner, **limits)
             registry = MemoryRegistry(runner, info)
             control = LocalControl()
-        jobs = JobService(config, bus, registry)
+        jobs = JobService(
+            config,
+            bus,
+            registry,
+            is_shipped=lambda path, runtime: bool(programs.resolve(path, runtime)),
+        )
         return cls(
             bus=bus,
             jobs=jobs,
