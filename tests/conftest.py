@@ -73,6 +73,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, which it may stop and start again (same port)."""
+    if REDIS_SERVER is None:
+        pytest.skip(MISSING)
+    with RedisServer(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """The session's Redis, emptied for this test."""
     if not redis_server.ping():  # a test stopped it: start it again

@@ -95,13 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULTS["DEMO_TIMEOUT"],
         help="seconds /getSum, /sum, /compute wait for their child (default %(default)s)",
     )
-    parser.add_argument(
-        "--redis",
-        metavar="URL",
-        default=os.environ.get("IPC_EXPLORER_REDIS") or None,
-        help="redis://[:PASSWORD@]HOST:PORT/DB: share jobs and events with every server and "
-        "agent started with the same URL (default: $IPC_EXPLORER_REDIS, else none: "
-        "everything stays in this process)",
+    add_redis_argument(
+        parser, "everything stays in this process; the password is better given there"
     )
     parser.add_argument(
         "--workers",
@@ -145,6 +140,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         check_redis_url(parser, args.redis)
     _check_confinement_args(parser, args)
     return args
+
+
+def add_redis_argument(parser: argparse.ArgumentParser, without: str) -> None:
+    """``--redis URL``, defaulting to $IPC_EXPLORER_REDIS (a command line shows in `ps`)."""
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("IPC_EXPLORER_REDIS") or None,
+        help="redis://[:PASSWORD@]HOST:PORT/DB: share jobs and events with every server and "
+        f"agent started with the same URL (default: $IPC_EXPLORER_REDIS; without: {without})",
+    )
 
 
 def check_redis_url(parser: argparse.ArgumentParser, url: str) -> None:

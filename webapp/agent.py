@@ -18,25 +18,23 @@ import sys
 import threading
 from typing import Any
 
-from .__main__ import _add_confinement_args, _check_confinement_args, confinement_config
+from .__main__ import (
+    _add_confinement_args,
+    _check_confinement_args,
+    add_redis_argument,
+    check_redis_url,
+    confinement_config,
+)
 from .config import DEFAULTS, build_config
 from .errors import StoreUnavailable
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    import os
-
     parser = argparse.ArgumentParser(
         prog="ipc-explorer agent",
         description="Run jobs for IPC Explorer servers that share a Redis, without a web server.",
     )
-    parser.add_argument(
-        "--redis",
-        metavar="URL",
-        default=os.environ.get("IPC_EXPLORER_REDIS") or None,
-        help="redis://[:PASSWORD@]HOST:PORT/DB, the same URL the servers use "
-        "(default: $IPC_EXPLORER_REDIS)",
-    )
+    add_redis_argument(parser, "the agent refuses to start")
     parser.add_argument("--name", required=True, help="this runner's name, unique among them")
     parser.add_argument(
         "--max-children",
@@ -65,12 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.grace < 0:
         parser.error("--grace must be >= 0")
     _check_confinement_args(parser, args)
-    from .redis_store import check_url
-
-    try:
-        check_url(args.redis)
-    except ValueError as exc:
-        parser.error(str(exc))
+    check_redis_url(parser, args.redis)
     return args
 
 

@@ -20,23 +20,46 @@ The contract, which ``tests/web/test_events.py`` checks against both:
 * `publish` never blocks on a client, nor (Redis) on the network: it may number the event
   later. `sync()` waits until what was published is numbered and delivered to the local
   subscribers (tests, and anyone who needs to read their own writes).
+
+What both share lives here too: the local subscribers and the one lock that orders handing
+out events with subscribing (`subscribe`, `unsubscribe`, `events`, ...). An implementation
+numbers, keeps and delivers; it says what it last delivered (`_delivered`) and what it keeps
+after a seq (`_replay`).
 """
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # events.py implements this interface, so it imports this module
-    from .events import Subscriber
+    from .events import Subscriber, _Kept
 
 
 class EventBus(ABC):
     """Numbers, keeps and fans out events. Thread-safe."""
 
-    #: The runner name stamped on events this process publishes (``host`` of each event).
-    host: str
+    def __init__(
+        self,
+        *,
+        host: str,
+        subscriber_events: int,
+        subscriber_bytes: int,
+        coalesce_bytes: int,
+        max_replay: int,
+    ) -> None:
+        #: The runner name stamped on events this process publishes (``host`` of each event).
+        self.host = host
+        self.subscriber_events = subscriber_events
+        self.subscriber_bytes = subscriber_bytes
+        self.coalesce_bytes = coalesce_bytes
+        self.max_replay = max_replay
+        #: Held while events are handed to the subscribers, and while one subscribes
+        #: (reentrant: an implementation's `_replay` may take it too).
+        self._lock = threading.Condition(threading.RLock())
+        self._subscribers: set[Subscriber] = set()
 
     @property
     @abstractmethod
@@ -58,29 +81,65 @@ class EventBus(ABC):
         :raises ValueError: an unknown event type.
         """
 
-    @abstractmethod
     def subscribe(
         self, job: str | None = None, after: int | None = None, output_rate: int | None = None
     ) -> tuple[Subscriber, int]:
         """A subscriber to `job` (None: all), with the replay of everything after `after`
         (None: nothing, only what happens from now on). Returns it and the seq it starts at.
-        No event falls between the replay and the live queue."""
 
-    @abstractmethod
-    def unsubscribe(self, sub: Subscriber) -> None: ...
+        Under the lock that delivery takes: no event falls between the replay (which stops
+        at the last seq delivered) and the live queue.
+        """
+        from .events import Subscriber
 
-    @abstractmethod
+        sub = Subscriber(
+            job, self.subscriber_events, self.subscriber_bytes, self.coalesce_bytes, output_rate
+        )
+        with self._lock:
+            start = self._delivered()
+            if after is not None and after < start:
+                items, notice = self._replay(job, max(after, 0), upto=start)
+                sub.preload(items, notice)
+            self._subscribers.add(sub)
+        return sub, start
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.discard(sub)
+        sub.close()
+
     def subscriber_count(self) -> int:
         """Subscribers of this process (each server counts its own feeds)."""
+        with self._lock:
+            return len(self._subscribers)
 
-    @abstractmethod
     def events(self, job: str | None = None, after: int = 0) -> list[dict[str, Any]]:
         """The kept events after `after` (of one job, or all), oldest first, plus a leading
         ``dropped`` notice when some that were asked for are no longer kept."""
+        items, notice = self._replay(job, after)
+        head = [notice] if notice is not None else []
+        return head + [kept.event for kept in items]
 
-    @abstractmethod
     def iter_texts(self, job: str | None = None, after: int = 0) -> Iterator[str]:
         """As `events`, encoded (for NDJSON export)."""
+        from .events import dumps
+
+        items, notice = self._replay(job, after)
+        if notice is not None:
+            yield dumps(notice)
+        for kept in items:
+            yield kept.text
+
+    @abstractmethod
+    def _delivered(self) -> int:
+        """The last seq handed to this process's subscribers (called under `_lock`)."""
+
+    @abstractmethod
+    def _replay(
+        self, job: str | None, after: int, upto: int | None = None
+    ) -> tuple[list[_Kept], dict[str, Any] | None]:
+        """The kept events after `after` (up to `upto`), and the ``dropped`` notice for what
+        is no longer kept right after `after`."""
 
     @abstractmethod
     def forget(self, job: str) -> None:
@@ -95,6 +154,9 @@ class EventBus(ABC):
         """Where events live and whether that works right now (``/api/status``)."""
         return {"kind": "memory", "ok": True}
 
-    @abstractmethod
     def close(self) -> None:
         """Stop background work and end every subscription (server shutdown)."""
+        with self._lock:
+            subs, self._subscribers = self._subscribers, set()
+        for sub in subs:
+            sub.close()

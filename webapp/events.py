@@ -35,7 +35,6 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +59,12 @@ EVENT_TYPES = frozenset(
         "lost",
     }
 )  # and fd3, fd4, ...: output of a spawn's extra stdio pipes
+
+
+def check_type(type_: str) -> None:
+    """:raises ValueError: `type_` is not an event type (nor ``fd<N>``)."""
+    if type_ not in EVENT_TYPES and not (type_[:2] == "fd" and type_[2:].isdigit()):
+        raise ValueError(f"unknown event type {type_!r}")
 
 
 def dumps(event: dict[str, Any]) -> str:
@@ -332,17 +337,17 @@ class MemoryEventBus(EventBus):
         coalesce_bytes: int = 64 * 1024,
         max_replay: int = 10000,
     ) -> None:
-        self.host = host
+        super().__init__(
+            host=host,
+            subscriber_events=subscriber_events,
+            subscriber_bytes=subscriber_bytes,
+            coalesce_bytes=coalesce_bytes,
+            max_replay=max_replay,
+        )
         self.max_events_per_job = max_events_per_job
         self.max_bytes_per_job = max_bytes_per_job
-        self.subscriber_events = subscriber_events
-        self.subscriber_bytes = subscriber_bytes
-        self.coalesce_bytes = coalesce_bytes
-        self.max_replay = max_replay
-        self._lock = threading.Lock()
         self._seq = 0
         self._histories: dict[str | None, _History] = {}
-        self._subscribers: set[Subscriber] = set()
 
     @property
     def last_seq(self) -> int:
@@ -358,8 +363,7 @@ class MemoryEventBus(EventBus):
         host: str | None = None,
     ) -> dict[str, Any]:
         """Number `type_` event of `job`, keep it, hand it to every interested subscriber."""
-        if type_ not in EVENT_TYPES and not (type_[:2] == "fd" and type_[2:].isdigit()):
-            raise ValueError(f"unknown event type {type_!r}")
+        check_type(type_)
         with self._lock:
             self._seq += 1
             event = {
@@ -387,71 +391,30 @@ class MemoryEventBus(EventBus):
                     sub.push(kept)
             return event
 
-    def subscribe(
-        self, job: str | None = None, after: int | None = None, output_rate: int | None = None
-    ) -> tuple[Subscriber, int]:
-        """A subscriber to `job` (None: all), with the replay of everything after `after`
-        (None: nothing, only what happens from now on). Returns it and the seq it starts at.
-
-        Atomic with `publish`: no event falls between the replay and the live queue.
-        """
-        sub = Subscriber(
-            job, self.subscriber_events, self.subscriber_bytes, self.coalesce_bytes, output_rate
-        )
-        with self._lock:
-            start = self._seq
-            if after is not None and after < start:
-                items, notice = self._replay(job, max(after, 0))
-                sub.preload(items, notice)
-            self._subscribers.add(sub)
-        return sub, start
-
-    def unsubscribe(self, sub: Subscriber) -> None:
-        with self._lock:
-            self._subscribers.discard(sub)
-        sub.close()
-
-    def subscriber_count(self) -> int:
-        with self._lock:
-            return len(self._subscribers)
-
-    def events(self, job: str | None = None, after: int = 0) -> list[dict[str, Any]]:
-        """The kept events after `after` (of one job, or all), oldest first, plus a leading
-        ``dropped`` notice when some that were asked for are no longer kept."""
-        with self._lock:
-            items, notice = self._replay(job, after)
-        head = [notice] if notice is not None else []
-        return head + [kept.event for kept in items]
-
-    def iter_texts(self, job: str | None = None, after: int = 0) -> Iterator[str]:
-        """As `events`, encoded (for NDJSON export)."""
-        with self._lock:
-            items, notice = self._replay(job, after)
-        if notice is not None:
-            yield dumps(notice)
-        for kept in items:
-            yield kept.text
-
     def forget(self, job: str) -> None:
         """Drop a job's history (DELETE /api/jobs/<id>). Its seqs are then simply absent from
         replays of all jobs: deleted on purpose, not dropped."""
         with self._lock:
             self._histories.pop(job, None)
 
-    def close(self) -> None:
-        with self._lock:
-            subs, self._subscribers = self._subscribers, set()
-        for sub in subs:
-            sub.close()
+    def _delivered(self) -> int:
+        return self._seq  # publish numbers and delivers in one step, under the lock
 
     # ---- internals (under the lock) -------------------------------------------------------
 
-    def _replay(self, job: str | None, after: int) -> tuple[list[_Kept], dict | None]:
-        """Kept events after `after`, and the notice for a gap right after `after`.
+    def _replay(
+        self, job: str | None, after: int, upto: int | None = None
+    ) -> tuple[list[_Kept], dict | None]:
+        """Kept events after `after`, and the notice for a gap right after `after` (`upto`
+        is always the last seq here: numbering and delivery are one step).
 
         For all jobs the gap is contiguous (see `contiguous_gap`); for one job the evicted
         events are always its oldest, so its gap is exact.
         """
+        with self._lock:
+            return self._replay_locked(job, after)
+
+    def _replay_locked(self, job: str | None, after: int) -> tuple[list[_Kept], dict | None]:
         asked = after
         if job is not None:
             history = self._histories.get(job)

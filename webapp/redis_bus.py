@@ -28,17 +28,16 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from .bus import EventBus
 from .errors import StoreUnavailable
 from .events import (
-    EVENT_TYPES,
     LIFECYCLE_TYPES,
     OUTPUT_TYPES,
-    Subscriber,
     _Kept,
+    check_type,
     contiguous_gap,
     cut_replay,
     dropped_event,
@@ -92,12 +91,14 @@ class RedisEventBus(EventBus):
         queue_bytes: int = 32 * 1024 * 1024,
         max_runs: int = 1000,
     ) -> None:
+        super().__init__(
+            host=host,
+            subscriber_events=subscriber_events,
+            subscriber_bytes=subscriber_bytes,
+            coalesce_bytes=coalesce_bytes,
+            max_replay=max_replay,
+        )
         self.store = store
-        self.host = host
-        self.subscriber_events = subscriber_events
-        self.subscriber_bytes = subscriber_bytes
-        self.coalesce_bytes = coalesce_bytes
-        self.max_replay = max_replay
         self.queue_bytes = queue_bytes
         self.limits = [stream_maxlen, max_events_per_job, max_bytes_per_job, output_cap, max_runs]
         #: Gives the records of the jobs in a batch (set by the job registry).
@@ -110,9 +111,7 @@ class RedisEventBus(EventBus):
         self._lost: dict[str, int] = {}  # per job, not yet reported
         self._lost_total = 0
         self._out_cond = threading.Condition()
-        # tailing and fan-out
-        self._fan = threading.Condition()
-        self._subscribers: set[Subscriber] = set()
+        # tailing
         self._renewed = False
         #: The reader also blocks on this key of its own: `close` adds to it to wake it.
         self._wake_key = store.key(f"wake:{uuid.uuid4().hex}")
@@ -142,8 +141,7 @@ class RedisEventBus(EventBus):
     ) -> dict[str, Any]:
         """Queue the event for numbering (its ``seq`` is given in Redis: read it from the
         feed); never waits for Redis."""
-        if type_ not in EVENT_TYPES and not (type_[:2] == "fd" and type_[2:].isdigit()):
-            raise ValueError(f"unknown event type {type_!r}")
+        check_type(type_)
         event = {
             "job": job,
             "pid": pid,
@@ -169,43 +167,6 @@ class RedisEventBus(EventBus):
                 self._out_cond.notify()
         return {"seq": None, **event}
 
-    def subscribe(
-        self, job: str | None = None, after: int | None = None, output_rate: int | None = None
-    ) -> tuple[Subscriber, int]:
-        sub = Subscriber(
-            job, self.subscriber_events, self.subscriber_bytes, self.coalesce_bytes, output_rate
-        )
-        with self._fan:
-            start = self._dispatched
-            if after is not None and after < start:
-                # Under the fan-out lock: the reader cannot hand out start+1 before the
-                # replay (which stops at start) is queued.
-                items, notice = self._replay(job, max(after, 0), upto=start)
-                sub.preload(items, notice)
-            self._subscribers.add(sub)
-        return sub, start
-
-    def unsubscribe(self, sub: Subscriber) -> None:
-        with self._fan:
-            self._subscribers.discard(sub)
-        sub.close()
-
-    def subscriber_count(self) -> int:
-        with self._fan:
-            return len(self._subscribers)
-
-    def events(self, job: str | None = None, after: int = 0) -> list[dict[str, Any]]:
-        items, notice = self._replay(job, after)
-        head = [notice] if notice is not None else []
-        return head + [kept.event for kept in items]
-
-    def iter_texts(self, job: str | None = None, after: int = 0) -> Iterator[str]:
-        items, notice = self._replay(job, after)
-        if notice is not None:
-            yield dumps(notice)
-        for kept in items:
-            yield kept.text
-
     def forget(self, job: str) -> None:
         self.store.run("forget", job)
 
@@ -217,10 +178,10 @@ class RedisEventBus(EventBus):
                 if left <= 0 or not self._out_cond.wait(left):
                     return False
         target = self._current_seq()
-        with self._fan:
+        with self._lock:
             while self._dispatched < target:
                 left = deadline - time.monotonic()
-                if left <= 0 or not self._fan.wait(left):
+                if left <= 0 or not self._lock.wait(left):
                     return False
         return True
 
@@ -250,10 +211,7 @@ class RedisEventBus(EventBus):
             self.store.call(self.store.client.delete, self._wake_key)
         except StoreUnavailable:
             pass
-        with self._fan:
-            subs, self._subscribers = self._subscribers, set()
-        for sub in subs:
-            sub.close()
+        super().close()
 
     # ---- publishing -------------------------------------------------------------------------
 
@@ -324,6 +282,9 @@ class RedisEventBus(EventBus):
         value = self.store.call(self.store.client.get, self.store.key("seq"))
         return int(value or 0)
 
+    def _delivered(self) -> int:
+        return self._dispatched
+
     def _note_new_epoch(self) -> None:
         self._renewed = True
 
@@ -359,7 +320,7 @@ class RedisEventBus(EventBus):
                 cursor = batch[-1].seq
 
     def _dispatch(self, batch: list[_Kept]) -> None:
-        with self._fan:
+        with self._lock:
             for kept in batch:
                 if kept.seq <= self._dispatched:
                     continue  # already handed out (cannot happen, but never twice)
@@ -370,11 +331,11 @@ class RedisEventBus(EventBus):
                         sub.push(kept)
                 self._dispatched = kept.seq
             self.store.note_seen(self._dispatched)
-            self._fan.notify_all()
+            self._lock.notify_all()
 
     def _push_gap(self, first: int, last: int) -> None:
         """Seqs this reader will never see: the stream was trimmed past it, or Redis lost
-        its data (under `_fan`)."""
+        its data (under `_lock`)."""
         reason = "redis_restarted" if self._renewed else "server_behind"
         self._renewed = False
         notice = dropped_event(None, last - first + 1, first, last, reason)

@@ -22,15 +22,6 @@ from cluster import Cluster
 from redis_server import MISSING, REDIS_SERVER, RedisServer
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, which it may stop and start again."""
-    if REDIS_SERVER is None:
-        pytest.skip(MISSING)
-    with RedisServer(tmp_path / "redis") as server:
-        yield server
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if REDIS_SERVER is None:

@@ -3,6 +3,7 @@ lines that must refuse a set-up that cannot work."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -106,13 +107,14 @@ def test_redis_stopped_mid_run_is_reported_and_recovered_from(own_redis: RedisSe
             feed.close()
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "webapp", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -125,6 +127,10 @@ def test_workers_without_redis_are_refused_with_the_reason() -> None:
 def test_a_bad_or_unreachable_redis_is_refused_at_start() -> None:
     done = run_cli("--redis", "http://example.com")
     assert done.returncode == 2 and "redis://HOST:PORT/DB" in done.stderr
+    done = run_cli(env={"IPC_EXPLORER_REDIS": "redis://127.0.0.1:1/0"})  # the variable counts
+    assert (
+        done.returncode == 2 and "Redis at redis://127.0.0.1:1/0 cannot be reached" in done.stderr
+    )
     done = run_cli("agent", "--name", "x", "--redis", "redis://:pw@127.0.0.1:1/0")
     assert done.returncode == 2
     assert "cannot be reached" in done.stderr and "pw" not in done.stderr.replace("***", "")

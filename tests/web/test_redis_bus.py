@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_server import MISSING, REDIS_SERVER, RedisServer
+from redis_server import RedisServer
 
 from webapp.errors import StoreUnavailable
 from webapp.redis_bus import RedisEventBus
@@ -46,15 +45,6 @@ def buses(redis_url: str) -> Iterator[Buses]:
     made = Buses(redis_url)
     yield made
     made.close()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, which it may stop and start again."""
-    if REDIS_SERVER is None:
-        pytest.skip(MISSING)
-    with RedisServer(tmp_path / "redis") as server:
-        yield server
 
 
 def drain_until(sub: Any, pred: Any, timeout: float = TIMEOUT) -> list[dict[str, Any]]:
