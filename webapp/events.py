@@ -49,8 +49,12 @@ EVENT_TYPES = frozenset(
         "disconnect",
         "stats",
         "dropped",
+        "lab",
     }
 )  # and fd3, fd4, ...: output of a spawn's extra stdio pipes
+# ``lab``: the transport lab's progress (webapp/lab.py). Not a job's event: ``job`` is null,
+# ``pid`` the server's, and ``data`` the whole run as it stands (LabRun.snapshot), so the
+# latest one is all a page needs.
 
 
 def dumps(event: dict[str, Any]) -> str:

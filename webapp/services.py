@@ -10,6 +10,7 @@ from flask import Flask, current_app
 from .events import EventBus
 from .heartbeat import Heartbeat
 from .jobs import JobService
+from .lab import LabRunner
 from .programs_index import ProgramIndex
 from .security import CommandPolicy
 
@@ -23,6 +24,7 @@ class Services:
     programs: ProgramIndex
     policy: CommandPolicy
     heartbeat: Heartbeat
+    lab: LabRunner
 
     @classmethod
     def build(cls, config: dict) -> Services:
@@ -44,6 +46,7 @@ class Services:
             programs=programs,
             policy=policy,
             heartbeat=Heartbeat(config["HEARTBEAT_INTERVAL"]),
+            lab=LabRunner(bus),
         )
 
     def init_app(self, app: Flask) -> None:
@@ -51,6 +54,7 @@ class Services:
 
     def shutdown(self, grace: float | None = None) -> None:
         self.heartbeat.stop()
+        self.lab.shutdown()
         self.jobs.shutdown(grace)
 
 

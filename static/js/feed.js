@@ -20,14 +20,17 @@ export class Feed {
    * @param {number|null} [opts.after] first subscribe: 0 = whole kept history, null = from now on
    * @param {boolean} [opts.heartbeat] ask for the server's heartbeat messages
    * @param {(msg: object) => void} [opts.onControl] heartbeat and other non-event messages
+   * @param {(ev: object) => void} [opts.onEvent] each event the moment it arrives, before the
+   *   store's once-a-frame batch (the lab times a browser round trip with it)
    * @param {(status: string, info: object) => void} [opts.onStatus]
    */
-  constructor({ store, after = 0, heartbeat = false, job = null, onControl, onStatus }) {
+  constructor({ store, after = 0, heartbeat = false, job = null, onControl, onEvent, onStatus }) {
     this.store = store;
     this.firstAfter = after;
     this.heartbeat = heartbeat;
     this.jobFilter = job;
     this.onControl = onControl ?? (() => {});
+    this.onEvent = onEvent ?? null;
     this.onStatus = onStatus ?? (() => {});
     this.status = "connecting";
     this.ws = null;
@@ -131,6 +134,7 @@ export class Feed {
       this._control(msg);
       return;
     }
+    this.onEvent?.(msg);
     // Events are batched and applied once per animation frame: a flood of thousands of
     // events per second costs one store update and one redraw per frame, not thousands.
     this.pending.push(msg);
