@@ -2,6 +2,8 @@
 
 * the transport lab (``lab.py``): ``GET /api/lab``, ``POST /api/lab/runs``,
   ``GET`` / ``DELETE /api/lab/runs/<id>``;
+* the fd inspector (``fdinspect.py``): ``GET /api/jobs/<id>/fds``;
+* the trace export (``trace.py``): ``GET /api/trace?job=<id>`` (no job: every kept job);
 
 Kept apart from ``api.py`` (jobs) because each tool is a service of its own; the JSON error
 rules are the same (errors.py): validate first, act second, a 4xx that says how to fix it.
@@ -9,11 +11,12 @@ rules are the same (errors.py): validate first, act second, a 4xx that says how 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from . import lab
+from . import fdinspect, lab, trace
 from .errors import ApiError
 from .services import services
 
@@ -73,3 +76,57 @@ def lab_cancel(run_id: str) -> tuple[Response, int]:
     run = runner.get(run_id)
     runner.cancel(run)
     return jsonify(run=run.snapshot()), 202
+
+
+# ---- fd inspector -----------------------------------------------------------------------------
+
+
+def _running_child_pid(job_id: str) -> tuple[Any, int]:
+    """The job and its pid, while the child runs (not yet reaped: the pid is still its own).
+
+    :raises ApiError: 404 unknown job, 409 a job whose child is not running.
+    """
+    job = services().jobs.get(job_id)
+    child = job.child
+    if child is None or job.pid is None or child.returncode is not None or not job.live:
+        raise ApiError(
+            409,
+            f"job {job.id} is not running (state {job.state}): a child's fds exist only while "
+            "it runs; select a running job",
+        )
+    return job, job.pid
+
+
+@bp.get("/jobs/<job_id>/fds")
+def job_fds(job_id: str) -> Response:
+    """The child's open fds from /proc, each matched to the server's fd on its other end."""
+    job, pid = _running_child_pid(job_id)
+    extra = tuple(i for i, mode in enumerate(job.spec.stdio or ()) if i >= 3 and mode == "pipe")
+    try:
+        snapshot = fdinspect.inspect(pid, os.getpid(), transport=job.transport, extra_stdio=extra)
+    except fdinspect.ProcessGone:
+        snapshot = None
+    if snapshot is None or job.child is None or job.child.returncode is not None:
+        raise ApiError(409, f"job {job.id} exited while its fds were read; they are closed now")
+    return jsonify(job=job.id, kind=job.spec.kind, program=job.spec.program, **snapshot)
+
+
+# ---- trace export -----------------------------------------------------------------------------
+
+
+@bp.get("/trace")
+def export_trace() -> Response:
+    """Chrome Trace Event Format JSON of one job (``?job=<id>``) or of every kept job, as a
+    download that Perfetto (ui.perfetto.dev) and chrome://tracing open."""
+    s = services()
+    job_id = request.args.get("job")
+    if job_id is not None and not job_id:
+        raise ApiError(400, "'job' is empty; give a job id (GET /api/jobs) or leave it out for all")
+    jobs = [s.jobs.get(job_id)] if job_id is not None else s.jobs.list()
+    records = [job.to_dict() for job in jobs]
+    events = {job.id: s.bus.events(job.id) for job in jobs}
+    document = trace.build(records, events, server_pid=os.getpid())
+    name = f"ipc-explorer-{job_id or 'all'}-trace.json"
+    response = jsonify(document)
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
