@@ -5,7 +5,7 @@ The format (the "Trace Event Format" document, JSON Object Format): ``{"traceEve
 (phase), ``ts`` (microseconds), ``pid``, ``tid`` and ``args``. What each job becomes:
 
 * one **process track** per child (``pid`` = the child's pid), named by ``process_name``
-  metadata (``ph: "M"``) ``"j3 compute.py (pid 4242)"`` and ordered by start
+  metadata (``ph: "M"``) ``"j3 compute.py"`` (viewers add the pid) and ordered by start
   (``process_sort_index``); its thread is named after the program;
 * the child's **life** as one complete event (``ph: "X"``, ``dur``) from spawn to close (to
   now, with ``args.running``, while it runs);
@@ -92,12 +92,7 @@ def build(
     stamps += [j["started_at"] for j in jobs if j.get("started_at") is not None]
     t0 = min(stamps, default=now)
     b = _Builder(server_pid, t0)
-    b.meta(
-        "process_name",
-        server_pid,
-        None,
-        {"name": f"IPC Explorer server (parent, pid {server_pid})"},
-    )
+    b.meta("process_name", server_pid, None, {"name": "IPC Explorer server (parent)"})
     b.meta("process_sort_index", server_pid, None, {"sort_index": 0})
     used_pids: set[int] = {server_pid}
     ordered = sorted(jobs, key=lambda j: j.get("started_at") or 0)
@@ -133,8 +128,13 @@ def _add_job(
     tid = pid
     side = index  # the server's thread for this job's parent side
     name = _job_name(job)
-    pid_text = f"pid {real_pid}" if real_pid is not None else "no pid: it did not start"
-    b.meta("process_name", pid, None, {"name": f"{job['id']} {name} ({pid_text})"})
+    # Viewers add the pid to the name themselves; only a synthetic one is explained.
+    label = f"{job['id']} {name}"
+    if real_pid is None:
+        label += " (no pid: it did not start)"
+    elif reused:
+        label += f" (pid {real_pid}, reused by an earlier kept job)"
+    b.meta("process_name", pid, None, {"name": label})
     b.meta("process_sort_index", pid, None, {"sort_index": index})
     b.meta("thread_name", pid, tid, {"name": name})
     b.meta("thread_name", b.server_pid, side, {"name": f"{job['id']} (parent side)"})

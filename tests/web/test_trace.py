@@ -51,7 +51,7 @@ def test_one_job_is_a_valid_trace_with_its_life_lifecycle_messages_and_output(
     assert doc["otherData"]["jobs"] == [job["id"]]
 
     names = {e["name"]: e["args"] for e in of_pid(doc, pid, "M")}
-    assert names["process_name"]["name"] == f"{job['id']} counter.py 3 20 (pid {pid})"
+    assert names["process_name"]["name"] == f"{job['id']} counter.py 3 20"
     (life,) = [e for e in of_pid(doc, pid, "X") if e["tid"] == pid]
     assert life["name"] == "counter.py 3 20" and life["args"]["running"] is False
     assert life["args"]["exit_code"] == 0
