@@ -92,6 +92,19 @@ class MessagePort:
         elif self._setup.listener is not None:
             self._reactor.add_reader(self._setup.listener.fileno(), self._accept)
 
+    def set_tap(self, tap: Callable[[str, bytes], None] | None) -> bool:
+        """Report every read() and write() on the channel to `tap(direction, data)`, or stop
+        (None); see `ipc.tap`. False when there is no connected channel to tap."""
+        from .tap import TappedChannel
+
+        with self._lock:
+            channel = self._channel
+            if channel is None or self.closed:
+                return False
+            inner = channel.inner if isinstance(channel, TappedChannel) else channel
+            self._channel = inner if tap is None else TappedChannel(inner, tap)  # type: ignore[assignment]
+            return True
+
     # ---- sending (any thread) -------------------------------------------------------------
 
     def send(self, msg: Any, callback: SendCallback | None = None) -> bool:
