@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 
 from .events import EventBus
+from .frames import FrameCaptures
 from .heartbeat import Heartbeat
 from .jobs import JobService
 from .lab import LabRunner
@@ -25,6 +26,7 @@ class Services:
     policy: CommandPolicy
     heartbeat: Heartbeat
     lab: LabRunner
+    frames: FrameCaptures
 
     @classmethod
     def build(cls, config: dict) -> Services:
@@ -47,6 +49,7 @@ class Services:
             policy=policy,
             heartbeat=Heartbeat(config["HEARTBEAT_INTERVAL"]),
             lab=LabRunner(bus),
+            frames=FrameCaptures(),
         )
 
     def init_app(self, app: Flask) -> None:

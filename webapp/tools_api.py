@@ -4,6 +4,7 @@
   ``GET`` / ``DELETE /api/lab/runs/<id>``;
 * the fd inspector (``fdinspect.py``): ``GET /api/jobs/<id>/fds``;
 * the trace export (``trace.py``): ``GET /api/trace?job=<id>`` (no job: every kept job);
+* the frame inspector (``frames.py``): ``POST`` / ``GET`` / ``DELETE /api/jobs/<id>/frames``;
 
 Kept apart from ``api.py`` (jobs) because each tool is a service of its own; the JSON error
 rules are the same (errors.py): validate first, act second, a 4xx that says how to fix it.
@@ -16,7 +17,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from . import fdinspect, lab, trace
+from . import fdinspect, frames, lab, trace
 from .errors import ApiError
 from .services import services
 
@@ -130,3 +131,45 @@ def export_trace() -> Response:
     response = jsonify(document)
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
+
+
+# ---- frame inspector --------------------------------------------------------------------------
+
+
+@bp.post("/jobs/<job_id>/frames")
+def frames_start(job_id: str) -> tuple[Response, int]:
+    """Record the bytes of a fork job's channel from now on: ``{"max_bytes": 16384}``."""
+    s = services()
+    job = s.jobs.get(job_id)
+    body = _body()
+    unknown = sorted(set(body) - {"max_bytes"})
+    if unknown:
+        raise ApiError(400, f"unknown field(s) {', '.join(map(repr, unknown))}; send max_bytes")
+    limit = body.get("max_bytes", frames.DEFAULT_LIMIT)
+    if (
+        isinstance(limit, bool)
+        or not isinstance(limit, int)
+        or not 1024 <= limit <= frames.MAX_LIMIT
+    ):
+        raise ApiError(
+            400, f"'max_bytes' must be an integer from 1024 to {frames.MAX_LIMIT}, not {limit!r}"
+        )
+    capture = s.frames.start(job, limit)
+    return jsonify(capture.snapshot()), 201
+
+
+@bp.get("/jobs/<job_id>/frames")
+def frames_show(job_id: str) -> Response:
+    """The bytes recorded so far, cut by read()/write(), and the frames they carry."""
+    s = services()
+    job = s.jobs.get(job_id)
+    capture = s.frames.get(job.id)
+    if capture.full:
+        s.frames.release(job, capture)  # full: stop paying for the tap
+    return jsonify(capture.snapshot())
+
+
+@bp.delete("/jobs/<job_id>/frames")
+def frames_stop(job_id: str) -> Response:
+    s = services()
+    return jsonify(s.frames.stop(s.jobs.get(job_id)).snapshot())
