@@ -180,9 +180,12 @@ def _decode(raw: bytes, serialization: str, complete: bool, first: bool) -> dict
         if first:
             note = "the capture started inside this frame: " + note
         return {"message": None, "note": note}
+    # The decoded value as JSON text in its own key order (the API's JSON sorts keys).
+    text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
     if isinstance(message, dict) and str(message.get("cmd", "")).startswith("NODE_"):
-        return {"message": message, "note": "Node's internal message (not delivered to you)"}
-    return {"message": message}
+        note = "Node's internal message (not delivered to you)"
+        return {"message": message, "message_text": text, "note": note}
+    return {"message": message, "message_text": text}
 
 
 class FrameCaptures:

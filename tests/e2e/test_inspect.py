@@ -85,3 +85,55 @@ def test_trace_buttons_download_a_valid_trace(app: App, tmp_path: Path) -> None:
     assert traceformat.problems(everything) == []
     assert job_id in everything["otherData"]["jobs"]
     app.api("POST", f"/api/jobs/{job_id}/kill", {"signal": "SIGKILL"})
+
+
+def send_from_form(page: Page, text: str) -> None:
+    page.fill("#send-input", text)
+    page.click("#send-form button[type=submit]")
+    expect(page.locator("#talk-msg")).to_contain_text("Sent to")
+
+
+def test_channel_bytes_show_read_boundaries_beside_the_messages(app: App) -> None:
+    page = app.open("/")
+    page.select_option("#l-kind", "fork")
+    page.select_option("#l-program", "raw_frames.py")
+    page.fill("#l-message", "")
+    page.click("#l-submit")
+    expect(page.locator("#inspect-title")).to_contain_text("raw_frames.py", timeout=SLOW)
+    page.click("#tab-frames")
+    page.select_option("#frames-limit", "65536")
+    page.click("#frames-record")
+    expect(page.locator("#frames-msg")).to_have_attribute("data-state", "recording")
+
+    # Three frames in one write(): one read() box holding three whole frames.
+    send_from_form(page, '{"type": "burst", "count": 3}')
+    burst = page.locator(".chunk[data-direction=read][data-ordinal='read #1']")
+    expect(burst).to_have_attribute("data-frames", "3", timeout=SLOW)
+    expect(burst.locator(".frame-msg")).to_have_text(['{"n":1}', '{"n":2}', '{"n":3}'])
+    expect(burst.locator(".hex-bytes").first).to_contain_text("7b226e223a317d0a")
+    # What the server wrote is there too, as the bytes of the message sent.
+    expect(page.locator(".chunk[data-direction=write] .frame-msg").first).to_have_text(
+        '{"type":"burst","count":3}'
+    )
+
+    # Half a frame now, the rest only after the next message: one frame across two reads.
+    send_from_form(page, '{"type": "split"}')
+    first_half = page.locator(".chunk[data-ordinal='read #2']")
+    expect(first_half.locator(".chunk-notes")).to_contain_text(
+        "rest has not crossed yet", timeout=SLOW
+    )
+    send_from_form(page, '"go on"')
+    second_half = page.locator(".chunk[data-ordinal='read #3']")
+    expect(second_half.locator(".chunk-notes")).to_contain_text(
+        "ends a frame begun in read #2", timeout=SLOW
+    )
+    split = second_half.locator(".frame-item.split")
+    expect(split.locator(".frame-where")).to_contain_text("split across read #2 and read #3")
+    expect(split.locator(".frame-msg")).to_have_text(
+        '{"type":"split","text":"this frame crosses two reads"}'
+    )
+    expect(first_half.locator(".chunk-notes")).to_contain_text("continues in read #3")
+
+    page.click("#frames-stop")
+    expect(page.locator("#frames-msg")).to_contain_text("Stopped")
+    app.api("POST", f"/api/jobs/{page.locator('#inspect-title').inner_text().split()[0]}/kill")
