@@ -70,6 +70,10 @@ class _Builder:
             event["tid"] = tid
         self.events.append(event)
 
+    def counter(self, name: str, cat: str, pid: int, t: float, args: dict[str, Any]) -> None:
+        """A counter sample (process-level: no tid); each key of `args` is one series."""
+        self.add(name=name, cat=cat, ph="C", ts=self.ts(t), pid=pid, args=args)
+
     def instant(self, name: str, pid: int, tid: int, t: float, args: dict[str, Any]) -> None:
         self.add(
             name=name, cat="lifecycle", ph="i", s="t", ts=self.ts(t), pid=pid, tid=tid, args=args
@@ -193,28 +197,12 @@ def _add_job(
             _add_message(b, e, pid, tid, side)
         elif kind in ("stdout", "stderr") or (kind.startswith("fd") and kind[2:].isdigit()):
             written[kind] = written.get(kind, 0) + int(data.get("bytes", 0))
-            b.add(
-                name="output bytes", cat="output", ph="C", ts=b.ts(t), pid=pid, args=dict(written)
-            )
+            b.counter("output bytes", "output", pid, t, dict(written))
         elif kind == "stats":
             if data.get("rss") is not None:
-                b.add(
-                    name="rss MiB",
-                    cat="stats",
-                    ph="C",
-                    ts=b.ts(t),
-                    pid=pid,
-                    args={"rss": round(data["rss"] / 2**20, 2)},
-                )
+                b.counter("rss MiB", "stats", pid, t, {"rss": round(data["rss"] / 2**20, 2)})
             if data.get("cpu") is not None:
-                b.add(
-                    name="cpu %",
-                    cat="stats",
-                    ph="C",
-                    ts=b.ts(t),
-                    pid=pid,
-                    args={"cpu": data["cpu"]},
-                )
+                b.counter("cpu %", "stats", pid, t, {"cpu": data["cpu"]})
 
 
 def _add_message(b: _Builder, e: dict[str, Any], pid: int, tid: int, side: int) -> None:

@@ -6,6 +6,7 @@
 
 import { $, h } from "./ui.js";
 import { preview } from "./store.js";
+import { api } from "./api.js";
 
 const POLL_MS = 1000;
 const DRAW_BYTES_PER_CHUNK = 2048; // bytes drawn in hex per box (the rest is counted)
@@ -22,17 +23,6 @@ function bytesOf(b64) {
 
 const hex2 = (b) => b.toString(16).padStart(2, "0");
 const ascii = (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : "·");
-
-async function call(method, path, body) {
-  const res = await fetch(path, {
-    method,
-    credentials: "same-origin",
-    headers: body ? { "Content-Type": "application/json", Accept: "application/json" } : { Accept: "application/json" },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const data = await res.json().catch(() => ({}));
-  return { ok: res.ok, status: res.status, data };
-}
 
 export class FrameView {
   constructor(root) {
@@ -86,34 +76,37 @@ export class FrameView {
   async record() {
     const job = this.job;
     if (!job) return;
-    const { ok, data } = await call("POST", `/api/jobs/${encodeURIComponent(job.id)}/frames`, { max_bytes: Number(this.limit.value) });
-    if (this.job !== job) return;
-    if (!ok) {
-      this.note(data.error ?? "could not record", true);
-      return;
+    try {
+      const data = await api.framesStart(job.id, Number(this.limit.value));
+      if (this.job !== job) return;
+      this.drawnKey = null;
+      this.draw(data);
+    } catch (err) {
+      if (this.job === job) this.note(err.message, true);
     }
-    this.drawnKey = null;
-    this.draw(data);
   }
 
   async stop() {
     const job = this.job;
     if (!job) return;
-    const { ok, data } = await call("DELETE", `/api/jobs/${encodeURIComponent(job.id)}/frames`);
-    if (this.job === job && ok) this.draw(data);
+    try {
+      const data = await api.framesStop(job.id);
+      if (this.job === job) this.draw(data);
+    } catch (err) {
+      if (this.job === job) this.note(err.message, true);
+    }
   }
 
   async refresh() {
     clearTimeout(this.timer);
     const job = this.job;
     if (!job) return;
-    const { ok, status, data } = await call("GET", `/api/jobs/${encodeURIComponent(job.id)}/frames`);
-    if (this.job !== job) return;
-    if (!ok) {
-      if (status !== 404) this.note(data.error ?? `error ${status}`, true);
-      return;
+    try {
+      const data = await api.frames(job.id);
+      if (this.job === job) this.draw(data);
+    } catch (err) {
+      if (this.job === job && err.status !== 404) this.note(err.message, true); // 404: none yet
     }
-    this.draw(data);
   }
 
   draw(cap) {

@@ -92,22 +92,17 @@ async function readFds() {
   const msg = $("#fds-msg");
   let again = false;
   try {
-    const res = await fetch(`/api/jobs/${encodeURIComponent(id)}/fds`, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    const body = await res.json().catch(() => ({}));
+    const body = await api.fds(id);
     if (selected !== id) return;
-    if (!res.ok) {
-      msg.textContent = body.error ?? `${res.status} ${res.statusText}`;
-      msg.className = "form-msg error";
-      $("#fds-diagram").dataset.state = "gone";
-      return;
-    }
     msg.textContent = `Read at ${new Date().toLocaleTimeString([], { hour12: false })} from /proc/${body.pid}/fd: ${body.fds.length} open fds.`;
     msg.className = "form-msg";
     drawFds(body);
     again = $("#fds-live").checked;
   } catch (err) {
+    if (selected !== id) return;
     msg.textContent = err.message;
     msg.className = "form-msg error";
+    if (err.status) $("#fds-diagram").dataset.state = "gone"; // 404/409: the child is gone
   } finally {
     reading = false;
     $("#fds-read").disabled = !selected;

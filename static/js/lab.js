@@ -213,18 +213,6 @@ async function measureBrowser(n) {
 }
 
 // ---------------------------------------------------------------- controls
-async function call(method, path, body) {
-  const res = await fetch(path, {
-    method,
-    credentials: "same-origin",
-    headers: body ? { "Content-Type": "application/json", Accept: "application/json" } : { Accept: "application/json" },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(data.error ?? `${res.status} ${res.statusText}`);
-  return data;
-}
-
 function notice(text, ok) {
   $("#lab-msg").textContent = text;
   $("#lab-msg").className = `form-msg ${ok ? "ok" : "error"}`;
@@ -239,7 +227,7 @@ $("#lab-run").addEventListener("click", async () => {
   };
   $("#lab-run").disabled = true;
   try {
-    const data = await call("POST", "/api/lab/runs", body);
+    const data = await api.labStart(body);
     startedHere = data.run.id;
     if (!run || run.id !== data.run.id) setRun(data.run);
   } catch (err) {
@@ -251,7 +239,7 @@ $("#lab-run").addEventListener("click", async () => {
 $("#lab-cancel").addEventListener("click", async () => {
   if (!run) return;
   try {
-    await call("DELETE", `/api/lab/runs/${encodeURIComponent(run.id)}`);
+    await api.labCancel(run.id);
   } catch (err) {
     notice(err.message, false);
   }
@@ -259,7 +247,7 @@ $("#lab-cancel").addEventListener("click", async () => {
 
 // What this server can measure, its defaults and bounds, and the latest run (a page opened
 // during or after a run shows it; a `lab` event that came first is newer and wins).
-call("GET", "/api/lab").then((info) => {
+api.lab().then((info) => {
   for (const [name, lim] of Object.entries(info.limits)) {
     const input = $(`#lab-${name}`);
     if (!input) continue;

@@ -11,11 +11,12 @@ from e2etest import SLOW, App
 from playwright.sync_api import Page, expect
 
 
-def launch_from_form(page: Page, program: str, transport: str) -> str:
+def launch_from_form(page: Page, program: str, transport: str = "auto", message: str = "") -> str:
     """Launch one fork job with the launch panel; the tree selects it. Returns its id."""
     page.select_option("#l-kind", "fork")
     page.select_option("#l-program", program)
     page.select_option("#l-transport", transport)
+    page.fill("#l-message", message)
     page.click("#l-submit")
     expect(page.locator("#launch-msg")).to_contain_text("Launched", timeout=SLOW)
     text = page.locator("#launch-msg").inner_text()
@@ -95,11 +96,7 @@ def send_from_form(page: Page, text: str) -> None:
 
 def test_channel_bytes_show_read_boundaries_beside_the_messages(app: App) -> None:
     page = app.open("/")
-    page.select_option("#l-kind", "fork")
-    page.select_option("#l-program", "raw_frames.py")
-    page.fill("#l-message", "")
-    page.click("#l-submit")
-    expect(page.locator("#inspect-title")).to_contain_text("raw_frames.py", timeout=SLOW)
+    job_id = launch_from_form(page, "raw_frames.py")
     page.click("#tab-frames")
     page.select_option("#frames-limit", "65536")
     page.click("#frames-record")
@@ -136,4 +133,4 @@ def test_channel_bytes_show_read_boundaries_beside_the_messages(app: App) -> Non
 
     page.click("#frames-stop")
     expect(page.locator("#frames-msg")).to_contain_text("Stopped")
-    app.api("POST", f"/api/jobs/{page.locator('#inspect-title').inner_text().split()[0]}/kill")
+    app.api("POST", f"/api/jobs/{job_id}/kill")
