@@ -180,4 +180,5 @@ def status() -> Response:
         subscribers=s.bus.subscriber_count(),
         allow_any_command=s.policy.allow_any,
         allowed_commands=sorted(s.policy.allowed),
+        children=s.jobs.guards.status(),  # user, defence, limits, cgroups (guard.py)
     )

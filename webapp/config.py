@@ -87,6 +87,27 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "STATS_INTERVAL": 1.0,
     #: Stop: TERM to every child, then KILL after this many seconds.
     "SHUTDOWN_GRACE": 5.0,
+    # ---- confinement of children (confine.py, cgroups.py, guard.py) -----------------------
+    #: When the server runs as root, children run as this user with no capabilities.
+    "CHILD_USER": "nobody",
+    #: True: children keep the server's user and privileges (``--keep-privileges``).
+    "KEEP_PRIVILEGES": False,
+    #: Per-process limits of every child (0 = unlimited): address space (Node reserves about
+    #: 0.7 GiB before it runs a line), tasks of the child's user, CPU seconds, file size, fds.
+    "CHILD_ADDRESS_SPACE_MB": 2048,
+    "CHILD_PROCESSES": 1024,
+    "CHILD_CPU_SECONDS": 3600,
+    "CHILD_FILE_SIZE_MB": 1024,
+    "CHILD_OPEN_FILES": 1024,
+    #: A cgroup per job where one can be made: its tasks (threads count) and memory (0 = none).
+    "CGROUPS": True,
+    "JOB_PIDS": 128,
+    "JOB_MEMORY_MB": 512,
+    #: Every job's wall-clock limit in seconds (0 = none); a request's `timeout` may be shorter.
+    "MAX_JOB_SECONDS": 3600.0,
+    #: Seconds from a job's timeout signal to SIGKILL, and from the end of a killed job's main
+    #: child to ending what is left of it (a setsid grandchild; then its pipes are abandoned).
+    "JOB_KILL_GRACE": 5.0,
     #: The catalogue of shipped child programs: None = `webapp.catalog`; tests may pass any
     #: object with `list_programs()` and `get_program(name)`.
     "CATALOG": None,

@@ -44,7 +44,9 @@ class Services:
         )
         return cls(
             bus=bus,
-            jobs=JobService(config, bus),
+            jobs=JobService(
+                config, bus, is_shipped=lambda path, runtime: bool(programs.resolve(path, runtime))
+            ),
             programs=programs,
             policy=policy,
             heartbeat=Heartbeat(config["HEARTBEAT_INTERVAL"]),

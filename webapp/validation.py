@@ -25,8 +25,8 @@ MAX_ARG_LENGTH = 64 * 1024
 
 _COMMON = {"kind", "cwd", "env"}
 _FIELDS = {
-    "fork": _COMMON | {"program", "args", "transport", "message"},
-    "spawn": _COMMON | {"command", "args", "stdio"},
+    "fork": _COMMON | {"program", "args", "transport", "message", "timeout", "kill_signal"},
+    "spawn": _COMMON | {"command", "args", "stdio", "timeout", "kill_signal"},
     "exec": _COMMON | {"command", "timeout", "max_buffer", "kill_signal"},
     "exec_file": _COMMON | {"command", "file", "args", "timeout", "max_buffer", "kill_signal"},
 }
@@ -178,7 +178,7 @@ def parse_job(
     cwd = cwd_path(body)
     env = env_map(body, policy)
     if kind == "fork":
-        return _fork(body, programs, cwd, env)
+        return _deadline(_fork(body, programs, cwd, env), body, config)
     command = string(body, "command") or (string(body, "file") if kind == "exec_file" else None)
     if command is None:
         raise ApiError(400, f"'command' is required for a {kind} job; e.g. {_EXAMPLES[kind]}")
@@ -196,13 +196,21 @@ def parse_job(
     if kind == "spawn":
         spec.stdio = stdio_modes(body.get("stdio"))
     if kind in ("exec", "exec_file"):
-        spec.timeout = float(number(body, "timeout", 0, config["MAX_TIMEOUT"]))
         spec.max_buffer = int(
             number(body, "max_buffer", config["DEFAULT_MAX_BUFFER"], config["MAX_MAX_BUFFER"])
         )
         if spec.max_buffer < 1:
             raise ApiError(400, "'max_buffer' must be at least 1 byte")
-        spec.kill_signal = signal_name(body.get("kill_signal", "SIGTERM"), "kill_signal")
+    return _deadline(spec, body, config)
+
+
+def _deadline(spec: JobSpec, body: Mapping[str, Any], config: Mapping[str, Any]) -> JobSpec:
+    """`timeout` (seconds, 0 = the server's --max-job-seconds) and `kill_signal`, any kind."""
+    ceiling = config["MAX_TIMEOUT"]
+    if config["MAX_JOB_SECONDS"]:
+        ceiling = min(ceiling, config["MAX_JOB_SECONDS"])
+    spec.timeout = float(number(body, "timeout", 0, ceiling))
+    spec.kill_signal = signal_name(body.get("kill_signal", "SIGTERM"), "kill_signal")
     return spec
 
 
