@@ -201,9 +201,9 @@ class ChildProcess:
         return self._port.send(message, callback)
 
     def set_channel_tap(self, tap: Callable[[str, bytes], None] | None) -> bool:
-        """Call `tap(direction, data)` with the bytes of every read() and write() on the
-        parent's end of the channel ("read", "write", "eof"); None turns it off (see `ipc.tap`).
-        Returns False when there is no connected channel to tap."""
+        """From now on, call `tap(direction, data)` with the bytes of every read() and write()
+        on the parent's end of the channel ("read", "write", "eof"); None turns it off (see
+        `ipc.tap`). Returns False when the child has no open channel."""
         return self._port is not None and self._port.set_tap(tap)
 
     def disconnect(self) -> None:

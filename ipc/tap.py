@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    Tap = Callable[[str, bytes], None]
+    Tap = Callable[[str, bytes], None]  # (direction, data)
 
 log = logging.getLogger("ipc")
 
@@ -35,7 +35,7 @@ class TappedChannel:
         self.inner = inner
         self._tap = tap
 
-    def _report(self, direction: str, data: bytes) -> None:
+    def report(self, direction: str, data: bytes) -> None:
         try:
             self._tap(direction, data)
         except Exception:  # an observer's bug must not break the channel it watches
@@ -44,19 +44,19 @@ class TappedChannel:
     def recv_bytes(self) -> bytes | None:
         data = self.inner.recv_bytes()
         if data is not None:
-            self._report("read" if data else "eof", data)
+            self.report("read" if data else "eof", data)
         return data
 
     def send_bytes(self, data: bytes | memoryview) -> int:
         sent = self.inner.send_bytes(data)
         if sent:
-            self._report("write", bytes(data[:sent]))
+            self.report("write", bytes(data[:sent]))
         return sent
 
     def send_many(self, buffers: list[memoryview]) -> int:
         sent = self.inner.send_many(buffers)
         if sent:
-            self._report("write", b"".join(buffers)[:sent])
+            self.report("write", b"".join(buffers)[:sent])
         return sent
 
     def __getattr__(self, name: str) -> Any:

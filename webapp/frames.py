@@ -211,10 +211,7 @@ class FrameCaptures:
         # The app's fork jobs speak Node's JSON lines (JobSpec has no serialization option).
         capture = Capture(job.id, "json", limit)
         if not child.set_channel_tap(capture):
-            raise ApiError(
-                409,
-                f"job {job.id}'s child has not connected its channel yet; try again in a moment",
-            )
+            raise ApiError(409, f"job {job.id}'s channel closed just now; nothing to record")
         with self._lock:
             old = self._captures.pop(job.id, None)
             self._captures[job.id] = capture
