@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 
 from .events import EventBus
+from .feedhub import FeedHub, HubLimits
 from .heartbeat import Heartbeat
 from .jobs import JobService
 from .programs_index import ProgramIndex
@@ -23,6 +24,7 @@ class Services:
     programs: ProgramIndex
     policy: CommandPolicy
     heartbeat: Heartbeat
+    feeds: FeedHub
 
     @classmethod
     def build(cls, config: dict) -> Services:
@@ -44,14 +46,25 @@ class Services:
             programs=programs,
             policy=policy,
             heartbeat=Heartbeat(config["HEARTBEAT_INTERVAL"]),
+            feeds=FeedHub(
+                HubLimits(
+                    capacity=config["MAX_FEEDS"],
+                    max_message=config["WS_MAX_MESSAGE_BYTES"],
+                    message_rate=config["WS_MESSAGE_RATE"],
+                    ping_interval=config["WS_PING_INTERVAL"],
+                )
+            ),
         )
 
     def init_app(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self
 
     def shutdown(self, grace: float | None = None) -> None:
+        """Stop the children (their last events still reach the feeds), then close every
+        feed with 1001 (going away)."""
         self.heartbeat.stop()
         self.jobs.shutdown(grace)
+        self.feeds.stop()
 
 
 def services() -> Services:
