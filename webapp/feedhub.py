@@ -138,6 +138,7 @@ class FeedConnection:
         self._offset = 0  # bytes of _out[0] already sent
         self._write_shut = False
         self._wants_write = False
+        self._read_while_closing = 0
         self._tokens = self.limits.message_rate
         self._refilled = time.monotonic()
         self._message: list[str | bytes] | None = None
@@ -252,6 +253,8 @@ class FeedConnection:
                 if self._take_token():
                     self._queue(self.ws.send(event.response()), urgent=True)
             elif isinstance(event, Pong):
+                if not self._take_token():  # unasked pongs are frames like any other
+                    return
                 self._awaiting_pong = False
             elif isinstance(event, CloseConnection):
                 self._on_close(event)
@@ -259,8 +262,14 @@ class FeedConnection:
 
     def _await_close_reply(self, data: bytes) -> None:
         """Closing: the rest of what the client sends is dropped; its close frame (the answer
-        to ours) ends the connection at once, before the timeout."""
-        if self.ws.state is not ConnectionState.LOCAL_CLOSING:
+        to ours) ends the connection at once, before the timeout. Only the first 64 KiB are
+        parsed for it: a client still flooding is read and dropped unparsed until it closes
+        or the timeout cuts it."""
+        self._read_while_closing += len(data)
+        if (
+            self.ws.state is not ConnectionState.LOCAL_CLOSING
+            or self._read_while_closing > self.limits.read_size
+        ):
             return
         try:
             self.ws.receive_data(data)

@@ -21,6 +21,8 @@ import websocket
 from server import LiveServer
 from webtest import TIMEOUT, Feed, wait_for
 
+from webapp.__main__ import app_config, parse_args
+
 CLASS = 100
 LINES = 100_000
 
@@ -148,3 +150,22 @@ def test_a_plain_http_request_to_the_feed_says_how_to_connect() -> None:
         code, _headers, body = srv.request("GET", "/ws", timeout=TIMEOUT)
         assert code == 426, body
         assert "WebSocket" in json.loads(body)["error"]
+
+
+def test_the_feed_flags_reach_the_app_and_bad_values_are_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = app_config(
+        parse_args(["--max-feeds", "7", "--ws-rate", "5", "--ws-ping-interval", "0.5"])
+    )
+    assert (config["MAX_FEEDS"], config["WS_MESSAGE_RATE"], config["WS_PING_INTERVAL"]) == (
+        7,
+        5.0,
+        0.5,
+    )
+    defaults = app_config(parse_args([]))
+    assert (defaults["MAX_FEEDS"], defaults["WS_MESSAGE_RATE"]) == (128, 50.0)
+    for bad in (["--max-feeds", "0"], ["--ws-rate", "0"], ["--ws-ping-interval", "0"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+        assert bad[0] in capsys.readouterr().err

@@ -59,7 +59,7 @@ def test_gunicorn_serves_and_stop_leaves_no_child_alive(sig: int) -> None:
 
 
 def test_flood_keeps_server_memory_bounded_and_other_clients_served() -> None:
-    with LiveServer() as srv:
+    with LiveServer(["--ws-rate", "10000"]) as srv:  # `other` pings as fast as it can
         worker = worker_pid(srv)
         slow = Feed(srv, rcvbuf=4096)  # a browser tab that cannot keep up
         other = Feed(srv)
