@@ -43,10 +43,12 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests" / "web"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from server import LiveServer  # noqa: E402 - tests/server.py: the real server, as users run it
+from webtest import worker_pid  # noqa: E402
 
 from webapp.stats import read_proc, rss_of  # noqa: E402
 
@@ -155,7 +157,7 @@ def run(
             feed.sock.settimeout(30)
             while not any(m.get("type") == "subscribed" for m in feed.messages()):
                 feed.buffer += feed.sock.recv(65536)
-        worker = next(iter(_children(srv.pid)), None)
+        worker = worker_pid(srv)
         rss_before = rss_of(worker) if worker else None
         cpu_before = _cpu(worker)
         own_before = time.process_time()
@@ -218,20 +220,6 @@ def _cpu(pid: int | None) -> float:
     """CPU seconds (user + system) the server's worker has used so far."""
     info = read_proc(pid) if pid else None
     return info["cpu_time"] if info else 0.0
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            if int(stat[stat.rfind(")") + 2 :].split()[1]) == pid:
-                out.append(int(entry))
-    return out
 
 
 def main() -> int:

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 from base64 import b64encode
+from pathlib import Path
 from typing import Any
 
 import pytest
 import websocket
-from server import LiveServer
+from server import ROOT, LiveServer
 from webtest import TIMEOUT, Feed, wait_for
 
 from webapp.__main__ import app_config, parse_args
@@ -169,3 +172,29 @@ def test_the_feed_flags_reach_the_app_and_bad_values_are_refused(
         with pytest.raises(SystemExit):
             parse_args(bad)
         assert bad[0] in capsys.readouterr().err
+
+
+def test_the_feed_benchmark_runs_and_reports_every_workload(tmp_path: Path) -> None:
+    """bench/feed_bench.py measures (and prints) the times; here a quick run must complete
+    and report every workload, with exact delivery where nothing can be dropped by design."""
+    out = tmp_path / "feed_bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "feed_bench.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert out.exists(), proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["workload"].split()[0], r["clients"]) for r in rows] == [
+        ("seq", 1),
+        ("seq", 20),
+        ("os.write", 1),
+        ("os.write", 20),
+        ("progress.py", 1),
+        ("progress.py", 20),
+    ]
+    for row in rows[:4]:  # output merges when a client lags, so every line must arrive
+        assert row["exact"] == row["clients"], row
+    assert all(row["last_s"] is not None for row in rows), rows
