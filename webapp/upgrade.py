@@ -22,6 +22,7 @@ import binascii
 import hashlib
 import os
 import socket
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -102,6 +103,10 @@ def server_socket(environ: Mapping[str, Any]) -> socket.socket:
     if not isinstance(sock, socket.socket):
         raise HandshakeError(
             500, "this WSGI server does not expose its sockets; run the app with ipc-explorer"
+        )
+    if isinstance(sock, ssl.SSLSocket):  # its fd carries TLS records, not WebSocket frames
+        raise HandshakeError(
+            500, "the feed does not speak TLS itself; put a TLS proxy in front of the server"
         )
     return sock
 
