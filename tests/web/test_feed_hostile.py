@@ -8,9 +8,12 @@ along. Issue 9, items 1, 3 and 9, and its "WebSocket abuse test".
 
 from __future__ import annotations
 
+import json
+import queue
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import websocket
@@ -35,19 +38,43 @@ def feeds_in_use(srv: LiveServer) -> int:
     return srv.json("GET", "/api/status")[1]["feeds"]["in_use"]
 
 
-def answer_pings(feed: Feed) -> None:
-    """Read whatever comes for a moment, answering the server's keep-alive pings as a
-    browser does (returns None, for use in a wait condition)."""
-    feed.ws.settimeout(0.05)
-    try:
-        while True:
-            feed.ws.recv_data_frame(control_frame=True)
-    except websocket.WebSocketTimeoutException:
-        pass
+class Bystander:
+    """A client that reads all the time in a thread of its own, as a browser tab does (so it
+    answers every keep-alive ping however long a test step takes), and can be asked whether
+    it is still served."""
+
+    def __init__(self, live: LiveServer) -> None:
+        self.feed = Feed(live)
+        self.feed.ws.settimeout(None)
+        self.messages: queue.Queue[Any] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                opcode, frame = self.feed.ws.recv_data_frame(control_frame=True)
+                if opcode == websocket.ABNF.OPCODE_TEXT:
+                    self.messages.put(json.loads(frame.data))
+                elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                    self.messages.put({"type": "closed", "data": frame.data})
+                    return
+        except Exception as exc:  # closed by the test: the end of the thread
+            self.messages.put({"type": "closed", "error": repr(exc)})
+
+    def served(self) -> None:
+        """A ping gets its pong (returns None, for use in a wait condition)."""
+        self.feed.send({"type": "ping"})
+        while (msg := self.messages.get(timeout=10))["type"] != "pong":
+            assert msg["type"] != "closed", f"the bystander was closed: {msg}"
+
+    def close(self) -> None:
+        self.feed.close()
+        self.reader.join(10)
 
 
 def served(other: Feed) -> None:
-    """The bystander still gets an answer (returns None, for use in a wait condition)."""
+    """`other` (read by this thread) still gets an answer."""
     other.send({"type": "ping"})
     while (msg := other.recv(timeout=10))["type"] != "pong":
         assert "seq" in msg or msg["type"] == "heartbeat", msg
@@ -59,11 +86,11 @@ def test_a_client_sending_faster_than_the_server_reads_is_closed_and_memory_stay
     """200 MiB of valid messages pushed as fast as the socket takes them: the server closes
     the connection 1008 once the message rate is over its limit, and reads no more."""
     worker = worker_pid(live)
-    other = Feed(live)
+    other = Bystander(live)
     flooder = Feed(live)
     try:
         flooder.subscribe(None)
-        served(other)
+        other.served()
         baseline = rss_of(worker) or 0
         message = frame('{"type": "ping", "pad": "' + "x" * (60 * 1024) + '"}')
         sent = [0]
@@ -89,7 +116,7 @@ def test_a_client_sending_faster_than_the_server_reads_is_closed_and_memory_stay
         assert "--ws-rate" in reason, reason
         assert sent[0] < 200 * MiB
         assert peak - baseline < 24 * MiB, f"worker RSS grew {(peak - baseline) / MiB:.0f} MiB"
-        served(other)
+        other.served()
     finally:
         flooder.close()
         other.close()
@@ -133,11 +160,10 @@ def test_every_broken_frame_gets_a_clear_close_and_others_are_served(live: LiveS
     """Fragments, oversize, bad UTF-8, protocol errors and floods, one connection each; the
     server answers each by the rules and keeps serving a bystander and its HTTP API."""
     worker = worker_pid(live)
-    other = Feed(live)
+    other = Bystander(live)
     try:
-        served(other)
-        # (The bystander reads while it waits, as a browser does: it answers the pings.)
-        wait_for(lambda: not answer_pings(other) and feeds_in_use(live) == 1, what="others")
+        other.served()
+        wait_for(lambda: feeds_in_use(live) == 1, what="earlier tests' feeds to close")
         fds = open_fds(worker)
         baseline = rss_of(worker) or 0
         abuse(live, other)
@@ -147,14 +173,11 @@ def test_every_broken_frame_gets_a_clear_close_and_others_are_served(live: LiveS
         try:
             stalled.send_raw(frame('{"type": "ping"}')[:3])
             silent.subscribe(None)
-            wait_for(
-                lambda: not answer_pings(other) and feeds_in_use(live) == 1,
-                what="the half-open feeds to be dropped",
-            )
+            wait_for(lambda: feeds_in_use(live) == 1, what="the half-open feeds to be dropped")
         finally:
             stalled.close()
             silent.close()
-        served(other)
+        other.served()
     finally:
         other.close()
     wait_for(lambda: feeds_in_use(live) == 0, what="the last feed to close")
@@ -164,7 +187,7 @@ def test_every_broken_frame_gets_a_clear_close_and_others_are_served(live: LiveS
     assert status == 200 and body["feeds"]["in_use"] == 0
 
 
-def abuse(live: LiveServer, other: Feed) -> None:
+def abuse(live: LiveServer, other: Bystander) -> None:
     """Each broken input on a connection of its own; `other` is served after each group."""
 
     def closing(data: bytes) -> tuple[int | None, str]:
@@ -197,7 +220,7 @@ def abuse(live: LiveServer, other: Feed) -> None:
         served(feed)
     finally:
         feed.close()
-    served(other)
+    other.served()
 
     # Far over the limit, in one frame or in fragments: closed 1009 without buffering it.
     assert closing(frame("y" * (400 * 1024)))[0] == 1009
@@ -208,7 +231,7 @@ def abuse(live: LiveServer, other: Feed) -> None:
     assert closing(frame('"x"}', CONT))[0] == 1002
     assert closing(frame('{"type": "ping"}', masked=False))[0] == 1002
     assert closing(frame(b"", 0xB))[0] == 1002  # a reserved opcode
-    served(other)
+    other.served()
 
 
 def test_server_stop_closes_every_feed_with_1001_going_away() -> None:
