@@ -152,10 +152,6 @@ class FeedConnection:
 
     # ---- sending ------------------------------------------------------------------------
 
-    @property
-    def unsent(self) -> int:
-        return self._out_bytes
-
     def send_text(self, text: str) -> None:
         self.send_payloads([text.encode()])
 
@@ -478,7 +474,7 @@ class FeedHub:
         self._wake()
 
     def _wake(self) -> None:
-        if not self._wake_pending:
+        if not self._wake_pending and self._wake_w >= 0:  # (-1: not started, or stopped)
             self._wake_pending = True
             try:
                 os.write(self._wake_w, b"\0")
@@ -502,8 +498,9 @@ class FeedHub:
         if not thread.is_alive():
             assert self.selector is not None
             self.selector.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            wake_r, wake_w, self._wake_r, self._wake_w = self._wake_r, self._wake_w, -1, -1
+            os.close(wake_r)
+            os.close(wake_w)
 
     # ---- the hub's thread ----------------------------------------------------------------
 
