@@ -1,9 +1,10 @@
 """``ipc-explorer`` / ``python -m webapp``: serve the app under gunicorn and print its URL.
 
-gunicorn runs with one threaded worker (``-k gthread -w 1 --threads N``): flask-sock needs a
-threaded worker, and one worker keeps every job, event and subscriber in one process, so the
-feed sees every job. The URL with the token is printed (and flushed) once the port listens,
-as Jupyter does.
+gunicorn runs with one threaded worker (``-k gthread -w 1 --threads N``): one worker keeps
+every job, event and subscriber in one process, so the feed sees every job. The N request
+threads serve HTTP only: a WebSocket feed holds one just for its handshake, then the feed hub's
+single thread serves it (``feedhub.py``), up to ``--max-feeds`` at once. The URL with the token
+is printed (and flushed) once the port listens, as Jupyter does.
 
 Stopping (Ctrl-C or SIGTERM): the worker's signal handlers only set an event (gunicorn's
 "handlers only enqueue" rule); a stopper thread then ends the feed connections and stops every
@@ -49,7 +50,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=32,
-        help="request threads; each open WebSocket holds one (default %(default)s)",
+        help="request threads for HTTP; open WebSocket feeds do not hold one (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-feeds",
+        type=int,
+        default=DEFAULTS["MAX_FEEDS"],
+        help="WebSocket feeds open at once (browser tabs); past it a new one gets HTTP 503 "
+        "before the upgrade (default %(default)s)",
+    )
+    parser.add_argument(
+        "--ws-rate",
+        type=float,
+        default=DEFAULTS["WS_MESSAGE_RATE"],
+        help="WebSocket frames per second one client may send, with one second of burst; "
+        "past it: close 1008 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--ws-ping-interval",
+        type=float,
+        default=DEFAULTS["WS_PING_INTERVAL"],
+        help="seconds between keep-alive pings; a feed that does not answer one is closed, "
+        "so a half-open connection frees its slot (default %(default)s)",
     )
     parser.add_argument(
         "--grace",
@@ -79,7 +101,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-ws-message",
         type=int,
         default=DEFAULTS["WS_MAX_MESSAGE_BYTES"],
-        help="bytes per WebSocket message from a client (default %(default)s)",
+        help="bytes per WebSocket message from a client: over it the message is rejected, "
+        "over 4x the connection is closed 1009 (default %(default)s)",
     )
     parser.add_argument(
         "--max-jobs-kept",
@@ -106,6 +129,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "max_ws_message",
         "max_jobs_kept",
         "demo_timeout",
+        "max_feeds",
+        "ws_rate",
     )
     for name in positive:
         if getattr(args, name) < 1:
@@ -113,6 +138,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.grace < 0:
         parser.error("--grace must be >= 0")
     _check_confinement_args(parser, args)
+    if args.ws_ping_interval <= 0:
+        parser.error("--ws-ping-interval must be more than 0 seconds")
     return args
 
 
@@ -214,6 +241,9 @@ def app_config(args: argparse.Namespace) -> dict[str, Any]:
         "MAX_EVENTS_PER_JOB": args.max_events_per_job,
         "MAX_OUTPUT_PER_JOB": args.max_output_per_job,
         "WS_MAX_MESSAGE_BYTES": args.max_ws_message,
+        "MAX_FEEDS": args.max_feeds,
+        "WS_MESSAGE_RATE": args.ws_rate,
+        "WS_PING_INTERVAL": args.ws_ping_interval,
         "MAX_JOBS_KEPT": args.max_jobs_kept,
         "DEMO_TIMEOUT": args.demo_timeout,
         "CHILD_USER": args.child_user,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 
 from .events import EventBus
+from .feedhub import FeedHub, HubLimits
 from .frames import FrameCaptures
 from .heartbeat import Heartbeat
 from .jobs import JobService
@@ -27,6 +28,7 @@ class Services:
     heartbeat: Heartbeat
     lab: LabRunner
     frames: FrameCaptures
+    feeds: FeedHub
 
     @classmethod
     def build(cls, config: dict) -> Services:
@@ -52,15 +54,26 @@ class Services:
             heartbeat=Heartbeat(config["HEARTBEAT_INTERVAL"]),
             lab=LabRunner(bus),
             frames=FrameCaptures(),
+            feeds=FeedHub(
+                HubLimits(
+                    capacity=config["MAX_FEEDS"],
+                    max_message=config["WS_MAX_MESSAGE_BYTES"],
+                    message_rate=config["WS_MESSAGE_RATE"],
+                    ping_interval=config["WS_PING_INTERVAL"],
+                )
+            ),
         )
 
     def init_app(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self
 
     def shutdown(self, grace: float | None = None) -> None:
+        """Stop the children (their last events still reach the feeds), then close every
+        feed with 1001 (going away)."""
         self.heartbeat.stop()
         self.lab.shutdown()
         self.jobs.shutdown(grace)
+        self.feeds.stop()
 
 
 def services() -> Services:
