@@ -200,6 +200,12 @@ class ChildProcess:
             return False
         return self._port.send(message, callback)
 
+    def set_channel_tap(self, tap: Callable[[str, bytes], None] | None) -> bool:
+        """From now on, call `tap(direction, data)` with the bytes of every read() and write()
+        on the parent's end of the channel ("read", "write", "eof"); None turns it off (see
+        `ipc.tap`). Returns False when the child has no open channel."""
+        return self._port is not None and self._port.set_tap(tap)
+
     def disconnect(self) -> None:
         """Close the channel (after queued messages are written); emits `disconnect`."""
         if self._port is None or not self._port.connected:

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. `config` overrides settings by name (see ``webapp.config.DEFAULTS``)."""
-    from . import api, demos, errors, feed, pages, security
+    from . import api, demos, errors, feed, pages, security, tools_api
     from .config import build_config
     from .services import Services
 
@@ -41,6 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     security.init_app(app)
     errors.init_app(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(tools_api.bp)
     app.register_blueprint(demos.bp)
     app.register_blueprint(pages.bp)
     feed.init_app(app)

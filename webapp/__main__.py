@@ -1,11 +1,13 @@
 """``ipc-explorer`` / ``python -m webapp``: serve the app under gunicorn and print its URL;
 ``ipc-explorer agent ...``: a runner without a web server (``agent.py``).
 
-gunicorn runs threaded workers (``-k gthread --threads N``): flask-sock needs them. By default
-one worker keeps every job, event and subscriber in one process, so the feed sees every job.
-``--workers N`` needs ``--redis URL``: then each worker is a runner of its own and they share
-jobs and events through Redis (docs/scale-out.md). The URL with the token is printed (and
-flushed) once the port listens, as Jupyter does.
+gunicorn runs threaded workers (``-k gthread --threads N``). By default one worker keeps every
+job, event and subscriber in one process, so the feed sees every job. ``--workers N`` needs
+``--redis URL``: then each worker is a runner of its own and they share jobs and events through
+Redis (docs/scale-out.md). The N request threads serve HTTP only: a WebSocket feed holds one
+just for its handshake, then the feed hub's single thread serves it (``feedhub.py``), up to
+``--max-feeds`` at once (per worker). The URL with the token is printed (and flushed) once the
+port listens, as Jupyter does.
 
 Stopping (Ctrl-C or SIGTERM): the worker's signal handlers only set an event (gunicorn's
 "handlers only enqueue" rule); a stopper thread then ends the feed connections and stops every
@@ -51,7 +53,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=32,
-        help="request threads; each open WebSocket holds one (default %(default)s)",
+        help="request threads for HTTP; open WebSocket feeds do not hold one (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-feeds",
+        type=int,
+        default=DEFAULTS["MAX_FEEDS"],
+        help="WebSocket feeds open at once (browser tabs); past it a new one gets HTTP 503 "
+        "before the upgrade (default %(default)s)",
+    )
+    parser.add_argument(
+        "--ws-rate",
+        type=float,
+        default=DEFAULTS["WS_MESSAGE_RATE"],
+        help="WebSocket frames per second one client may send, with one second of burst; "
+        "past it: close 1008 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--ws-ping-interval",
+        type=float,
+        default=DEFAULTS["WS_PING_INTERVAL"],
+        help="seconds between keep-alive pings; a feed that does not answer one is closed, "
+        "so a half-open connection frees its slot (default %(default)s)",
     )
     parser.add_argument(
         "--grace",
@@ -81,7 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-ws-message",
         type=int,
         default=DEFAULTS["WS_MAX_MESSAGE_BYTES"],
-        help="bytes per WebSocket message from a client (default %(default)s)",
+        help="bytes per WebSocket message from a client: over it the message is rejected, "
+        "over 4x the connection is closed 1009 (default %(default)s)",
     )
     parser.add_argument(
         "--max-jobs-kept",
@@ -124,6 +148,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "max_ws_message",
         "max_jobs_kept",
         "demo_timeout",
+        "max_feeds",
+        "ws_rate",
     )
     for name in positive:
         if getattr(args, name) < 1:
@@ -139,6 +165,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.redis:
         check_redis_url(parser, args.redis)
     _check_confinement_args(parser, args)
+    if args.ws_ping_interval <= 0:
+        parser.error("--ws-ping-interval must be more than 0 seconds")
     return args
 
 
@@ -260,6 +288,9 @@ def app_config(args: argparse.Namespace) -> dict[str, Any]:
         "MAX_EVENTS_PER_JOB": args.max_events_per_job,
         "MAX_OUTPUT_PER_JOB": args.max_output_per_job,
         "WS_MAX_MESSAGE_BYTES": args.max_ws_message,
+        "MAX_FEEDS": args.max_feeds,
+        "WS_MESSAGE_RATE": args.ws_rate,
+        "WS_PING_INTERVAL": args.ws_ping_interval,
         "MAX_JOBS_KEPT": args.max_jobs_kept,
         "DEMO_TIMEOUT": args.demo_timeout,
         "REDIS_URL": args.redis,

@@ -182,6 +182,7 @@ def status() -> Response:
         jobs=jobs,
         last_seq=last_seq,
         subscribers=s.bus.subscriber_count(),
+        feeds={"in_use": s.feeds.in_use, "capacity": s.feeds.capacity},
         allow_any_command=s.policy.allow_any,
         allowed_commands=sorted(s.policy.allowed),
         children=s.jobs.guards.status(),  # user, defence, limits, cgroups (guard.py)

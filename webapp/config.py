@@ -54,9 +54,16 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "MAX_CONTENT_LENGTH": 1 * MiB,
     #: One message sent to a child (its JSON encoding).
     "MAX_MESSAGE_BYTES": 256 * KiB,
-    #: One text the browser sends on the WebSocket.
+    #: One text the browser sends on the WebSocket (over it: rejected; over 4x: closed 1009).
     "WS_MAX_MESSAGE_BYTES": 64 * KiB,
+    #: Frames per second one WebSocket client may send (one second of burst); past it the
+    #: connection is closed 1008.
+    "WS_MESSAGE_RATE": 50.0,
+    #: Seconds between keep-alive pings; a client that misses one is closed (half-open).
     "WS_PING_INTERVAL": 20.0,
+    #: WebSocket feeds open at once (all served by one thread, none by a request thread);
+    #: past it the upgrade is refused with 503.
+    "MAX_FEEDS": 128,
     #: Events kept per job (oldest dropped first) and their total size.
     "MAX_EVENTS_PER_JOB": 2000,
     "MAX_HISTORY_BYTES_PER_JOB": 1 * MiB,
@@ -139,10 +146,6 @@ def build_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         config[key] = value
     if not config["TOKEN"]:
         config["TOKEN"] = new_token()
-    config["SOCK_SERVER_OPTIONS"] = {
-        "ping_interval": config["WS_PING_INTERVAL"],
-        "max_message_size": config["WS_MAX_MESSAGE_BYTES"],
-    }
     return config
 
 

@@ -4,8 +4,8 @@ into an event on the bus.
 A job is one child plus what the explorer shows about it: an id (``j1``, ``j2``, ...), its state,
 exit code and signal (by name), and a bounded copy of its output. This service is the job's
 *runner*: the child lives here; its record is published through the job registry
-(``registry.py``), so that every server sharing the registry shows it. Callbacks run on ipc's single
-reactor thread, so each one only records and publishes; nothing here blocks it.
+(``registry.py``), so that every server sharing the registry shows it. Callbacks run on ipc's
+single reactor thread, so each one only records and publishes; nothing here blocks it.
 
 exec / exec_file jobs run as a spawn with exec's rules on top (buffering up to ``max_buffer``,
 ``timeout`` and ``kill_signal``), so their output streams live on the feed like any other job

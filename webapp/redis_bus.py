@@ -41,7 +41,7 @@ from .events import (
     contiguous_gap,
     cut_replay,
     dropped_event,
-    dumps,
+    encode,
     evicted_after,
 )
 from .redis_store import RedisScriptError, RedisStore
@@ -57,8 +57,8 @@ RETRY = 0.5
 #: How long the reader blocks in XREAD before it looks at its stop flag (and at the epoch).
 READ_BLOCK_MS = 1000
 
-#: (job id, seq-less JSON, output stream or "", output text, size)
-_Queued = tuple[str, str, str, str, int]
+#: (job id, seq-less UTF-8 JSON, output stream or "", output text, size)
+_Queued = tuple[str, bytes | str, str, str, int]
 RecordSource = Callable[[list[str]], list[tuple[str, str, str, str]]]
 
 
@@ -150,7 +150,7 @@ class RedisEventBus(EventBus):
             "data": data or {},
             "host": host or self.host,
         }
-        rest = dumps(event)
+        rest = encode(event)
         stream, out = "", ""
         if type_ in OUTPUT_TYPES:
             stream, out = type_, event["data"].get("text", "")
@@ -251,7 +251,7 @@ class RedisEventBus(EventBus):
                 "count": count,
             }
             event = {"job": key or None, "pid": None, "type": "error", "t": time.time()}
-            rest = dumps({**event, "data": data, "host": self.host})
+            rest = encode({**event, "data": data, "host": self.host})
             batch.append((key, rest, "", "", 0))
         self._lost.clear()
         size = 0
@@ -312,9 +312,8 @@ class RedisEventBus(EventBus):
                 return
             batch = []
             for entry_id, fields in streams.get(key.encode(), ()):
-                seq = int(entry_id.split(b"-", 1)[0])
-                text = fields[b"e"].decode()
-                batch.append(_Kept(seq, json.loads(text), text))
+                payload = fields[b"e"]  # the UTF-8 JSON every subscriber is sent as is
+                batch.append(_Kept(int(entry_id.split(b"-", 1)[0]), json.loads(payload), payload))
             if batch:
                 self._dispatch(batch)
                 cursor = batch[-1].seq
@@ -339,7 +338,7 @@ class RedisEventBus(EventBus):
         reason = "redis_restarted" if self._renewed else "server_behind"
         self._renewed = False
         notice = dropped_event(None, last - first + 1, first, last, reason)
-        kept = _Kept(last, notice, dumps(notice))
+        kept = _Kept(last, notice, encode(notice))
         for sub in self._subscribers:
             sub.push(kept)
 
@@ -354,9 +353,8 @@ class RedisEventBus(EventBus):
         reply = self.store.run("replay", mode, _job_key(job), after, self.max_replay)
         floor = int(reply[0])
         items = []
-        for entry_id, text in reply[3:]:
-            text = text.decode()
-            items.append(_Kept(int(entry_id.split(b"-", 1)[0]), json.loads(text), text))
+        for entry_id, payload in reply[3:]:
+            items.append(_Kept(int(entry_id.split(b"-", 1)[0]), json.loads(payload), payload))
         reason = "history_limit"
         if job is not None:
             if reply[1] is None:  # no such history

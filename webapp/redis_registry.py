@@ -23,7 +23,7 @@ import uuid
 from typing import Any
 
 from .errors import StoreUnavailable
-from .events import dumps
+from .events import encode
 from .redis_bus import RedisEventBus
 from .redis_store import RedisScriptError, RedisStore
 from .registry import JobRegistry, LocalJob, RunnerInfo
@@ -101,12 +101,12 @@ class RedisRegistry(JobRegistry):
         (for the bus's publish script)."""
         with self._lock:
             jobs = [self._local[j] for j in job_ids if j in self._local]
-        return [(job.id, dumps(job.to_dict()), self.runner, _pid_field(job)) for job in jobs]
+        return [(job.id, encode(job.to_dict()), self.runner, _pid_field(job)) for job in jobs]
 
     def _put(self, jobs: list[LocalJob]) -> None:
         args: list[Any] = [len(jobs)]
         for job in jobs:
-            args += [job.id, dumps(job.to_dict()), self.runner, _pid_field(job)]
+            args += [job.id, encode(job.to_dict()), self.runner, _pid_field(job)]
         self.store.run("put", *args)
 
     def get(self, job_id: str) -> dict[str, Any] | None:
@@ -174,7 +174,7 @@ class RedisRegistry(JobRegistry):
 
         :raises RunnerNameTaken: another live runner already has this one's name.
         """
-        info = dumps(self._info())
+        info = encode(self._info())
         try:
             _now, joined = self.store.run("heartbeat", self.runner, self._instance, info, self.ttl)
         except RedisScriptError as exc:

@@ -20,8 +20,11 @@ from .bus import EventBus
 from .control import Control, LocalControl
 from .directory import JobDirectory
 from .events import MemoryEventBus
+from .feedhub import FeedHub, HubLimits
+from .frames import FrameCaptures
 from .heartbeat import Heartbeat
 from .jobs import JobService
+from .lab import LabRunner
 from .programs_index import ProgramIndex
 from .registry import JobRegistry, MemoryRegistry, runner_info
 from .security import CommandPolicy
@@ -48,6 +51,9 @@ class Services:
     programs: ProgramIndex
     policy: CommandPolicy
     heartbeat: Heartbeat
+    lab: LabRunner
+    frames: FrameCaptures
+    feeds: FeedHub
     closers: list[Any] = field(default_factory=list)
 
     @classmethod
@@ -118,6 +124,16 @@ class Services:
             programs=programs,
             policy=policy,
             heartbeat=Heartbeat(config["HEARTBEAT_INTERVAL"]),
+            lab=LabRunner(bus),
+            frames=FrameCaptures(),
+            feeds=FeedHub(
+                HubLimits(
+                    capacity=config["MAX_FEEDS"],
+                    max_message=config["WS_MAX_MESSAGE_BYTES"],
+                    message_rate=config["WS_MESSAGE_RATE"],
+                    ping_interval=config["WS_PING_INTERVAL"],
+                )
+            ),
             closers=closers,
         )
 
@@ -133,10 +149,14 @@ class Services:
         app.extensions[EXTENSION] = self
 
     def shutdown(self, grace: float | None = None) -> None:
-        """Stop answering, stop every child (their last events still go out), leave."""
+        """Stop answering routed requests, stop the children (their last events still reach
+        the feeds), close every feed with 1001 (going away), leave."""
         self.heartbeat.stop()
         self.control.close()
+        self.lab.shutdown()
         self.jobs.shutdown(grace)
+        self.bus.sync(timeout=2.0)  # (Redis) the children's last events reach the feeds
+        self.feeds.stop()
         self.bus.close()
         self.registry.close()
         for closer in self.closers:
