@@ -4,6 +4,7 @@ runner that dies is noticed."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -202,3 +203,20 @@ def _zombie(pid: int) -> bool:
     except OSError:
         return True
     return stat[stat.rfind(")") + 2] == "Z"
+
+
+def test_the_trace_covers_every_runner_and_inspectors_say_where_a_child_is(
+    cluster: Cluster, feeds: dict[str, Feed]
+) -> None:
+    a, b = cluster.servers["server-a"], cluster.servers["server-b"]
+    job = start(a, {"kind": "spawn", "command": "sleep", "args": ["300"]})
+    feeds["server-b"].until(lambda m: m.get("job") == job["id"] and m["type"] == "spawn")
+    try:
+        status, trace = b.json("GET", f"/api/trace?job={job['id']}")
+        assert status == 200, trace
+        assert any(job["id"] in json.dumps(e) for e in trace["traceEvents"])
+        status, body = b.json("GET", f"/api/jobs/{job['id']}/fds")
+        assert status == 409 and "'server-a'" in body["error"], body
+        assert a.json("GET", f"/api/jobs/{job['id']}/fds")[0] == 200  # where it runs
+    finally:
+        b.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGKILL"})
