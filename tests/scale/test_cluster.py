@@ -220,3 +220,26 @@ def test_the_trace_covers_every_runner_and_inspectors_say_where_a_child_is(
         assert a.json("GET", f"/api/jobs/{job['id']}/fds")[0] == 200  # where it runs
     finally:
         b.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGKILL"})
+
+
+def test_a_runner_that_does_not_answer_gets_a_clear_error_and_no_late_kill(
+    cluster: Cluster, feeds: dict[str, Feed]
+) -> None:
+    a = cluster.servers["server-a"]
+    paused = cluster.add_agent("agent-paused")
+    job = start(a, {"kind": "spawn", "command": "sleep", "args": ["300"], "host": "agent-paused"})
+    feeds["server-a"].until(lambda m: m.get("job") == job["id"] and m["type"] == "spawn")
+    os.kill(paused.pid, signal.SIGSTOP)  # alive (not yet lost), but answers nothing
+    try:
+        status, body = a.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGTERM"})
+        assert status == 504, body
+        assert "'agent-paused' did not answer within 2 s" in body["error"]
+    finally:
+        os.kill(paused.pid, signal.SIGCONT)
+    # The request it finds when it wakes up is too old: skipped, not a surprise kill later.
+    status, body = a.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGKILL"})
+    assert status == 202, body
+    exit_event = feeds["server-a"].until(
+        lambda m: m.get("job") == job["id"] and m["type"] == "exit"
+    )[-1]
+    assert exit_event["data"]["signal"] == "SIGKILL"
