@@ -116,6 +116,9 @@ class Parent(Connection):
         # such loop, nothing is kept (a long-lived child with listeners must not grow).
         self._iterators = 0
         self._dispatching = False  # the reader is calling listeners
+        # Held by whoever calls message listeners (the reader, per batch; `on()`, replaying
+        # what came before the first listener), so they see one order.
+        self._dispatch_lock = threading.RLock()
         self._progress = threading.Condition(self._lock)  # a handle's answer, or the close
         # keep-alive (Node's ref/unref of the channel)
         self._keeper: threading.Event | None = None
@@ -400,13 +403,35 @@ class Parent(Connection):
         self._require_channel()
         if event in ("message", "internalMessage"):
             fn = message_listener(fn)
-        with self._listeners_lock:
-            self._listeners[event].append(fn)
-            if self._reader is None:
-                with self._lock:
-                    self._start_reader_locked()
+        with self._dispatch_lock:
+            with self._listeners_lock:
+                self._listeners[event].append(fn)
+                if self._reader is None and event in _REF_EVENTS:
+                    with self._lock:
+                        self._start_reader_locked()
+            if event == "message" and len(self._listeners[event]) == 1:
+                self._replay_held()
         self._update_ref()
         return self
+
+    def _replay_held(self) -> None:
+        """The first `message` listener gets what the reader kept while nobody listened (as
+        Node's pending messages), before anything newer: here, in the calling thread, under
+        the lock the reader dispatches under."""
+        if self._iterators:
+            return  # a messages() loop takes them
+        held: list[Any] = []
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if item is _END:
+                self._inbox.put(_END)
+                break
+            held.append(item)
+        if held:
+            self._dispatch(held, True)
 
     def off(self, event: str, fn: Callable[..., Any]) -> Parent:
         """Remove a listener. With the last `message` and `disconnect` listener gone, nothing
@@ -448,6 +473,11 @@ class Parent(Connection):
                 self._keeper.set()
                 self._keeper = None
 
+    def _expect_answer_locked(self) -> None:
+        """A handle went out: its ACK must be read even if nobody listens or iterates (Node
+        always reads), or the sends after it wait for ever."""
+        self._start_reader_locked()
+
     def _start_reader_locked(self) -> None:
         if self._reader is None and self._ready and not self.closed:
             self._reader = threading.Thread(
@@ -465,8 +495,12 @@ class Parent(Connection):
         """
         self._require_channel()
         if self._reader is None:
-            yield from self._read_inline(timeout, handles)
-            return
+            yield from self._read_inline(timeout, handles)  # moves to the inbox if need be
+        else:
+            yield from self._from_inbox(timeout, handles)
+
+    def _from_inbox(self, timeout: float | None, handles: bool) -> Iterator[Any]:
+        """What the reader thread hands out, when there is one."""
         with self._listeners_lock:
             self._iterators += 1
         try:
@@ -522,6 +556,9 @@ class Parent(Connection):
             self._flush_quietly()  # the batch is handed out: its replies go before we wait
             if self.closed:
                 return
+            if self._reader is not None:  # a listener (or a handle's answer) started one
+                yield from self._from_inbox(timeout, handles)
+                return
             data = self._read_chunk(timeout)
             if data is None:
                 return
@@ -543,7 +580,7 @@ class Parent(Connection):
         return not (
             type(entry) is HandleMessage
             or type(entry) is wire.Internal
-            or isinstance(entry, ProtocolError)
+            or isinstance(entry, IPCError)
         )
 
     def _read_chunk(self, timeout: float | None) -> bytes | None:
@@ -585,7 +622,13 @@ class Parent(Connection):
             self._die(exc)
 
     def _dispatch(self, entries: list[Any], mixed: bool) -> None:
-        """Reader thread: one batch to the listeners (and to messages() loops)."""
+        """One batch to the listeners (and to messages() loops): the reader thread's."""
+        with self._dispatch_lock:
+            self._dispatch_locked(entries, mixed)
+        self._flush_quietly()
+        self._update_ref()
+
+    def _dispatch_locked(self, entries: list[Any], mixed: bool) -> None:
         with self._listeners_lock:
             # One snapshot per read, not per message: a listener added meanwhile starts with
             # the next read's messages (all of which it then sees).
@@ -616,8 +659,6 @@ class Parent(Connection):
                     fn(entry)
         finally:
             self._dispatching = False
-        self._flush_quietly()
-        self._update_ref()
 
     def _deliver_special(self, entry: Any) -> None:
         if type(entry) is HandleMessage:

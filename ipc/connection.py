@@ -131,6 +131,9 @@ class Connection:
     def _after_close(self) -> None:
         """The channel is closed and unsent messages reported."""
 
+    def _expect_answer_locked(self) -> None:
+        """A handle is in flight: make sure its ACK will be read (the parent always reads)."""
+
     def _passes_fds(self) -> bool:
         """The channel can carry handles (an AF_UNIX socket)."""
         return self._channel is not None and self._channel.passes_fds
@@ -245,6 +248,7 @@ class Connection:
                     return self._hold_locked(frame, callback, outgoing)
                 self._flush_corked_locked()
                 self._unacked = outgoing
+                self._expect_answer_locked()
                 return self._enqueue_locked(frame, callback, outgoing.fd)
         return self._refuse(error, callback)
 
@@ -467,7 +471,7 @@ class Connection:
                 if cmd == handles.NODE_HANDLE:
                     entry = self._take_handle(entry.message)
                 mixed = True
-            elif isinstance(entry, ProtocolError):
+            elif isinstance(entry, IPCError):
                 mixed = True
             out.append(entry)
         self._mixed = mixed
@@ -484,7 +488,7 @@ class Connection:
                 emit(entry.message, entry.handle)
             elif kind is wire.Internal:
                 self._emit_internal(entry.message)
-            elif isinstance(entry, ProtocolError):
+            elif isinstance(entry, IPCError):
                 self._emit_error(entry)
             else:
                 self._emit_message(entry)
