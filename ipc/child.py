@@ -467,6 +467,8 @@ class Parent(Connection):
             if want and self._keeper is None:
                 keeper = self._keeper = threading.Event()
                 threading.Thread(target=keeper.wait, name="ipc-parent-keepalive").start()
+                with self._lock:
+                    self._start_reader_locked()  # someone must see the channel end
             elif not want and self._keeper is not None and not self._dispatching:
                 # (while the reader calls listeners the process stays: the one that removed
                 # itself may still be sending; the reader calls us again after the batch)
