@@ -297,8 +297,8 @@ class Parent(Connection):
             channel.wait_writable(None)
 
     def _flush_at_exit(self) -> None:
-        try:
-            self._drain()
+        try:  # (the reader thread, exiting for a listener, cannot wait for an answer it reads)
+            self._drain(wait_answer=threading.current_thread() is not self._reader)
         except IPCError:
             pass  # the parent is gone: nobody is left to read the replies
 
@@ -647,11 +647,7 @@ class Parent(Connection):
                     if type(entry) is HandleMessage and not entry.internal:
                         if keep:
                             self._inbox.put(entry)
-                        for fn in listeners:
-                            if getattr(fn, "takes_extra", False):
-                                fn(entry.message, entry.handle)
-                            else:
-                                fn(entry.message)
+                        self._call_with_handle(listeners, entry.message, entry.handle, keep)
                     else:
                         self._deliver_special(entry)
                     continue
@@ -673,12 +669,25 @@ class Parent(Connection):
     def _emit_internal(self, message: Any, handle: socket.socket | None = None) -> None:
         with self._listeners_lock:
             listeners = tuple(self._listeners["internalMessage"])
+        if handle is None:
+            for fn in listeners:
+                fn(message)
+        else:
+            self._call_with_handle(listeners, message, handle, False)
+
+    @staticmethod
+    def _call_with_handle(
+        listeners: tuple[Callable[..., Any], ...], message: Any, handle: socket.socket, kept: bool
+    ) -> None:
+        """Two-parameter listeners get the handle; if none (and no messages() loop) takes it,
+        it is closed now, not left to the garbage collector."""
         for fn in listeners:
-            if handle is not None and getattr(fn, "takes_extra", False):
+            if getattr(fn, "takes_extra", False):
+                kept = True
                 fn(message, handle)
             else:
                 fn(message)
-        if handle is not None and not listeners:
+        if not kept:
             handle.close()
 
     def _emit_error(self, error: IPCError) -> None:

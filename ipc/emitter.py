@@ -127,14 +127,22 @@ class Emitter:
     def _call(
         listeners: tuple[Listener, ...], args: tuple[Any, ...], extra: tuple[Any, ...] = ()
     ) -> None:
+        taken = False
         for fn in listeners:
             try:
                 if extra and getattr(fn, "takes_extra", False):
+                    taken = True
                     fn(*args, *extra)
                 else:
                     fn(*args)
             except Exception:
                 log.exception("listener failed")
+        if extra and not taken:
+            # A handle no listener took is closed now, not left to the garbage collector.
+            for item in extra:
+                close = getattr(item, "close", None)
+                if close is not None:
+                    close()
 
     def _next_deliverable(
         self,

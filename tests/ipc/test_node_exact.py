@@ -438,3 +438,25 @@ def test_only_stream_sockets_can_be_sent(reap: list) -> None:
         child.send("not a socket", handle=3)  # type: ignore[arg-type]
     child.disconnect()
     assert child.wait(timeout=TIMEOUT) == 0
+
+
+def test_a_handle_no_listener_takes_is_closed(tmp_path: Path, reap: list) -> None:
+    """With only one-parameter listeners the socket is closed at once, not left listening
+    until the garbage collector finds it."""
+    script = python_child(
+        tmp_path,
+        "import socket\n"
+        "from ipc import parent\n"
+        "server = socket.create_server(('127.0.0.1', 0))\n"
+        "parent.send({'port': server.getsockname()[1]}, handle=server)\n"
+        "server.close()\n"
+        "parent.flush()  # returns once the parent's ACK came: our own copy is closed too\n"
+        "parent.send('closed mine')\n",
+    )
+    child = ipc.fork(script)
+    reap.append(child)
+    rec = Recorder(child, EVENTS)  # one-parameter listeners only
+    port = rec.wait_messages(2)[0]["port"]
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
+    assert child.wait(timeout=TIMEOUT) == 0
