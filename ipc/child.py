@@ -218,8 +218,15 @@ class Parent(Connection):
 
     def _cork_locked(self, frame: bytes, callback: SendCallback | None) -> bytes | None:
         """Hold `frame` back while its batch continues (None); else what to write now: the
-        replies held so far, then `frame`, in one write."""
-        if callback is None and self._batch_continues():
+        replies held so far, then `frame`, in one write. A batch continues when this thread is
+        handing one out and more of it waits (tested cheapest first: this is every send's
+        path)."""
+        if (
+            (self._dispatch_left > 0 or self._pending)
+            and callback is None
+            and self.coalesce_delay > 0
+            and self._batch_thread == threading.get_ident()
+        ):
             self._corked.append(frame)
             self._corked_bytes += len(frame)
             if self._corked_bytes < COALESCE_MAX:
@@ -234,14 +241,6 @@ class Parent(Connection):
     def _flush_corked_locked(self) -> None:
         if self._corked:
             self._enqueue_locked(self._take_corked(), None)
-
-    def _batch_continues(self) -> bool:
-        """This thread is handing out a batch and more of it waits. Holds `_lock`."""
-        return (
-            self.coalesce_delay > 0
-            and self._batch_thread == threading.get_ident()
-            and (self._dispatch_left > 0 or len(self._pending) > 0)
-        )
 
     def _take_corked(self) -> bytes:
         data = b"".join(self._corked)
@@ -542,12 +541,22 @@ class Parent(Connection):
         raise TimeoutError(f"no message from the parent within {timeout} s")
 
     def _read_inline(self, timeout: float | None, handles: bool) -> Iterator[Any]:
+        """messages() without a reader thread: reads in the caller's thread. Every message
+        passes here, so the common case (a socket, no timeout, plain messages) is spelled out
+        with locals rather than through `_read_chunk` and `_receive`."""
         pending = self._pending
+        get_ident = threading.get_ident
+        channel = self._channel
+        assert channel is not None
+        decoder = self._decoder
+        read_lock = self._read_lock
+        blocking_read = timeout is None and channel.is_socket
         while True:
+            mixed = self._pending_mixed
             while pending:  # popped one at a time: a caller may stop between two
                 entry = pending.popleft()
-                self._batch_thread = threading.get_ident()  # replies to this batch coalesce
-                if self._pending_mixed and not self._is_plain(entry):
+                self._batch_thread = get_ident()  # replies to this batch coalesce
+                if mixed and not self._is_plain(entry):
                     if type(entry) is HandleMessage and not entry.internal:
                         yield self._as_yielded(entry, handles)
                     else:
@@ -555,27 +564,33 @@ class Parent(Connection):
                     continue
                 yield (entry, None) if handles else entry
             self._pending_mixed = False
-            self._flush_quietly()  # the batch is handed out: its replies go before we wait
+            if self._corked:
+                self._flush_quietly()  # the batch is handed out: its replies go before we wait
             if self.closed:
                 return
             if self._reader is not None:  # a listener (or a handle's answer) started one
                 yield from self._from_inbox(timeout, handles)
                 return
-            data = self._read_chunk(timeout)
+            if blocking_read:
+                with read_lock:  # one blocking read; interrupt() wakes it
+                    data = b"" if channel.closed or channel.interrupted else channel.recv_bytes()
+            else:
+                data = self._read_chunk(timeout)
             if data is None:
                 return
             if not data:
                 self._at_end()
                 return
             try:
-                pending.extend(self._receive(data))
+                entries = decoder.feed(data)
+                if decoder.specials:
+                    entries = self._sort(entries)
+                    self._pending_mixed = self._mixed
             except ProtocolError as exc:  # the framing is lost: what came before, then close
-                pending.extend(exc.messages)
+                entries = [*self._sort(exc.messages), exc]
                 self._pending_mixed = True
-                pending.append(exc)
                 self.close(exc)
-                continue
-            self._pending_mixed = self._pending_mixed or self._mixed
+            pending.extend(entries)
 
     @staticmethod
     def _is_plain(entry: Any) -> bool:

@@ -153,16 +153,17 @@ class MessagePort(Connection):
         self._deliver(data)
 
     def _deliver(self, data: bytes) -> None:
+        decoder = self._decoder  # (`Connection._receive`, spelled out: every message's path)
         try:
-            messages = self._receive(data)
+            messages = decoder.feed(data)
         except ProtocolError as exc:  # the framing is lost: what came before, then close
-            self._dispatch_mixed(exc.messages)
+            self._dispatch_mixed(self._sort(exc.messages))
             if not self.closed:
                 self._on_error(exc)
                 self.close(exc)
             return
-        if self._mixed:
-            self._dispatch_mixed(messages)
+        if decoder.specials:
+            self._dispatch_mixed(self._sort(messages))
             return
         on_message = self._on_message
         for msg in messages:
