@@ -123,6 +123,7 @@ class Parent(Connection):
         # keep-alive (Node's ref/unref of the channel)
         self._keeper: threading.Event | None = None
         self._ref_explicit: bool | None = None
+        self._ref_deferred = False  # a release waits for the reader's batch to end
         # Write-behind (see the module docstring). `_batch_thread` is the thread handing out
         # the current batch; `_dispatch_left` how many of the reader thread's batch remain
         # (the messages() loop counts with `_pending`). Guarded by `_lock`.
@@ -319,18 +320,21 @@ class Parent(Connection):
         self._signal_writer()
 
     def _signal_writer(self) -> None:
-        if self._writer is None:
-            with self._listeners_lock:
-                if self._writer is None and not self._writer_stop and self._signal_w >= 0:
-                    self._writer = threading.Thread(
-                        target=self._writer_loop, name="ipc-parent-writer", daemon=True
-                    )
-                    self._writer.start()
-        if not self._signal_pending:
-            with self._callbacks_lock:
-                if self._signal_w >= 0 and not self._signal_pending:
-                    self._signal_pending = True
-                    os.write(self._signal_w, b"\0")
+        """Wake the writer (started on first use). Often called under `_lock`, so only the
+        leaf `_callbacks_lock` is taken here."""
+        if self._signal_pending and self._writer is not None:
+            return  # a wake-up is on its way already
+        with self._callbacks_lock:
+            if self._writer is None:
+                if self._writer_stop or self._signal_w < 0:
+                    return
+                self._writer = threading.Thread(
+                    target=self._writer_loop, name="ipc-parent-writer", daemon=True
+                )
+                self._writer.start()
+            if self._signal_w >= 0 and not self._signal_pending:
+                self._signal_pending = True
+                os.write(self._signal_w, b"\0")
 
     def _writer_loop(self) -> None:
         """Daemon: writes what the kernel did not take at once, the write-behind buffer
@@ -468,9 +472,12 @@ class Parent(Connection):
                 threading.Thread(target=keeper.wait, name="ipc-parent-keepalive").start()
                 with self._lock:
                     self._start_reader_locked()  # someone must see the channel end
-            elif not want and self._keeper is not None and not self._dispatching:
-                # (while the reader calls listeners the process stays: the one that removed
-                # itself may still be sending; the reader calls us again after the batch)
+            elif not want and self._keeper is not None:
+                if self._dispatching:
+                    # While the reader calls listeners the process stays: the one that removed
+                    # itself may still be sending. The reader calls us again after the batch.
+                    self._ref_deferred = True
+                    return
                 self._keeper.set()
                 self._keeper = None
 
@@ -643,7 +650,9 @@ class Parent(Connection):
         with self._dispatch_lock:
             self._dispatch_locked(entries, mixed)
         self._flush_quietly()
-        self._update_ref()
+        if self._ref_deferred:
+            self._ref_deferred = False
+            self._update_ref()
 
     def _dispatch_locked(self, entries: list[Any], mixed: bool) -> None:
         with self._listeners_lock:
