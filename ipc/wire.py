@@ -488,6 +488,10 @@ class Decoder:
             raise
         return messages
 
+    def _internal(self, message: dict[str, Any]) -> Internal:
+        self.specials += 1
+        return Internal(message)
+
     def _refuse(self, messages: list[Any], error: ProtocolError) -> None:
         messages.append(error)
         self.specials += 1
@@ -543,8 +547,7 @@ class Decoder:
                     self._refuse(messages, _bad_json(exc, line))
                     continue
             if type(msg) is dict and "cmd" in msg and is_internal(msg):
-                msg = Internal(msg)
-                self.specials += 1
+                msg = self._internal(msg)
             messages.append(msg)
         if tail:
             self._buffer += tail
@@ -597,8 +600,7 @@ class Decoder:
                 self._refuse(messages, _bad_json(exc, body))
                 continue
             if type(msg) is dict and "cmd" in msg and is_internal(msg):
-                msg = Internal(msg)
-                self.specials += 1
+                msg = self._internal(msg)
             messages.append(msg)
         if start:
             del buffer[:start]

@@ -68,6 +68,23 @@ def python_child(tmp_path: Path, source: str, name: str = "child.py") -> str:
     return str(path)
 
 
+def nested(depth: int) -> list[object]:
+    """An empty list inside lists, `depth` levels in all (built without recursion)."""
+    value: list[object] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def depth_of(value: object) -> int:
+    """How deep `value` nests lists along its first items (counted without recursion)."""
+    depth = 0
+    while isinstance(value, list):
+        depth += 1
+        value = value[0] if value else None
+    return depth
+
+
 def node_parent(child: str, steps: list[object], timeout: float = TIMEOUT) -> list[dict]:
     """Run fixtures/node_parent_driver.js: Node's own fork() of the Python program `child`,
     driven by `steps`; return the events it printed (see that file)."""

@@ -14,8 +14,10 @@ import pytest
 from ipctest import (
     TIMEOUT,
     Recorder,
+    depth_of,
     fixture,
     needs_node,
+    nested,
     node_exit,
     node_messages,
     node_parent,
@@ -28,21 +30,6 @@ from ipc import wire
 pytestmark = needs_node
 
 EVENTS = ("message", "internalMessage", "error", "exit", "close", "disconnect")
-
-
-def nested(depth: int) -> list[Any]:
-    value: list[Any] = []
-    for _ in range(depth - 1):
-        value = [value]
-    return value
-
-
-def depth_of(value: Any) -> int:
-    depth = 0
-    while isinstance(value, list):
-        depth += 1
-        value = value[0] if value else None
-    return depth
 
 
 @pytest.fixture

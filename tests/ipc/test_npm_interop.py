@@ -148,18 +148,24 @@ def test_python_parent_drives_jest_workers_process_child(
 # ---- workerpool's own Pool (Node) drives Python workers -------------------------------------
 
 
-def test_workerpool_pool_drives_python_workers(node_modules: Path) -> None:
+def run_node(node_modules: Path, script: str, *args: str) -> dict[str, Any]:
+    """Run a Node parent from fixtures/ with the npm packages and this `ipc` on hand; return
+    the JSON document it prints last."""
     env = {**os.environ, "NODE_PATH": str(node_modules)}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     proc = subprocess.run(
-        [str(NODE), fixture("workerpool_pool.js"), PYTHON, fixture("workerpool_worker.py")],
+        [str(NODE), fixture(script), PYTHON, *args],
         capture_output=True,
         text=True,
         timeout=TIMEOUT + 10,
         env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_workerpool_pool_drives_python_workers(node_modules: Path) -> None:
+    result = run_node(node_modules, "workerpool_pool.js", fixture("workerpool_worker.py"))
     assert result["sums"] == [i + 1000 for i in range(20)]
     assert result["upper"] == "开始计算 OK"
     assert result["failed"] == "nope"
@@ -192,23 +198,9 @@ def test_jest_worker_ends_a_python_worker_without_forcing_it(
     module.write_text(
         "def add(a, b):\n    return a + b\n\ndef fail(text):\n    raise KeyError(text)\n"
     )
-    env = {**os.environ, "NODE_PATH": str(node_modules)}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    proc = subprocess.run(
-        [
-            str(NODE),
-            fixture("jest_worker_parent.js"),
-            PYTHON,
-            fixture("jest_worker_child.py"),
-            str(module),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT + 10,
-        env=env,
+    result = run_node(
+        node_modules, "jest_worker_parent.js", fixture("jest_worker_child.py"), str(module)
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["sums"] == [5, 42]
     assert result["failed"] == {"type": "KeyError", "message": "'nope'"}
     assert result["forceExited"] is False, "the worker did not end when its listener went"

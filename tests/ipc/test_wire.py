@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ipctest import NODE, needs_node
+from ipctest import NODE, depth_of, needs_node, nested
 
 import ipc
 from ipc import wire
@@ -222,21 +222,6 @@ def test_unknown_serialization_is_an_invalid_argument() -> None:
 
 
 # --- depth -----------------------------------------------------------------------------------
-
-
-def nested(depth: int) -> list[Any]:
-    value: list[Any] = []
-    for _ in range(depth - 1):
-        value = [value]
-    return value
-
-
-def depth_of(value: Any) -> int:
-    depth = 0
-    while isinstance(value, list):
-        depth += 1
-        value = value[0] if value else None
-    return depth
 
 
 @pytest.mark.parametrize(
