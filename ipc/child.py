@@ -143,6 +143,7 @@ class Parent(Connection):
         self._callbacks_lock = threading.Lock()
         self._callbacks: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._writer_done = False
+        self._writer_idle = False  # waiting with no deadline: only a signal wakes it
 
     # ---- opening --------------------------------------------------------------------------
 
@@ -254,7 +255,10 @@ class Parent(Connection):
         """The buffer just got its first reply: the writer writes it in time if the loop
         does not."""
         self._cork_deadline = time.monotonic() + self.coalesce_delay
-        self._signal_writer()
+        if self._writer_idle or self._writer is None:
+            # (a writer already waiting for an earlier deadline sees this one when it wakes:
+            # one wake-up per `coalesce_delay` at most, not one per batch)
+            self._signal_writer()
 
     def flush(self) -> None:
         """Write everything held back or queued now, waiting until the kernel took it.
@@ -353,6 +357,9 @@ class Parent(Connection):
                     if self._writer_wanted and channel is not None and not channel.closed:
                         want = channel.write_fileno()
                     deadline = self._cork_deadline
+                    # Idle: nothing timed and nothing to write, so only a signal wakes it.
+                    # Set under `_lock`, as `_arm_flusher` reads it: an armed buffer is seen.
+                    self._writer_idle = deadline is None and want < 0
                 if want != watched:
                     if watched >= 0:
                         poller.unregister(watched)
@@ -361,6 +368,7 @@ class Parent(Connection):
                     watched = want
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 ready = poller.poll(None if timeout is None else timeout * 1000)
+                self._writer_idle = False
                 if any(fd == self._signal_r for fd, _ in ready):
                     os.read(self._signal_r, 4096)
                     self._signal_pending = False
