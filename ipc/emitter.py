@@ -35,9 +35,10 @@ class Emitter:
         self._snapshots: dict[str, tuple[Listener, ...]] = {}
         # Every emission is numbered; held and deferred entries are (number, event, args).
         self._numbers = itertools.count()
-        self._held: dict[str, deque[tuple[int, str, tuple[Any, ...]]]] = {}
+        # (number, event, args) or (number, event, args, extra) from `emit_extra`
+        self._held: dict[str, deque[tuple[Any, ...]]] = {}
         # Emissions that arrived while held events were being flushed: they wait their turn.
-        self._deferred: deque[tuple[int, str, tuple[Any, ...]]] = deque()
+        self._deferred: deque[tuple[Any, ...]] = deque()
         self._flush_scheduled = False
         self._on_drained = on_drained
 
@@ -94,6 +95,21 @@ class Emitter:
                 log.exception("listener failed")
         return True
 
+    def emit_extra(self, event: str, args: tuple[Any, ...], extra: tuple[Any, ...]) -> bool:
+        """As `emit(event, *args)`, and listeners marked `takes_extra` (`handles.WithHandle`)
+        get `extra` too: a message that came with a handle. Rare, so not on `emit`'s path."""
+        with self._lock:
+            if self._flush_scheduled:
+                self._deferred.append((next(self._numbers), event, args, extra))
+                return True
+            if not self._listeners.get(event):
+                held = self._held.setdefault(event, deque())
+                held.append((next(self._numbers), event, args, extra))
+                return False
+            listeners = self._take(event)
+        self._call(listeners, args, extra)
+        return True
+
     def _take(self, event: str) -> tuple[Listener, ...]:
         """The listeners to call for one emission; `once` ones are removed. Holds the lock."""
         listeners = self._snapshots.get(event)
@@ -108,20 +124,35 @@ class Emitter:
         return listeners
 
     @staticmethod
-    def _call(listeners: tuple[Listener, ...], args: tuple[Any, ...]) -> None:
+    def _call(
+        listeners: tuple[Listener, ...], args: tuple[Any, ...], extra: tuple[Any, ...] = ()
+    ) -> None:
+        taken = False
         for fn in listeners:
             try:
-                fn(*args)
+                if extra and getattr(fn, "takes_extra", False):
+                    taken = True
+                    fn(*args, *extra)
+                else:
+                    fn(*args)
             except Exception:
                 log.exception("listener failed")
+        if extra and not taken:
+            # A handle no listener took is closed now, not left to the garbage collector.
+            for item in extra:
+                close = getattr(item, "close", None)
+                if close is not None:
+                    close()
 
-    def _next_deliverable(self) -> tuple[str, tuple[Any, ...], tuple[Listener, ...]] | None:
+    def _next_deliverable(
+        self,
+    ) -> tuple[str, tuple[Any, ...], tuple[Listener, ...], tuple[Any, ...]] | None:
         """The oldest entry that has listeners now, across held types and deferred emissions.
 
         Deferred entries whose type has no listener become held. Holds the lock.
         """
         while True:
-            best: deque[tuple[int, str, tuple[Any, ...]]] | None = None
+            best: deque[tuple[Any, ...]] | None = None
             for event, queue in self._held.items():
                 if queue and self._listeners.get(event) and (best is None or queue[0] < best[0]):
                     best = queue
@@ -133,8 +164,9 @@ class Emitter:
                 best = self._deferred
             if best is None:
                 return None
-            _, event, args = best.popleft()
-            return event, args, self._take(event)
+            entry = best.popleft()
+            event, args = entry[1], entry[2]
+            return event, args, self._take(event), entry[3] if len(entry) > 3 else ()
 
     def _flush(self) -> None:
         """Reactor thread: deliver held events to their new listeners, in emission order."""
@@ -147,9 +179,9 @@ class Emitter:
                     for event in [e for e, queue in self._held.items() if not queue]:
                         del self._held[event]
                     break
-            event, args, listeners = item
+            event, args, listeners, extra = item
             drained.add(event)
-            self._call(listeners, args)
+            self._call(listeners, args, extra)
         if self._on_drained is not None:
             for event in drained:
                 if not self.held_count(event):

@@ -78,6 +78,25 @@ class MessageTooLargeError(ProtocolError):
         return {**super().to_dict(), "size": self.size, "limit": self.limit}
 
 
+class HandleError(IPCError):
+    """A handle (socket) sent with a message did not get across: it was of a kind we do not
+    take (Node's ``dgram.Socket``), no fd came with it, or the peer refused it again and again.
+    `payload` holds the message that came with it, so that is not lost; `handle_type` is
+    Node's name for the handle (``"dgram.Socket"``, ...)."""
+
+    code = "ERR_IPC_HANDLE"
+
+    def __init__(
+        self, message: str, *, handle_type: str | None = None, payload: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.handle_type = handle_type
+        self.payload = payload
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "handle_type": self.handle_type, "payload": self.payload}
+
+
 class AuthenticationError(IPCError):
     """A peer connected to a unix/tcp channel without the one-time secret we gave our child."""
 

@@ -1,46 +1,38 @@
-"""The parent's message port: framing, an outgoing queue and back pressure over one `Channel`.
+"""The parent's message port: a `Connection` driven by the reactor.
 
 `send()` encodes in the caller's thread and, when nothing is queued, writes straight from that
 thread: a small message costs no thread hand-off (the reactor only steps in when the kernel
-buffer is full). Incoming bytes are read and decoded on the reactor thread. Anything that cannot
-be delivered is reported, never dropped silently: a message's callback gets the error, and
-messages without a callback produce one `error`.
+buffer is full). Incoming bytes are read and decoded on the reactor thread, and every callback
+(`on_message`, `on_error`, `on_close`, send callbacks) runs there. The queue, the handle
+protocol and the state are `connection.Connection`'s, shared with the child's end.
 """
 
 from __future__ import annotations
 
 import functools
 import hmac
-import itertools
 import socket
-import threading
-from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
-from . import wire
-from .errors import (
-    AuthenticationError,
-    BrokenChannelError,
-    ChannelClosedError,
-    IPCError,
-    ProtocolError,
-)
+from .connection import HIGH_WATER, Connection
+from .errors import AuthenticationError, BrokenChannelError, IPCError, ProtocolError
 from .reactor import Reactor
 from .tap import TappedChannel
 from .transports import MAX_HELLO, Channel, TransportSetup
 
-#: Node's own high-water mark for an IPC channel's write queue is about this.
-HIGH_WATER: Final = 128 * 1024
-#: Queued frames written per `writev` (well under Linux's IOV_MAX of 1024).
-_WRITEV_BATCH: Final = 256
+__all__ = ["HIGH_WATER", "MessagePort", "SendCallback"]
 
 SendCallback = Callable[[BaseException | None], None]
+#: Transports whose channel is an AF_UNIX socket, which can carry handles.
+_FD_TRANSPORTS = ("socketpair", "unix")
 
 
-class MessagePort:
-    """Messages to and from one child. Callbacks (`on_message`, `on_error`, `on_close`) run on
-    the reactor thread."""
+class MessagePort(Connection):
+    """Messages to and from one child. Callbacks run on the reactor thread: `on_message(msg)`
+    (or `on_message(msg, handle)` for a message that came with a socket), `on_internal(msg,
+    handle=None)` for Node's internal messages we do not consume, `on_error(exc)`,
+    `on_close()`."""
 
     def __init__(
         self,
@@ -49,43 +41,57 @@ class MessagePort:
         *,
         serialization: str,
         max_message_size: int,
-        on_message: Callable[[Any], None],
+        on_message: Callable[..., None],
         on_error: Callable[[IPCError], None],
         on_close: Callable[[], None],
+        on_internal: Callable[..., None] | None = None,
     ) -> None:
+        super().__init__(serialization, max_message_size)
         self._reactor = reactor
         self._setup = setup
-        self.serialization = serialization
-        self.max_message_size = max_message_size
-        self._decoder = wire.Decoder(serialization, max_message_size)
         self._on_message = on_message
+        self._on_internal = on_internal
         self._on_error = on_error
         self._on_close = on_close
-        self._lock = threading.Lock()
-        self._queue: deque[tuple[memoryview, SendCallback | None]] = deque()
-        self._queued_bytes = 0
-        self._channel: Channel | None = None
-        self._writer_registered = False
-        self._closing = False  # disconnect() asked: close once the queue is written
-        self.closed = False
         self._reading_paused = False
         self._pending_peers: dict[int, tuple[socket.socket, bytearray]] = {}
         self._tap: Callable[[str, bytes], None] | None = None  # see set_tap
+        self._call_soon = reactor.call_soon  # type: ignore[method-assign]
+
+    # ---- Connection hooks -----------------------------------------------------------------
+
+    def _writer_changed(self) -> None:
+        self._reactor.call_soon(self._update_writer)
+
+    def _refuse(self, error: IPCError, callback: SendCallback | None) -> bool:
+        """As Node: `callback(err)` if given, else an `error` event; never raised."""
+        self._report_unsent([(b"", callback)], error)
+        return False
+
+    def _emit_error(self, error: IPCError) -> None:
+        self._on_error(error)
+
+    def _emit_message(self, message: Any, handle: socket.socket | None = None) -> None:
+        if handle is None:
+            self._on_message(message)
+        else:
+            self._on_message(message, handle)
+
+    def _emit_internal(self, message: Any, handle: socket.socket | None = None) -> None:
+        if self._on_internal is not None:
+            self._on_internal(message, handle)
+        elif handle is not None:
+            handle.close()
+
+    def _passes_fds(self) -> bool:
+        return self._setup.name in _FD_TRANSPORTS
 
     # ---- state ----------------------------------------------------------------------------
-
-    @property
-    def connected(self) -> bool:
-        return not self.closed and not self._closing
 
     @property
     def attached(self) -> bool:
         """The transport is connected (always, except a unix/tcp child not yet connected)."""
         return self._channel is not None
-
-    @property
-    def queued_bytes(self) -> int:
-        return self._queued_bytes
 
     def start(self) -> None:
         """Reactor thread: begin reading (or accepting the child's connection)."""
@@ -114,110 +120,20 @@ class MessagePort:
             return channel
         return TappedChannel(channel, self._tap)  # type: ignore[return-value]
 
-    # ---- sending (any thread) -------------------------------------------------------------
-
-    def send(self, msg: Any, callback: SendCallback | None = None) -> bool:
-        """Queue `msg`; write at once if the channel is idle. False past the high-water mark.
-
-        :raises SerializationError: `msg` cannot be encoded.
-        :raises MessageTooLargeError: `msg` is over `max_message_size`.
-        """
-        frame = wire.encode(msg, self.serialization, self.max_message_size)
-        with self._lock:
-            if self.closed or self._closing:
-                error = ChannelClosedError("channel closed: send() after disconnect()")
-                self._report_unsent([(memoryview(frame), callback)], error)
-                return False
-            channel = self._channel
-            if self._queue or channel is None:
-                self._queue.append((memoryview(frame), callback))
-                self._queued_bytes += len(frame)
-                return self._queued_bytes < HIGH_WATER
-            # Idle channel (the usual case): one write from this thread, nothing queued. Only
-            # what the kernel does not take now is queued for the reactor's writer.
-            try:
-                sent = channel.send_bytes(frame)
-            except BrokenChannelError as exc:
-                self._queue.append((memoryview(frame), callback))  # reported by close()
-                self._queued_bytes += len(frame)
-                self._reactor.call_soon(self._fail, exc)
-                return False
-            if sent == len(frame):
-                if callback is not None:
-                    self._reactor.call_soon(callback, None)
-                return True
-            self._queue.append((memoryview(frame)[sent:], callback))
-            self._queued_bytes += len(frame) - sent
-            self._writer_registered = True
-            self._reactor.call_soon(self._update_writer)
-            return self._queued_bytes < HIGH_WATER
-
     def disconnect(self) -> None:
         """Close the channel once every queued message is written."""
-        with self._lock:
-            if self.closed or self._closing:
-                return
-            self._closing = True
-        self._reactor.call_soon(self._close_when_flushed)
-
-    def _close_when_flushed(self) -> None:
-        with self._lock:
-            if self._queue and self._channel is not None and not self.closed:
-                return  # _write_locked() calls us again when the queue empties
-        self.close()
-
-    def _write_locked(self) -> None:
-        """Write queued frames until the kernel pushes back. Caller holds the lock."""
-        channel = self._channel
-        assert channel is not None
-        queue = self._queue
-        done: list[SendCallback] = []
-        try:
-            while queue:
-                # Many frames per system call: under a burst of sends they queue up, and one
-                # write each (each also a GIL release) made the reactor the bottleneck.
-                batch = [view for view, _ in itertools.islice(queue, _WRITEV_BATCH)]
-                sent = channel.send_many(batch)
-                self._queued_bytes -= sent
-                complete = sent == sum(map(len, batch))
-                while sent:
-                    view, callback = queue[0]
-                    if sent < len(view):
-                        queue[0] = (view[sent:], callback)
-                        break
-                    sent -= len(view)
-                    queue.popleft()
-                    if callback is not None:
-                        done.append(callback)
-                if not complete:
-                    break  # the kernel pushed back: the writer callback resumes
-        except BrokenChannelError as exc:
-            self._reactor.call_soon(self._fail, exc)
-            return
-        finally:
-            for callback in done:
-                self._reactor.call_soon(callback, None)
-        want_writer = bool(self._queue)
-        if want_writer != self._writer_registered:
-            self._writer_registered = want_writer
-            self._reactor.call_soon(self._update_writer)
-        if not self._queue and self._closing:
+        if self._start_closing():
             self._reactor.call_soon(self._close_when_flushed)
 
     def _update_writer(self) -> None:
         with self._lock:
-            channel, want = self._channel, self._writer_registered
+            channel, want = self._channel, self._writer_wanted
         if channel is None or channel.closed:
             return
         if want:
             self._reactor.add_writer(channel.write_fileno(), self._on_writable)
         else:
             self._reactor.remove_writer(channel.write_fileno())
-
-    def _on_writable(self) -> None:
-        with self._lock:
-            if self._channel is not None and not self.closed:
-                self._write_locked()
 
     # ---- receiving (reactor thread) -------------------------------------------------------
 
@@ -226,11 +142,8 @@ class MessagePort:
             self._channel = self._tapped(channel)
             if self._queue:
                 self._write_locked()
-            tapped = self._channel
         self._reactor.add_reader(channel.fileno(), self._on_readable)
         if initial:
-            if isinstance(tapped, TappedChannel):  # read together with the secret line
-                tapped.report("read", initial)
             self._deliver(initial)
 
     def pause_reading(self) -> None:
@@ -257,23 +170,28 @@ class MessagePort:
                         f"channel ended inside a frame ({self._decoder.pending} bytes pending)"
                     )
                 )
-            self.close()
+            self.close(BrokenChannelError("the child closed the channel"))
             return
         self._deliver(data)
 
     def _deliver(self, data: bytes) -> None:
-        error: ProtocolError | None = None
+        decoder = self._decoder  # (`Connection._receive`, spelled out: every message's path)
         try:
-            messages = self._decoder.feed(data)
-        except ProtocolError as exc:
-            messages, error = exc.messages, exc
+            messages = decoder.feed(data)
+        except ProtocolError as exc:  # the framing is lost: what came before, then close
+            self._dispatch_mixed(self._sort(exc.messages))
+            if not self.closed:
+                self._on_error(exc)
+                self.close(exc)
+            return
+        if decoder.specials:
+            self._dispatch_mixed(self._sort(messages))
+            return
+        on_message = self._on_message
         for msg in messages:
             if self.closed:
                 break
-            self._on_message(msg)
-        if error is not None:
-            self._on_error(error)
-            self.close()
+            on_message(msg)
 
     # ---- accepting a unix/tcp child (reactor thread) --------------------------------------
 
@@ -352,21 +270,9 @@ class MessagePort:
             peer.close()
         self._pending_peers.clear()
 
-    # ---- closing (reactor thread) ---------------------------------------------------------
+        # ---- closing (reactor thread) ---------------------------------------------------------
 
-    def _fail(self, exc: IPCError) -> None:
-        self.close(exc)
-
-    def close(self, error: IPCError | None = None) -> None:
-        """Close the channel now; unsent messages are reported with `error`."""
-        with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-            unsent = list(self._queue)
-            self._queue.clear()
-            self._queued_bytes = 0
-            channel = self._channel
+    def _teardown(self, channel: Channel | None) -> None:
         if channel is not None and not channel.closed:
             self._reactor.remove_reader(channel.fileno())
             self._reactor.remove_writer(channel.write_fileno())
@@ -374,21 +280,6 @@ class MessagePort:
             self._reactor.remove_reader(self._setup.listener.fileno())
         self._close_pending_peers()
         self._setup.close()
-        if unsent:
-            self._report_unsent(
-                unsent, error or BrokenChannelError("channel closed before the message was sent")
-            )
-        self._on_close()
 
-    def _report_unsent(
-        self, unsent: list[tuple[memoryview, SendCallback | None]], error: IPCError
-    ) -> None:
-        without_callback = 0
-        for _, callback in unsent:
-            if callback is None:
-                without_callback += 1
-            else:
-                self._reactor.call_soon(callback, error)
-        if without_callback:
-            note = f" ({without_callback} message(s) not sent)" if without_callback > 1 else ""
-            self._reactor.call_soon(self._on_error, type(error)(f"{error}{note}"))
+    def _after_close(self) -> None:
+        self._on_close()

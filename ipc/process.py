@@ -38,6 +38,7 @@ from .errors import (
     ProcessTimeoutError,
     SpawnError,
 )
+from .handles import message_listener
 from .messaging import MessagePort, SendCallback
 from .reactor import Reactor, get_reactor
 from .transports import TransportSetup
@@ -45,8 +46,20 @@ from .transports import TransportSetup
 log = logging.getLogger("ipc")
 
 EVENTS: Final = frozenset(
-    {"spawn", "message", "stdout", "stderr", "exit", "close", "error", "disconnect"}
+    {
+        "spawn",
+        "message",
+        "internalMessage",
+        "stdout",
+        "stderr",
+        "exit",
+        "close",
+        "error",
+        "disconnect",
+    }
 )
+#: Events whose listeners may take a second argument, the handle (`handles.takes_handle`).
+_HANDLE_EVENTS: Final = ("message", "internalMessage")
 #: Output chunks / messages held for a type with no listener before reading that source pauses.
 HOLD_LIMIT: Final = 256
 _READ_SIZE: Final = 64 * 1024
@@ -150,13 +163,22 @@ class ChildProcess:
     # ---- public API -----------------------------------------------------------------------
 
     def on(self, event: str, fn: Callable[..., Any]) -> ChildProcess:
-        """Call `fn` on every `event`. Events fired before the first listener came are held."""
+        """Call `fn` on every `event`. Events fired before the first listener came are held.
+
+        A `message` (or `internalMessage`) listener that names two positional parameters is
+        called ``fn(message, handle)``: `handle` is the socket that came with the message, or
+        None. One that names one is called ``fn(message)``.
+        """
         self._check_event(event)
+        if event in _HANDLE_EVENTS:
+            fn = message_listener(fn)
         self._emitter.on(event, fn)
         return self
 
     def once(self, event: str, fn: Callable[..., Any]) -> ChildProcess:
         self._check_event(event)
+        if event in _HANDLE_EVENTS:
+            fn = message_listener(fn)
         self._emitter.on(event, fn, once=True)
         return self
 
@@ -181,13 +203,28 @@ class ChildProcess:
     def closed(self) -> bool:
         return self._closed.is_set()
 
-    def send(self, message: Any, callback: SendCallback | None = None) -> bool:
+    def send(
+        self,
+        message: Any,
+        callback: SendCallback | None = None,
+        *,
+        handle: socket.socket | None = None,
+        keep_open: bool = False,
+    ) -> bool:
         """Send `message` over the channel. False past the high-water mark (still queued).
 
-        On a closed channel: `callback(err)` if given, else an `error` event; returns False.
+        On a closed channel: `callback(err)` if given, else an `error` event; returns False
+        (the error is a `BrokenChannelError` when the child closed it).
+
+        `handle`, a listening or connected stream socket, travels with the message as Node
+        passes a ``net.Server`` / ``net.Socket`` (``SCM_RIGHTS``; transports ``socketpair``,
+        ``unix``, ``auto``). A connected socket is handed over: it is detached from `handle`
+        (which then reads as closed) unless `keep_open`, as in Node.
 
         :raises SerializationError: `message` cannot be encoded.
         :raises MessageTooLargeError: `message` is over the channel's size limit.
+        :raises InvalidArgumentError: `handle` is not a stream socket, or the transport
+            cannot carry one.
         """
         if self._port is None:
             error = ChannelClosedError(
@@ -198,6 +235,8 @@ class ChildProcess:
             else:
                 self._reactor.call_soon(self._emit, "error", error)
             return False
+        if handle is not None:
+            return self._port.send(message, callback, handle=handle, keep_open=keep_open)
         return self._port.send(message, callback)
 
     def set_channel_tap(self, tap: Callable[[str, bytes], None] | None) -> bool:
@@ -452,6 +491,7 @@ class ChildProcess:
                 on_message=self._on_message,
                 on_error=lambda exc: self._emit("error", exc),
                 on_close=self._on_port_closed,
+                on_internal=self._on_internal,
             )
         self._reactor.call_soon(self._register)
 
@@ -496,11 +536,18 @@ class ChildProcess:
     def _emit(self, event: str, *args: Any) -> bool:
         return self._emitter.emit(event, *args)
 
-    def _on_message(self, msg: Any) -> None:
-        if (
-            not self._emitter.emit("message", msg)
-            and self._emitter.held_count("message") >= HOLD_LIMIT
-        ):
+    def _on_internal(self, msg: Any, handle: socket.socket | None = None) -> None:
+        if handle is None:
+            self._emitter.emit("internalMessage", msg)
+        else:
+            self._emitter.emit_extra("internalMessage", (msg,), (handle,))
+
+    def _on_message(self, msg: Any, handle: socket.socket | None = None) -> None:
+        if handle is None:
+            emitted = self._emitter.emit("message", msg)
+        else:
+            emitted = self._emitter.emit_extra("message", (msg,), (handle,))
+        if not emitted and self._emitter.held_count("message") >= HOLD_LIMIT:
             assert self._port is not None
             self._paused["message"] = -1
             self._port.pause_reading()

@@ -59,5 +59,11 @@ class TappedChannel:
             self.report("write", b"".join(buffers)[:sent])
         return sent
 
+    def send_with_fds(self, data: bytes | memoryview, fds: list[int]) -> int:
+        sent = self.inner.send_with_fds(data, fds)
+        if sent:
+            self.report("write", bytes(data[:sent]))
+        return sent
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -25,11 +25,15 @@ Node and Python children alike, and is at least as fast as the others in ``bench
 
 from __future__ import annotations
 
+import array
 import errno
 import os
+import select
 import socket
+import threading
+from collections import deque
 
-from .errors import BrokenChannelError, InvalidArgumentError, SpawnError
+from .errors import BrokenChannelError, ChannelClosedError, InvalidArgumentError, SpawnError
 
 TYPE_CHECKING = False  # `typing` would cost every child start-up time; annotations only
 if TYPE_CHECKING:
@@ -52,6 +56,10 @@ MAX_HELLO: Final = 256
 #: `os.read` map and unmap its buffer, ~12 µs per read even for a 40-byte message (measured:
 #: 2.6 µs at 64 KiB, 15 µs at 256 KiB); a large message costs a few more reads instead.
 READ_SIZE: Final = 64 * 1024
+_DONTWAIT = socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0)
+_CMSG_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
+#: Room for the fds of one `sendmsg` (Node sends one handle per write).
+_FD_SPACE = socket.CMSG_SPACE(16 * 4)
 
 
 def choose_transport(transport: str, *, node_child: bool) -> str:
@@ -75,34 +83,84 @@ def choose_transport(transport: str, *, node_child: bool) -> str:
 
 
 class Channel:
-    """Non-blocking byte I/O over a read fd and a write fd (the same fd for sockets).
+    """Bytes and file descriptors over a read fd and a write fd (the same fd for sockets), for
+    both ends of a channel (as CPython's `multiprocessing.connection.Connection` serves pipes
+    and sockets alike).
 
-    `send_bytes` / `recv_bytes` never block: they move what the kernel takes or has now.
+    Writes never block, on either end: a pipe's write fd is non-blocking and a socket is
+    written with ``MSG_DONTWAIT``, so a socket's reads may block (`blocking_reads`, the child's
+    reader thread) while its writes do not. `send_*` move what the kernel takes now.
+
+    Over an AF_UNIX socket, file descriptors travel with the bytes (``SCM_RIGHTS``): they are
+    received into `received_fds` (close-on-exec, in arrival order) by the read that carries
+    them, for the message layer to pair with Node's ``NODE_HANDLE`` message.
+
+    Every public method checks the state: after `close()` they raise `ChannelClosedError`, so
+    a stale call can never reach an fd number the system has since given to someone else.
     """
 
-    def __init__(self, read_fd: int, write_fd: int, *, sock: socket.socket | None = None) -> None:
+    def __init__(
+        self,
+        read_fd: int,
+        write_fd: int,
+        *,
+        sock: socket.socket | None = None,
+        blocking_reads: bool = False,
+    ) -> None:
         self._read_fd = read_fd
         self._write_fd = write_fd
         self._sock = sock  # kept so the socket object, not a bare fd, is what gets closed
-        os.set_blocking(read_fd, False)
-        if write_fd != read_fd:
+        self.blocking_reads = blocking_reads
+        if sock is not None:
+            os.set_blocking(read_fd, blocking_reads)  # writes pass MSG_DONTWAIT
+        else:
+            os.set_blocking(read_fd, blocking_reads)
             os.set_blocking(write_fd, False)
+        # A socket whose fd blocks (for reads) is written with MSG_DONTWAIT; any other fd is
+        # non-blocking, and plain os.write / os.writev are the cheapest calls.
+        self._dontwait = sock is not None and blocking_reads
+        #: A socket: `interrupt()` wakes a read blocked on it by shutting it down.
+        self.is_socket = sock is not None
+        #: File descriptors can travel with the bytes (an AF_UNIX socket).
+        self.passes_fds = sock is not None and sock.family == socket.AF_UNIX
+        # recvmsg, not read: a plain read() of an AF_UNIX socket makes the kernel discard the
+        # fds that came with the bytes (Node's handles). It costs ~0.25 µs more per read.
+        self._recvmsg = sock.recvmsg if self.passes_fds else None  # type: ignore[union-attr]
+        self.received_fds: deque[int] = deque()
+        # Guards `closed` against `interrupt()` from another thread: shutdown() on a socket
+        # another thread just closed raised EBADF (or hit a reused fd number).
+        self._lock = threading.Lock()
+        self._wake_r = self._wake_w = -1  # made by the first wait_readable()
+        self._poller: select.poll | None = None
+        self._write_poller: select.poll | None = None
+        self.interrupted = False
         self.closed = False
+
+    def _check(self) -> None:
+        if self.closed:
+            raise ChannelClosedError("the channel is closed")
 
     def fileno(self) -> int:
         """The fd to watch for reading."""
+        self._check()
         return self._read_fd
 
     def write_fileno(self) -> int:
         """The fd to watch for writing."""
+        self._check()
         return self._write_fd
 
     def send_bytes(self, data: bytes | memoryview) -> int:
         """Write as much of `data` as the kernel takes now; return how many bytes that was.
 
         :raises BrokenChannelError: the peer has gone.
+        :raises ChannelClosedError: `close()` was called.
         """
+        if self.closed:
+            self._check()
         try:
+            if self._dontwait:
+                return self._sock.send(data, _DONTWAIT)  # type: ignore[union-attr]
             return os.write(self._write_fd, data)
         except BlockingIOError:
             return 0
@@ -110,36 +168,142 @@ class Channel:
             raise BrokenChannelError(f"the peer closed the channel: {exc}") from exc
 
     def send_many(self, buffers: list[memoryview]) -> int:
-        """As `send_bytes` for several buffers in order, in one `writev` system call.
+        """As `send_bytes` for several buffers in order, in one system call.
 
         :raises BrokenChannelError: the peer has gone.
+        :raises ChannelClosedError: `close()` was called.
         """
+        if self.closed:
+            self._check()
         try:
+            if self._dontwait:
+                return self._sock.sendmsg(buffers, (), _DONTWAIT)  # type: ignore[union-attr]
             return os.writev(self._write_fd, buffers)
         except BlockingIOError:
             return 0
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise BrokenChannelError(f"the peer closed the channel: {exc}") from exc
 
-    def recv_bytes(self) -> bytes | None:
-        """Bytes available now; ``b""`` at end of stream; None when nothing is there yet."""
+    def send_with_fds(self, data: bytes | memoryview, fds: list[int]) -> int:
+        """As `send_bytes`, with `fds` riding on the first byte written (``SCM_RIGHTS``). When
+        this returns 0 nothing was sent, the fds neither.
+
+        :raises InvalidArgumentError: this channel cannot carry fds (not an AF_UNIX socket).
+        :raises BrokenChannelError: the peer has gone.
+        """
+        self._check()
+        if not self.passes_fds or self._sock is None:
+            raise InvalidArgumentError(
+                "only an AF_UNIX channel carries handles (transport 'socketpair', 'unix' or "
+                "'auto'), not this one"
+            )
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
         try:
+            return self._sock.sendmsg([data], rights, _DONTWAIT)
+        except BlockingIOError:
+            return 0
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise BrokenChannelError(f"the peer closed the channel: {exc}") from exc
+
+    def recv_bytes(self) -> bytes | None:
+        """Bytes available now (waiting for them with `blocking_reads`); ``b""`` at end of
+        stream (or after `interrupt()`); None when nothing is there yet.
+
+        :raises ChannelClosedError: `close()` was called.
+        """
+        if self.closed:
+            self._check()
+        try:
+            if self._recvmsg is not None:
+                data, ancillary, flags, _ = self._recvmsg(READ_SIZE, _FD_SPACE, _CMSG_CLOEXEC)
+                if ancillary:
+                    self._keep_fds(ancillary, flags)
+                return data
             return os.read(self._read_fd, READ_SIZE)
         except BlockingIOError:
             return None
         except ConnectionResetError:
             return b""
+        except OSError:
+            if self.interrupted or self.closed:
+                return b""  # interrupt() shut the socket down under a blocked read
+            raise
+
+    def _keep_fds(self, ancillary: list[tuple[int, int, bytes]], flags: int) -> None:
+        fds: list[int] = []
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.extend(array.array("i", data[: len(data) - len(data) % 4]))
+        if flags & socket.MSG_CTRUNC:
+            # Some fds did not fit: which message they belonged to is unknowable, so none is
+            # kept, and the NODE_HANDLE without one is refused (NACK): the sender sends again.
+            for fd in fds:
+                os.close(fd)
+            return
+        self.received_fds.extend(fds)
+
+    def wait_readable(self, timeout: float | None) -> bool:
+        """Block until bytes (or the end) can be read, `timeout` passes (False), or
+        `interrupt()` is called (True: the read that follows sees the end)."""
+        self._check()
+        if self._poller is None:
+            self._poller = self._new_poller(self._read_fd, select.POLLIN)
+        if self.interrupted:
+            return True
+        return bool(self._poller.poll(None if timeout is None else timeout * 1000))
+
+    def wait_writable(self, timeout: float | None) -> bool:
+        """Block until the kernel takes bytes again (or the peer is gone), `timeout` passes
+        (False), or `interrupt()` is called."""
+        self._check()
+        if self._write_poller is None:
+            self._write_poller = self._new_poller(self._write_fd, select.POLLOUT)
+        if self.interrupted:
+            return True
+        return bool(self._write_poller.poll(None if timeout is None else timeout * 1000))
+
+    def _new_poller(self, fd: int, events: int) -> select.poll:
+        with self._lock:
+            if self._wake_r < 0:
+                self._wake_r, self._wake_w = os.pipe()
+        poller = select.poll()
+        poller.register(fd, events)
+        poller.register(self._wake_r, select.POLLIN)
+        return poller
+
+    def interrupt(self) -> None:
+        """Wake a thread blocked in `recv_bytes()` or `wait_readable()` (from another thread);
+        from now on reads see the end of stream. A no-op once closed."""
+        with self._lock:
+            if self.closed or self.interrupted:
+                return
+            self.interrupted = True
+            if self._sock is not None:
+                try:
+                    self._sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # not connected (the peer reset it): nothing to wake
+            if self._wake_w >= 0:
+                os.write(self._wake_w, b"\0")
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
+        """Close the fds (and any received fd nobody took). Call it from the thread that reads,
+        or when no thread does: `interrupt()` first wakes a blocked reader."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
         if self._sock is not None:
             self._sock.close()
         else:
             os.close(self._read_fd)
             if self._write_fd != self._read_fd:
                 os.close(self._write_fd)
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        while self.received_fds:
+            os.close(self.received_fds.popleft())
 
 
 class TransportSetup:

@@ -20,8 +20,29 @@ Two framings, chosen per channel:
 
   No scanning for a delimiter and no escaping: a 64 MiB bytes payload costs one copy.
 
-Both enforce ``max_size``: an encoder refuses a larger message, a decoder raises
-`MessageTooLargeError` as soon as a frame is known to be too large (before buffering it).
+Both enforce ``max_size``: an encoder refuses a larger message; a decoder reports
+`MessageTooLargeError` as soon as a frame is known to be too large, and skips the rest of that
+frame without buffering it (to its newline; by its length).
+
+A bad frame costs only itself. Where its end is known (a JSON line; a binary frame, by its
+length) `Decoder.feed` returns a `ProtocolError` in its place and goes on with the next frame,
+so the frames before and after it in the same read are delivered. Only a binary header with an
+unknown type byte loses the framing: that one is raised, and the owner closes the channel.
+(Node has no such rule: `JSON.parse` throws inside its channel's read callback and the process
+dies of an uncaught exception.)
+
+Node-exact details:
+
+* Internal messages. Node reserves ``{"cmd": "NODE_<name>"}`` (a *string* cmd longer than the
+  prefix: ``{"cmd": "NODE_"}`` is an ordinary message) for itself (handles, cluster). The
+  decoder returns them wrapped in `Internal`, so the channel can consume or re-emit them.
+* Depth. V8's `JSON.parse` has no depth limit and `JSON.stringify` gives up at about 4,000
+  levels; CPython's C codec stops at the recursion limit (1,000). Deeper documents go through an
+  iterative codec here, up to `MAX_DEPTH` levels; a deeper frame is a `ProtocolError` naming
+  the depth, a deeper message a `SerializationError`.
+* Lone surrogates. ``"\ud800"`` is not encodable as UTF-8; like `JSON.stringify` we write it
+  as the escape ``\ud800`` (and a surrogate pair as the character it stands for), so any str
+  can be sent. Only messages that contain one pay for this.
 """
 
 from __future__ import annotations
@@ -29,6 +50,7 @@ from __future__ import annotations
 import json
 import struct
 import threading
+from json.decoder import scanstring
 from json.encoder import c_make_encoder, encode_basestring
 
 from .errors import InvalidArgumentError, MessageTooLargeError, ProtocolError, SerializationError
@@ -40,6 +62,11 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_MESSAGE_SIZE: Final = 64 * 1024 * 1024
 SERIALIZATIONS: Final = ("json", "binary")
+#: The deepest nesting of arrays and objects a message may have, both ways. Node decodes any
+#: depth and encodes about 4,000 levels; this is well past what Node can send.
+MAX_DEPTH: Final = 100_000
+#: Node's prefix of internal messages (`lib/internal/child_process.js`, `isInternal`).
+INTERNAL_PREFIX: Final = "NODE_"
 
 _HEADER = struct.Struct(">IB")
 _TYPE_JSON = ord("J")
@@ -58,6 +85,31 @@ _scan_once = _json_decoder.scan_once
 _JSON_SPACE = " \t\n\r\x0b\x0c"
 
 
+class Internal:
+    """One of Node's internal messages (``{"cmd": "NODE_..."}``), as `Decoder.feed` returns it."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        self.message = message
+
+    @property
+    def cmd(self) -> str:
+        return self.message["cmd"]
+
+    def __repr__(self) -> str:
+        return f"Internal({self.message!r})"
+
+
+def is_internal(msg: Any) -> bool:
+    """Node's `isInternal`: a dict whose ``cmd`` is a str longer than ``"NODE_"`` and starts
+    with it."""
+    if type(msg) is not dict:
+        return False
+    cmd = msg.get("cmd")
+    return type(cmd) is str and len(cmd) > 5 and cmd.startswith(INTERNAL_PREFIX)
+
+
 def check_serialization(serialization: str) -> str:
     if serialization not in SERIALIZATIONS:
         raise InvalidArgumentError(
@@ -65,6 +117,9 @@ def check_serialization(serialization: str) -> str:
             f"not {serialization!r} (Node's 'advanced' V8 format is not supported)"
         )
     return serialization
+
+
+# ---- encoding -------------------------------------------------------------------------------
 
 
 def _new_encoder() -> Callable[[Any, int], tuple[str, ...]]:
@@ -82,23 +137,167 @@ def _new_encoder() -> Callable[[Any, int], tuple[str, ...]]:
 _local = threading.local()
 
 
-def _dump_json(msg: Any) -> bytes:
-    if c_make_encoder is None:  # pragma: no cover - CPython always has the C encoder
-        try:
-            return _json_encoder.encode(msg).encode("utf-8")
-        except (TypeError, ValueError) as exc:
-            raise SerializationError(f"message is not JSON-serialisable: {exc}") from exc
+def dumps(msg: Any) -> str:
+    """`msg` as the JSON text we send for it (what Node's `JSON.stringify` writes), without the
+    newline: any depth up to `MAX_DEPTH`, lone surrogates escaped. For code that shows or stores
+    messages (`json.dumps` stops near 1,000 levels and leaves surrogates unencodable).
+
+    :raises SerializationError: not JSON-serialisable, NaN, circular, or deeper than MAX_DEPTH.
+    """
+    return _dump_json(msg).decode("utf-8")
+
+
+def _dumps_text(msg: Any) -> str:
+    """`msg` as JSON text, lone surrogates left in it; the C encoder, or the iterative one when
+    the message is nested deeper than the recursion limit."""
     try:
         encoder = _local.encoder
     except AttributeError:
         encoder = _local.encoder = _new_encoder()
     try:
-        return "".join(encoder(msg, 0)).encode("utf-8")
+        return "".join(encoder(msg, 0))
+    except RecursionError:
+        _local.encoder = _new_encoder()
+        return _dumps_deep(msg)
     except BaseException as exc:
         _local.encoder = _new_encoder()
         if isinstance(exc, TypeError | ValueError):
             raise SerializationError(f"message is not JSON-serialisable: {exc}") from exc
         raise
+
+
+def _dump_json(msg: Any) -> bytes:
+    """`msg` as UTF-8 JSON, lone surrogates escaped. (The C encoder is called here, not through
+    `_dumps_text`: this is every message's path, and a Python call costs more than the C
+    encoder for a small message.)"""
+    try:
+        encoder = _local.encoder
+    except AttributeError:
+        encoder = _local.encoder = _new_encoder()
+    try:
+        text = "".join(encoder(msg, 0))
+    except BaseException:
+        # A failed encode may leave ids in the encoder's `markers`: a fresh one, then the rare
+        # cases (too deep for C recursion, errors) in one place.
+        _local.encoder = _new_encoder()
+        text = _dumps_text(msg)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: only such messages get here
+        return _escape_surrogates(text).encode("utf-8")
+
+
+_surrogates: Any = None
+
+
+def _escape_surrogates(text: str) -> str:
+    """A surrogate pair becomes its character, a lone surrogate the escape ``\\udXXX``: what
+    `JSON.stringify` writes for the same UTF-16 string (lowercase hex, as ECMAScript says)."""
+    global _surrogates
+    if _surrogates is None:
+        import re
+
+        _surrogates = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
+
+    def replace(match: Any) -> str:
+        found = match.group()
+        if len(found) == 2:
+            return found.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+        return f"\\u{ord(found):04x}"
+
+    return _surrogates.sub(replace, text)
+
+
+def _encode_key(key: Any) -> str:
+    """A dict key as the C encoder writes it (str, float, bool, None and int keys only)."""
+    if isinstance(key, str):
+        return encode_basestring(key)
+    if isinstance(key, float):
+        return encode_basestring(_encode_float(key))
+    if key is True or key is False or key is None:
+        return '"' + ("true" if key else "false" if key is False else "null") + '"'
+    if isinstance(key, int):
+        return '"' + int.__repr__(key) + '"'
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+
+
+def _encode_float(value: float) -> str:
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("Out of range float values are not JSON compliant: " + repr(value))
+    return float.__repr__(value)
+
+
+def _encode_scalar(value: Any) -> str:
+    """Everything but a list, tuple or dict, exactly as the C encoder writes it."""
+    if isinstance(value, str):
+        return encode_basestring(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        return _encode_float(value)
+    return _json_encoder.default(value)  # raises TypeError, as the C encoder's default does
+
+
+def _dumps_deep(msg: Any) -> str:
+    """The C encoder's output, made without recursion: for messages nested deeper than the
+    interpreter's recursion limit (up to `MAX_DEPTH`)."""
+    out: list[str] = []
+    # Each frame: (iterator over the container's items, is_dict, container id); the ids on
+    # the stack are the containers being written, for the circular-reference check.
+    stack: list[tuple[Any, bool, int]] = []
+    open_ids: set[int] = set()
+    try:
+        value: Any = msg
+        while True:
+            if isinstance(value, list | tuple | dict):
+                if len(stack) >= MAX_DEPTH:
+                    raise SerializationError(
+                        f"message is nested more than {MAX_DEPTH} levels deep "
+                        "(ipc.wire.MAX_DEPTH); Node could not encode it either"
+                    )
+                ident = id(value)
+                if ident in open_ids:
+                    raise ValueError("Circular reference detected")
+                is_dict = isinstance(value, dict)
+                items = iter(value.items() if is_dict else value)
+                out.append("{" if is_dict else "[")
+                stack.append((items, is_dict, ident))
+                open_ids.add(ident)
+                first = True
+            else:
+                out.append(_encode_scalar(value))
+                first = False
+            # find the next value to write, closing every container that has none left
+            while stack:
+                items, is_dict, ident = stack[-1]
+                try:
+                    item = next(items)
+                except StopIteration:
+                    stack.pop()
+                    open_ids.discard(ident)
+                    out.append("}" if is_dict else "]")
+                    first = False
+                    continue
+                if not first:
+                    out.append(",")
+                if is_dict:
+                    out.append(_encode_key(item[0]) + ":")
+                    value = item[1]
+                else:
+                    value = item
+                break
+            else:
+                return "".join(out)
+    except SerializationError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"message is not JSON-serialisable: {exc}") from exc
 
 
 def _too_large(size: int, limit: int, data: bytes) -> MessageTooLargeError:
@@ -139,11 +338,114 @@ def encode(
     raise AssertionError("unreachable")
 
 
-class Decoder:
-    """Incremental decoder: `feed()` any chunk, get back every message it completed.
+# ---- decoding -------------------------------------------------------------------------------
 
-    After an error the decoder is unusable (the stream position is lost); the owner closes
-    the channel.
+
+class _TooDeep(ValueError):
+    pass
+
+
+def _skip_space(text: str, idx: int) -> int:
+    while idx < len(text) and text[idx] in " \t\n\r":
+        idx += 1
+    return idx
+
+
+def _loads_deep(text: str) -> Any:
+    """`json.loads(text)` without recursion, for documents nested deeper than the recursion
+    limit lets the C scanner go; refuses more than `MAX_DEPTH` levels.
+
+    Containers are walked here; every other value (string, number, literal) is read by the C
+    scanner, so values come out exactly as `json.loads` makes them.
+
+    :raises ValueError: not one valid JSON document (`_TooDeep` when nested too deep).
+    """
+    # Each open container: [the container, the key its next value goes under (objects)]
+    stack: list[list[Any]] = []
+    idx = _skip_space(text, 0)
+    while True:
+        char = text[idx : idx + 1]
+        if char == "[" or char == "{":
+            if len(stack) >= MAX_DEPTH:
+                raise _TooDeep(f"nested more than {MAX_DEPTH} levels deep at char {idx}")
+            closer = "]" if char == "[" else "}"
+            idx = _skip_space(text, idx + 1)
+            if text[idx : idx + 1] == closer:
+                value: Any = [] if char == "[" else {}
+                idx += 1
+            else:
+                frame: list[Any] = [[] if char == "[" else {}, None]
+                stack.append(frame)
+                if char == "{":
+                    frame[1], idx = _read_key(text, idx)
+                continue  # read the container's first value
+        else:
+            try:
+                value, idx = _scan_once(text, idx)
+            except StopIteration:
+                raise ValueError(f"Expecting value: char {idx}") from None
+        # `value` is complete: put it in its container; close the containers that end here
+        while True:
+            if not stack:
+                if _skip_space(text, idx) != len(text):
+                    raise ValueError(f"Extra data: char {idx}")
+                return value
+            frame = stack[-1]
+            container = frame[0]
+            if type(container) is list:
+                container.append(value)
+            else:
+                container[frame[1]] = value
+            idx = _skip_space(text, idx)
+            char = text[idx : idx + 1]
+            if char == ",":
+                idx = _skip_space(text, idx + 1)
+                if type(container) is dict:
+                    frame[1], idx = _read_key(text, idx)
+                break  # read the next value
+            if char != ("]" if type(container) is list else "}"):
+                raise ValueError(f"Expecting ',' delimiter: char {idx}")
+            idx += 1
+            stack.pop()
+            value = container
+
+
+def _read_key(text: str, idx: int) -> tuple[str, int]:
+    """An object's key and its colon at `idx`; returns the key and where its value starts."""
+    if text[idx : idx + 1] != '"':
+        raise ValueError(f"Expecting property name enclosed in double quotes: char {idx}")
+    key, idx = scanstring(text, idx + 1)
+    idx = _skip_space(text, idx)
+    if text[idx : idx + 1] != ":":
+        raise ValueError(f"Expecting ':' delimiter: char {idx}")
+    return key, _skip_space(text, idx + 1)
+
+
+def _bad_json(exc: Exception, line: bytes) -> ProtocolError:
+    if isinstance(exc, _TooDeep):
+        return ProtocolError(
+            f"frame is {exc} (ipc.wire.MAX_DEPTH = {MAX_DEPTH}); the frame was skipped", line
+        )
+    return ProtocolError(f"frame is not valid JSON: {exc}", line)
+
+
+def loads(text: str) -> Any:
+    """One JSON document, any depth up to `MAX_DEPTH` (`json.loads` stops near 1,000).
+
+    :raises ValueError: not one valid JSON document, or nested deeper than MAX_DEPTH.
+    """
+    try:
+        return _json_decoder.decode(text)
+    except RecursionError:
+        return _loads_deep(text)
+
+
+class Decoder:
+    """Incremental decoder: `feed()` any chunk, get back every frame it completed.
+
+    A bad frame whose end is known is returned in its place as a `ProtocolError` and the
+    stream goes on (see the module docstring); only a lost framing is raised, after which the
+    decoder is unusable and the owner closes the channel.
     """
 
     def __init__(
@@ -152,20 +454,29 @@ class Decoder:
         self.serialization = check_serialization(serialization)
         self.max_size = max_size
         self._buffer = bytearray()
+        #: How many entries of the last `feed()` result are not plain messages (`Internal` or
+        #: `ProtocolError`): 0 on the common path, so the owner looks at each entry only then.
+        self.specials = 0
+        self._skip = 0  # binary: bytes of a refused frame still to drop
+        self._skipping_line = False  # json: dropping a refused line up to its newline
 
     @property
     def pending(self) -> int:
-        """Bytes received that do not yet form a complete frame."""
-        return len(self._buffer)
+        """Bytes received that do not yet form a complete frame (or are being skipped)."""
+        return len(self._buffer) + self._skip
 
     def feed(self, data: bytes) -> list[Any]:
-        """Add `data`; return the messages it completes, in order.
+        """Add `data`; return the frames it completes, in order.
 
-        :raises ProtocolError: a frame is malformed (with its first bytes); its `messages`
-            attribute holds the complete messages that came before the bad frame.
-        :raises MessageTooLargeError: a frame is larger than `max_size`.
+        Each entry is a message, except that Node's internal messages are `Internal`s and bad
+        frames `ProtocolError`s (`MessageTooLargeError` for an oversize one), counted in
+        `specials`.
+
+        :raises ProtocolError: the framing is lost (a binary frame of unknown type); its
+            `messages` attribute holds the entries that came before it.
         """
         messages: list[Any] = []
+        self.specials = 0
         try:
             if self.serialization == "json":
                 self._feed_json(data, messages)
@@ -177,6 +488,14 @@ class Decoder:
             raise
         return messages
 
+    def _internal(self, message: dict[str, Any]) -> Internal:
+        self.specials += 1
+        return Internal(message)
+
+    def _refuse(self, messages: list[Any], error: ProtocolError) -> None:
+        messages.append(error)
+        self.specials += 1
+
     def _feed_json(self, data: bytes, messages: list[Any]) -> None:
         """Split on newlines and decode each line.
 
@@ -185,57 +504,88 @@ class Decoder:
         one is, each new chunk is searched for its end once (never the buffer again), so a
         large frame arriving in many reads costs linear time.
         """
+        if self._skipping_line:
+            newline = data.find(b"\n")
+            if newline < 0:
+                return
+            self._skipping_line = False
+            data = data[newline + 1 :]
         buffer = self._buffer
+        max_size = self.max_size
         if buffer:
             if data.find(b"\n") < 0:
                 buffer += data
-                if len(buffer) > self.max_size:
-                    raise _too_large(len(buffer), self.max_size, bytes(buffer))
+                if len(buffer) > max_size:
+                    self._refuse_partial_line(messages)
                 return
             buffer += data
             data = buffer
             self._buffer = bytearray()
         lines = data.split(b"\n")
         tail = lines.pop()
-        max_size = self.max_size
         for line in lines:
             if len(line) > max_size:
-                raise _too_large(len(line), max_size, bytes(line))
+                self._refuse(messages, _too_large(len(line), max_size, bytes(line[:64])))
+                continue
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise ProtocolError(f"frame is not valid JSON: {exc}", bytes(line)) from exc
+                self._refuse(messages, ProtocolError(f"frame is not valid JSON: {exc}", line))
+                continue
             try:
                 msg, end = _scan_once(text, 0)
             except (StopIteration, ValueError):
                 end = -1
-            if end != len(text):  # blank, surrounding white space, trailing data or bad JSON
+            except RecursionError:
+                end = -1  # deeper than the C scanner goes: the iterative decoder below
+            if end != len(text):  # blank, surrounding white space, trailing data, bad, deep
                 if not text.strip(_JSON_SPACE):
                     continue
                 try:
-                    msg = _json_decoder.decode(text)
+                    msg = loads(text)
                 except ValueError as exc:
-                    raise ProtocolError(f"frame is not valid JSON: {exc}", bytes(line)) from exc
-            if type(msg) is dict and "cmd" in msg and str(msg["cmd"]).startswith("NODE_"):
-                continue  # Node's internal message (handles, cluster): not for the user
+                    self._refuse(messages, _bad_json(exc, line))
+                    continue
+            if type(msg) is dict and "cmd" in msg and is_internal(msg):
+                msg = self._internal(msg)
             messages.append(msg)
         if tail:
             self._buffer += tail
             if len(tail) > max_size:
-                raise _too_large(len(tail), max_size, bytes(tail))
+                self._refuse_partial_line(messages)
+
+    def _refuse_partial_line(self, messages: list[Any]) -> None:
+        """The line being buffered is already over the limit: report it, drop what we have,
+        and drop the rest of it as it arrives (up to its newline)."""
+        buffer = self._buffer
+        self._refuse(messages, _too_large(len(buffer), self.max_size, bytes(buffer[:64])))
+        self._buffer = bytearray()
+        self._skipping_line = True
 
     def _feed_binary(self, messages: list[Any]) -> None:
         buffer = self._buffer
         start = 0
+        if self._skip:
+            dropped = min(self._skip, len(buffer))
+            self._skip -= dropped
+            start = dropped
         while len(buffer) - start >= _HEADER.size:
             size, kind = _HEADER.unpack_from(buffer, start)
-            if size > self.max_size:
-                raise _too_large(size, self.max_size, bytes(buffer[start : start + 64]))
             if kind not in (_TYPE_JSON, _TYPE_BYTES):
                 raise ProtocolError(
-                    f"unknown frame type byte {kind:#04x} (expected 'J' or 'B')",
+                    f"unknown frame type byte {kind:#04x} (expected 'J' or 'B'); the framing "
+                    "is lost, so the channel is closed",
                     bytes(buffer[start : start + 64]),
                 )
+            if size > self.max_size:
+                self._refuse(
+                    messages, _too_large(size, self.max_size, bytes(buffer[start : start + 64]))
+                )
+                available = len(buffer) - start - _HEADER.size
+                dropped = min(size, available)
+                self._skip = size - dropped
+                start += _HEADER.size + dropped
+                continue
             end = start + _HEADER.size + size
             if len(buffer) < end:
                 break
@@ -245,8 +595,12 @@ class Decoder:
                 messages.append(body)
                 continue
             try:
-                messages.append(_json_decoder.decode(body.decode("utf-8")))
+                msg = loads(body.decode("utf-8"))
             except (UnicodeDecodeError, ValueError) as exc:
-                raise ProtocolError(f"frame is not valid JSON: {exc}", body) from exc
+                self._refuse(messages, _bad_json(exc, body))
+                continue
+            if type(msg) is dict and "cmd" in msg and is_internal(msg):
+                msg = self._internal(msg)
+            messages.append(msg)
         if start:
             del buffer[:start]

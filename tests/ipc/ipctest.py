@@ -66,3 +66,57 @@ def python_child(tmp_path: Path, source: str, name: str = "child.py") -> str:
     path = tmp_path / name
     path.write_text(source)
     return str(path)
+
+
+def nested(depth: int) -> list[object]:
+    """An empty list inside lists, `depth` levels in all (built without recursion)."""
+    value: list[object] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def depth_of(value: object) -> int:
+    """How deep `value` nests lists along its first items (counted without recursion)."""
+    depth = 0
+    while isinstance(value, list):
+        depth += 1
+        value = value[0] if value else None
+    return depth
+
+
+def node_parent(child: str, steps: list[object], timeout: float = TIMEOUT) -> list[dict]:
+    """Run fixtures/node_parent_driver.js: Node's own fork() of the Python program `child`,
+    driven by `steps`; return the events it printed (see that file)."""
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    from ipc import wire
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as steps_file:
+        json.dump(steps, steps_file)
+        steps_file.flush()
+        proc = subprocess.run(
+            [str(NODE), fixture("node_parent_driver.js"), PYTHON, child, steps_file.name],
+            capture_output=True,
+            text=True,
+            timeout=timeout + 10,
+            env=env,
+        )
+    # wire.loads: a message may be nested deeper than json.loads goes
+    events = [wire.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert events and events[-1]["event"] == "done", (events, proc.stderr)
+    return events
+
+
+def node_messages(events: list[dict], name: str = "message") -> list[object]:
+    return [e["data"] for e in events if e["event"] == name]
+
+
+def node_exit(events: list[dict]) -> tuple[object, object]:
+    (exit_event,) = [e for e in events if e["event"] == "exit"]
+    return exit_event["code"], exit_event["signal"]

@@ -39,10 +39,10 @@ def channel(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Parent, socket.so
     if child_side.connected:
         child_side.disconnect()
     ours.close()
-    flusher = child_side._flusher
-    if flusher is not None:  # it ends with the channel, even in the middle of its delay
-        flusher.join(TIMEOUT)
-        assert not flusher.is_alive()
+    writer = child_side._writer
+    if writer is not None:  # it ends with the channel, even in the middle of its delay
+        writer.join(TIMEOUT)
+        assert not writer.is_alive()
 
 
 def frames(*messages: object) -> bytes:

@@ -16,6 +16,7 @@ NAMES = [
     "MessageTooLargeError",
     "SerializationError",
     "AuthenticationError",
+    "HandleError",
     "SpawnError",
     "ExecError",
     "ProcessTimeoutError",

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
+from ipctest import NODE, depth_of, needs_node, nested
 
 import ipc
 from ipc import wire
@@ -117,65 +120,93 @@ def test_encoder_enforces_max_size(serialization: str) -> None:
     assert info.value.size > 100
 
 
+def refused(entries: list[Any]) -> list[ipc.ProtocolError]:
+    return [e for e in entries if isinstance(e, ipc.ProtocolError)]
+
+
 def test_json_decoder_refuses_an_oversize_line_before_its_newline() -> None:
-    """A peer that never sends a newline must not make us buffer without bound."""
+    """A peer that never sends a newline must not make us buffer without bound; the rest of
+    that line is dropped as it comes, and the next line is a message again."""
     decoder = wire.Decoder("json", max_size=1000)
-    with pytest.raises(ipc.MessageTooLargeError) as info:
-        for _ in range(100):
-            decoder.feed(b"x" * 100)
-    assert info.value.data.startswith(b"xxxx")
-    assert isinstance(info.value, ipc.ProtocolError)
+    entries: list[Any] = []
+    for _ in range(100):
+        entries += decoder.feed(b"x" * 100)
+        assert decoder.pending <= 1000
+    (error,) = refused(entries)
+    assert isinstance(error, ipc.MessageTooLargeError)
+    assert error.data.startswith(b"xxxx")
+    assert decoder.feed(b"xxx\n" + b'"next"\n') == ["next"]
 
 
 def test_json_decoder_refuses_an_oversize_complete_line() -> None:
     decoder = wire.Decoder("json", max_size=10)
-    with pytest.raises(ipc.MessageTooLargeError) as info:
-        decoder.feed(b'"0123456789abcdef"\n')
-    assert info.value.data.startswith(b'"0123456789')
+    entries = decoder.feed(b'1\n"0123456789abcdef"\n2\n')
+    assert entries[0] == 1 and entries[2] == 2
+    assert isinstance(entries[1], ipc.MessageTooLargeError)
+    assert entries[1].data.startswith(b'"0123456789')
+    assert decoder.specials == 1
 
 
-def test_binary_decoder_refuses_oversize_from_the_header_alone() -> None:
+def test_binary_decoder_refuses_oversize_from_the_header_alone_and_skips_the_frame() -> None:
     decoder = wire.Decoder("binary", max_size=1024)
-    with pytest.raises(ipc.MessageTooLargeError) as info:
-        decoder.feed(struct.pack(">IB", 1 << 30, ord("B")) + b"abc")
-    assert info.value.size == 1 << 30
-    assert info.value.data.startswith(struct.pack(">I", 1 << 30))
+    entries = decoder.feed(struct.pack(">IB", 2000, ord("B")) + b"abc")
+    (error,) = entries
+    assert isinstance(error, ipc.MessageTooLargeError)
+    assert error.size == 2000
+    assert error.data.startswith(struct.pack(">I", 2000))
+    assert decoder.pending == 2000 - 3, "the frame's body is dropped as it arrives, not kept"
+    assert decoder.feed(b"z" * 1997 + wire.encode("next", "binary")) == ["next"]
 
 
-def test_bad_json_carries_the_first_bytes() -> None:
+def test_bad_json_carries_the_first_bytes_and_costs_only_itself() -> None:
     decoder = wire.Decoder("json")
-    with pytest.raises(ipc.ProtocolError) as info:
-        decoder.feed(b"this is not json at all\n")
-    assert not isinstance(info.value, ipc.MessageTooLargeError)
-    assert info.value.data.startswith(b"this is not json")
+    entries = decoder.feed(b'"before"\nthis is not json at all\n"after"\n')
+    assert entries[0] == "before" and entries[2] == "after"
+    error = entries[1]
+    assert isinstance(error, ipc.ProtocolError)
+    assert not isinstance(error, ipc.MessageTooLargeError)
+    assert error.data.startswith(b"this is not json")
 
 
 def test_invalid_utf8_is_a_protocol_error() -> None:
-    with pytest.raises(ipc.ProtocolError):
-        wire.Decoder("json").feed(b'"\xff\xfe"\n')
+    (error,) = wire.Decoder("json").feed(b'"\xff\xfe"\n')
+    assert isinstance(error, ipc.ProtocolError)
 
 
 def test_first_bytes_are_bounded() -> None:
-    with pytest.raises(ipc.ProtocolError) as info:
-        wire.Decoder("json").feed(b"garbage" * 10_000 + b"\n")
-    assert 0 < len(info.value.data) <= 1024
+    (error,) = wire.Decoder("json").feed(b"garbage" * 10_000 + b"\n")
+    assert 0 < len(error.data) <= 1024
 
 
-def test_binary_unknown_type_byte() -> None:
+def test_binary_unknown_type_byte_loses_the_framing() -> None:
+    """The one bad frame that cannot be skipped: raised, with the frames before it."""
+    good = wire.encode("good", "binary")
     with pytest.raises(ipc.ProtocolError) as info:
-        wire.Decoder("binary").feed(struct.pack(">IB", 2, ord("X")) + b"hi")
+        wire.Decoder("binary").feed(good + struct.pack(">IB", 2, ord("X")) + b"hi")
     assert info.value.data.startswith(b"\x00\x00\x00\x02X")
+    assert info.value.messages == ["good"]
 
 
 def test_binary_bad_json_payload() -> None:
-    with pytest.raises(ipc.ProtocolError):
-        wire.Decoder("binary").feed(struct.pack(">IB", 3, ord("J")) + b"{{{")
+    frame = struct.pack(">IB", 3, ord("J")) + b"{{{"
+    entries = wire.Decoder("binary").feed(frame + wire.encode(1, "binary"))
+    assert isinstance(entries[0], ipc.ProtocolError)
+    assert entries[1] == 1
 
 
-def test_node_internal_messages_are_not_user_messages() -> None:
-    """Node sends {"cmd": "NODE_..."} on the same channel (handles, cluster); they are dropped."""
+def test_node_internal_messages_are_marked() -> None:
+    """Node sends {"cmd": "NODE_..."} on the same channel (handles, cluster): the decoder marks
+    them `Internal`, by Node's own rule: a *string* cmd *longer* than "NODE_"."""
     decoder = wire.Decoder("json")
-    assert decoder.feed(b'{"cmd":"NODE_HANDLE_ACK"}\n{"cmd":"user"}\n') == [{"cmd": "user"}]
+    entries = decoder.feed(
+        b'{"cmd":"NODE_HANDLE_ACK"}\n{"cmd":"user"}\n{"cmd":"NODE_"}\n{"cmd":5}\n'
+        b'["NODE_X"]\n{"cmd":"NODE_CLUSTER","x":1}\n'
+    )
+    assert decoder.specials == 2
+    internal = [e.message for e in entries if isinstance(e, wire.Internal)]
+    assert internal == [{"cmd": "NODE_HANDLE_ACK"}, {"cmd": "NODE_CLUSTER", "x": 1}]
+    plain = [e for e in entries if not isinstance(e, wire.Internal)]
+    assert plain == [{"cmd": "user"}, {"cmd": "NODE_"}, {"cmd": 5}, ["NODE_X"]]
 
 
 def test_blank_lines_are_ignored() -> None:
@@ -188,3 +219,110 @@ def test_unknown_serialization_is_an_invalid_argument() -> None:
     assert isinstance(info.value, ValueError)
     with pytest.raises(ipc.InvalidArgumentError):
         wire.encode(1, "pickle")
+
+
+# --- depth -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("serialization", "depth"),
+    [("json", 1500), ("binary", 1500), ("json", 5000), ("binary", 5000), ("json", wire.MAX_DEPTH)],
+)
+def test_deep_nesting_round_trips_with_the_frames_around_it(serialization: str, depth: int) -> None:
+    """CPython's C codec stops near 1,000 levels; Node decodes any depth and encodes ~4,000."""
+    stream = b"".join(
+        wire.encode(m, serialization) for m in ("before", nested(depth), {"o": nested(depth - 1)})
+    )
+    decoder = wire.Decoder(serialization)
+    entries = decoder.feed(stream + wire.encode("after", serialization))
+    assert decoder.specials == 0
+    assert entries[0] == "before" and entries[3] == "after"
+    assert depth_of(entries[1]) == depth
+    assert depth_of(entries[2]["o"]) == depth - 1  # and the object around it: `depth` levels
+
+
+def test_deep_encoding_is_byte_identical_to_the_c_encoder() -> None:
+    value = {"a": [1, 2.5, None, True, "x\n\u2028", {"k": []}], 3: {}, "deep": nested(50)}
+    assert wire._dumps_deep(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("serialization", ["json", "binary"])
+def test_past_max_depth_a_frame_is_refused_by_name_and_the_stream_goes_on(
+    serialization: str,
+) -> None:
+    too_deep = b"[" * (wire.MAX_DEPTH + 1) + b"]" * (wire.MAX_DEPTH + 1)
+    frame = too_deep + b"\n" if serialization == "json" else _binary_json(too_deep)
+    decoder = wire.Decoder(serialization)
+    entries = decoder.feed(
+        wire.encode("before", serialization) + frame + wire.encode("after", serialization)
+    )
+    assert entries[0] == "before" and entries[2] == "after"
+    error = entries[1]
+    assert isinstance(error, ipc.ProtocolError)
+    assert f"more than {wire.MAX_DEPTH} levels" in str(error)
+    assert error.data.startswith(b"[[[[")
+
+
+def _binary_json(body: bytes) -> bytes:
+    return struct.pack(">IB", len(body), ord("J")) + body
+
+
+def test_past_max_depth_a_message_is_not_encoded() -> None:
+    with pytest.raises(ipc.SerializationError) as info:
+        wire.encode(nested(wire.MAX_DEPTH + 1))
+    assert f"more than {wire.MAX_DEPTH} levels" in str(info.value)
+
+
+def test_deep_circular_message_is_a_serialization_error() -> None:
+    inner = nested(3000)
+    outer = [inner]
+    probe = inner
+    while probe:
+        probe = probe[0]
+    probe.append(outer)
+    with pytest.raises(ipc.SerializationError, match="Circular"):
+        wire.encode(outer)
+
+
+# --- lone surrogates -------------------------------------------------------------------------
+
+SURROGATE_SAMPLES: list[Any] = [
+    "\ud800",
+    "a\udc00b",
+    "\ud83d\ude00",  # a pair, as two code points: the character it stands for
+    "\ude00\ud83d",  # the wrong order: two lone surrogates
+    {"\udbffkey": ["x\udfff", "ok"]},
+    "\x1b\u2028 plain",
+]
+
+
+def test_lone_surrogates_are_escaped_as_json_stringify_does() -> None:
+    assert wire.encode("\ud800") == b'"\\ud800"\n'
+    assert wire.encode({"k\udc00": 1}) == b'{"k\\udc00":1}\n'
+    assert wire.encode("\ud83d\ude00") == '"😀"\n'.encode()
+    assert wire.Decoder().feed(wire.encode("a\ud800b")) == ["a\ud800b"]
+
+
+@needs_node
+def test_encoding_is_byte_identical_to_node_json_stringify(tmp_path: Path) -> None:
+    """The same strings, built from UTF-16 code units in Node, stringified there."""
+    script = tmp_path / "stringify.js"
+    script.write_text(
+        "const samples = JSON.parse(require('fs').readFileSync(0, 'utf8'));\n"
+        "for (const s of samples) process.stdout.write(JSON.stringify(s) + '\\n');\n"
+    )
+    source = json.dumps(SURROGATE_SAMPLES)  # ASCII escapes: Node reads the same code units
+    node = subprocess.run(
+        [str(NODE), str(script)], input=source.encode(), capture_output=True, check=True
+    )
+    ours = b"".join(wire.encode(sample) for sample in SURROGATE_SAMPLES)
+    assert ours == node.stdout
+
+
+def test_dumps_and_loads_are_the_wire_codec_as_text() -> None:
+    """For code that shows or stores messages: any depth, surrogates escaped, as sent."""
+    value = {"deep": nested(3000), "lone": "\ud800"}
+    text = wire.dumps(value)
+    assert text.encode() + b"\n" == wire.encode(value)
+    back = wire.loads(text)  # (== on it would recurse too deep: compared by parts)
+    assert back["lone"] == "\ud800" and depth_of(back["deep"]) == 3000
