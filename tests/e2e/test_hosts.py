@@ -31,6 +31,7 @@ def test_the_tree_groups_jobs_by_host_and_lanes_name_theirs(
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     app = App(cluster.servers["e2e-server"], page)
     app.open("/")
+    extra: list[dict] = []
     here = app.launch({"kind": "spawn", "command": "sleep", "args": ["60"]})
     there = app.launch({"kind": "spawn", "command": "sleep", "args": ["60"], "host": "e2e-agent"})
     try:
@@ -41,10 +42,23 @@ def test_the_tree_groups_jobs_by_host_and_lanes_name_theirs(
             expect(node).to_have_attribute("data-state", "running", timeout=SLOW)
         expect(page.locator("#timeline svg").get_by_text("on e2e-agent")).to_be_visible()
         expect(page.locator("#timeline svg").get_by_text("on e2e-server")).to_be_visible()
+
+        # The launch panel offers the other runners and places the job there.
+        expect(page.locator("#l-host-field")).to_be_visible(timeout=SLOW)
+        page.select_option("#l-kind", "spawn")
+        page.fill("#l-cmd", "sleep")
+        page.fill("#l-args", "60")
+        page.select_option("#l-host", "e2e-agent")
+        page.click("#l-submit")
+        expect(page.locator("#launch-msg")).to_contain_text("Launched", timeout=SLOW)
+        launched = page.locator('#tree .node[aria-selected="true"]').get_attribute("data-job")
+        placed = app.api("GET", f"/api/jobs/{launched}")
+        assert placed["host"] == "e2e-agent"
+        extra.append(placed)
         shots = artifacts_dir / "screenshots"
         shots.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shots / "e2e-hosts.png"))
     finally:
-        for job in (here, there):
+        for job in (here, there, *extra):
             app.api("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGKILL"})
     assert not errors, f"JavaScript errors on the page: {errors}"
