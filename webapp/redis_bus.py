@@ -58,8 +58,8 @@ RETRY = 0.5
 READ_BLOCK_MS = 1000
 
 #: (job id, seq-less UTF-8 JSON, output stream or "", output text, size)
-_Queued = tuple[str, bytes | str, str, str, int]
-RecordSource = Callable[[list[str]], list[tuple[str, str, str, str]]]
+_Queued = tuple[str, bytes, str, str, int]
+RecordSource = Callable[[list[str]], list[tuple[str, bytes, str, str]]]
 
 
 def _job_key(job: str | None) -> str:

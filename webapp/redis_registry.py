@@ -96,7 +96,7 @@ class RedisRegistry(JobRegistry):
             self._local.pop(job_id, None)
         self.store.run("forget", job_id)
 
-    def records_for(self, job_ids: list[str]) -> list[tuple[str, str, str, str]]:
+    def records_for(self, job_ids: list[str]) -> list[tuple[str, bytes, str, str]]:
         """(job, record JSON, runner, pid field) of the jobs among `job_ids` that run here
         (for the bus's publish script)."""
         with self._lock:
