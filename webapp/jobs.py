@@ -1,8 +1,10 @@
 """The job service: starts `ipc` children for fork / spawn / exec jobs and turns every callback
 into an event on the bus.
 
-A job is one child plus what the explorer shows about it: an id (``j1``, ``j2``, ...), its state,
-exit code and signal (by name), and a bounded copy of its output. Callbacks run on ipc's single
+A job is one child plus what the explorer shows about it: an unguessable id (a UUID, as
+Jupyter's kernel ids: knowing one job's id tells nothing about another's), a short per-run
+``number`` for people (#1, #2, ...; never a key), its state, exit code and signal (by name),
+and a bounded copy of its output. Callbacks run on ipc's single
 reactor thread, so each one only records and publishes; nothing here blocks it.
 
 exec / exec_file jobs run as a spawn with exec's rules on top (buffering up to ``max_buffer``,
@@ -19,6 +21,7 @@ import queue
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,8 +62,9 @@ class JobSpec:
 class Job:
     """One child and its record. Mutated on the reactor thread; read under `lock`."""
 
-    def __init__(self, job_id: str, spec: JobSpec, output_cap: int) -> None:
+    def __init__(self, job_id: str, spec: JobSpec, output_cap: int, number: int = 0) -> None:
         self.id = job_id
+        self.number = number
         self.spec = spec
         self.lock = threading.Lock()
         self.child: ipc.ChildProcess | None = None
@@ -103,6 +107,7 @@ class Job:
         with self.lock:
             data = {
                 "id": self.id,
+                "number": self.number,
                 "kind": spec.kind,
                 "label": spec.label,
                 "program": spec.program,
@@ -140,7 +145,7 @@ class JobService:
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
-        self._ids = itertools.count(1)
+        self._numbers = itertools.count(1)
         self._sampler: ProcSampler | None = None
 
     # ---- queries ----------------------------------------------------------------------------
@@ -169,6 +174,10 @@ class JobService:
     def start(self, spec: JobSpec, hooks: dict[str, list[Hook]] | None = None) -> Job:
         """Start `spec` as a new job; `hooks` are extra callbacks (the demos' answer).
 
+        Once the job holds a slot (it is registered and counts as live), every way out but
+        success goes through one ``finally`` that gives the slot back (`_give_back`): a refusal
+        from ipc, and any failure nobody foresaw.
+
         :raises ApiError: 503 while stopping, 429 at the live-children limit, 400 when ipc
             refuses the options (e.g. transport "pipe" for a Node child).
         """
@@ -187,22 +196,38 @@ class JobService:
                     "a higher --max-children",
                     limit=limit,
                 )
-            job = Job(f"j{next(self._ids)}", spec, self.config["MAX_OUTPUT_PER_JOB"])
+            job = Job(
+                str(uuid.uuid4()),
+                spec,
+                self.config["MAX_OUTPUT_PER_JOB"],
+                number=next(self._numbers),
+            )
             job.hooks = {k: list(v) for k, v in (hooks or {}).items()}
             self._jobs[job.id] = job
             self._trim()
+        started = False
         try:
-            try:
-                self._launch(job)
-            finally:
-                job.launched.set()
+            self._launch(job)
+            started = True
         except (ipc.InvalidArgumentError, ipc.SpawnError, ipc.SerializationError) as exc:
-            with self._lock:
-                self._jobs.pop(job.id, None)
-            job.closed.set()
             raise ApiError(400, str(exc), code=getattr(exc, "code", None)) from None
+        finally:
+            job.launched.set()
+            if not started:
+                self._give_back(job)
         self._ensure_sampler()
         return job
+
+    def _give_back(self, job: Job) -> None:
+        """Undo a start that failed: forget the job (its slot is free again) and kill the child
+        if one was made before the failure (ipc reaps it)."""
+        with self._lock:
+            self._jobs.pop(job.id, None)
+        job.closed.set()
+        self.bus.forget(job.id)
+        child = job.child
+        if child is not None and child.returncode is None:
+            child.kill("SIGKILL")
 
     def _trim(self) -> None:
         """Forget the oldest finished jobs past MAX_JOBS_KEPT (under `_lock`)."""
@@ -536,12 +561,17 @@ class JobService:
     def _publish_stats(self, job_id: str, pid: int, stats: dict[str, Any]) -> None:
         self.bus.publish(job_id, pid, "stats", stats)
 
-    def shutdown(self, grace: float | None = None) -> None:
-        """Stop every child: TERM to each process group, KILL after `grace`, reap them all."""
+    def shutdown(self, grace: float | None = None) -> list[Job]:
+        """Stop every child: TERM to each process group, KILL after `grace`, reap them all.
+
+        :returns: the jobs that were still running, so the caller can say what it stopped.
+        """
         self.stopping.set()
         if self._sampler is not None:
             self._sampler.stop()
+        running = [job for job in self.live_jobs() if job.child is not None]
         ipc.shutdown(grace=self.config["SHUTDOWN_GRACE"] if grace is None else grace)
+        return running
 
 
 def _own_pid() -> int:

@@ -9,7 +9,7 @@ from flask import Flask, current_app
 
 from .events import EventBus
 from .heartbeat import Heartbeat
-from .jobs import JobService
+from .jobs import Job, JobService
 from .programs_index import ProgramIndex
 from .security import CommandPolicy
 
@@ -36,7 +36,10 @@ class Services:
         )
         programs = ProgramIndex(config["CATALOG"])
         policy = CommandPolicy(
-            config["ALLOWED_COMMANDS"], config["ALLOW_ANY_COMMAND"], programs.resolve
+            config["ALLOWED_COMMANDS"],
+            config["ALLOW_ANY_COMMAND"],
+            programs.resolve,
+            config["COMMAND_ARGUMENTS"],
         )
         return cls(
             bus=bus,
@@ -49,9 +52,10 @@ class Services:
     def init_app(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self
 
-    def shutdown(self, grace: float | None = None) -> None:
+    def shutdown(self, grace: float | None = None) -> list[Job]:
+        """Stop everything; the jobs whose children were still running."""
         self.heartbeat.stop()
-        self.jobs.shutdown(grace)
+        return self.jobs.shutdown(grace)
 
 
 def services() -> Services:
