@@ -2,7 +2,7 @@
 // to the child and its echo are events on the feed with the server's own timestamps, so the
 // round trip measured here is the server's (parent → child → parent), not the browser's HTTP.
 
-import { Store, messageDirection } from "./store.js";
+import { Store, jobName, messageDirection } from "./store.js";
 import { Feed } from "./feed.js";
 import { api } from "./api.js";
 import { $, h, initTheme, showStatus } from "./ui.js";
@@ -86,7 +86,7 @@ function render() {
     const j = lane?.jobId ? store.jobs.get(lane.jobId) : null;
     const f = (v, d = 3) => (v == null ? "–" : v.toFixed(d));
     return h("tr", { dataset: { transport: t } },
-      h("td", {}, t), h("td", {}, lane?.error ?? (j ? `${lane.jobId} pid ${j.pid ?? "?"} · ${j.state}` : "–")),
+      h("td", {}, t), h("td", {}, lane?.error ?? (j ? `${jobName(j)} pid ${j.pid ?? "?"} · ${j.state}` : "–")),
       h("td", { class: "count" }, s ? `${s.received}/${lane.total}` : "–"),
       h("td", { class: "p50" }, f(s?.p50)), h("td", { class: "p99" }, f(s?.p99)), h("td", { class: "rate" }, s?.rate != null ? String(Math.round(s.rate)) : "–"));
   }));
