@@ -11,10 +11,11 @@ taken a slot). The error names the field: ``'args[1]'``, ``"env['X']"``.
 (openapi.py) publishes, so the validator and the description cannot drift apart. It knows the
 subset schemas.py uses: ``type``, ``enum``, ``const``, ``properties``, ``required``,
 ``additionalProperties``, ``propertyNames``, ``items``, ``minItems`` / ``maxItems``,
-``minLength`` / ``maxLength`` / ``pattern``, ``minimum`` / ``maximum``, ``maxProperties``,
+``minLength`` / ``maxLength``, ``minimum`` / ``maximum``, ``maxProperties``,
 ``anyOf`` of ``required`` alternatives, ``oneOf`` with a ``discriminator``, and ``$ref`` to
 ``#/components/schemas/``. A schema may carry ``description`` (what the value must be, used in
-messages), ``x-name`` (what an object is, "a spawn job") and ``x-example`` (a request to copy).
+messages), ``x-name`` (what an object is, "a spawn job"), ``x-example`` (a request to copy)
+and ``x-forbid`` (characters a string may not hold, e.g. NUL; ``x-forbid-means`` says why).
 """
 
 from __future__ import annotations
@@ -166,7 +167,6 @@ class Checker:
 
     def __init__(self, components: Mapping[str, Any]) -> None:
         self.components = components
-        self._patterns: dict[str, re.Pattern[str]] = {}
 
     def resolve(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
         while "$ref" in schema:
@@ -217,14 +217,10 @@ class Checker:
         limit = schema.get("maxLength")
         if limit is not None and len(value) > limit:
             raise ShapeError(f"{where} is {len(value)} characters; at most {limit} are allowed")
-        pattern = schema.get("pattern")
-        if pattern is not None:
-            compiled = self._patterns.get(pattern) or self._patterns.setdefault(
-                pattern, re.compile(pattern)
-            )
-            if not compiled.search(value):
-                means = schema.get("x-pattern-means", f"must match {pattern}")
-                raise ShapeError(f"{where} {means}, not {_short(value)}")
+        forbidden = schema.get("x-forbid")
+        if forbidden and any(c in value for c in forbidden):
+            means = schema.get("x-forbid-means", f"may not contain any of {forbidden!r}")
+            raise ShapeError(f"{where} {means}, not {_short(value)}")
 
     @staticmethod
     def _number(schema: Mapping[str, Any], value: float, where: str) -> None:

@@ -1,0 +1,143 @@
+"""``/api/openapi.json`` describes every ``/api`` route truly, and the live server holds
+against what a fuzzer makes of it.
+
+The description is built from the routes (openapi.py) and the request shapes that also drive
+validation (schemas.py), so the first tests check the build: every route is there, every
+reference resolves. Then schemathesis generates requests from the document, valid ones and
+ones that break it, for every operation against a real gunicorn server: no answer may be a 5xx
+and none may break the declared answer schema, status code or content type; a request that
+breaks the schema must be refused with a 4xx.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import hypothesis
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from server import LiveServer, ThreadServer
+
+FLASK_PARAMETER = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
+#: Examples per operation and mode: enough to reach every field, few enough to stay fast.
+EXAMPLES = 25
+
+
+def test_every_api_route_is_described(srv: ThreadServer) -> None:
+    status, doc = srv.json("GET", "/api/openapi.json")
+    assert status == 200, doc
+    assert doc["openapi"].startswith("3.1")
+    routes = set()
+    for rule in srv.app.url_map.iter_rules():
+        if rule.rule.startswith("/api/"):
+            path = FLASK_PARAMETER.sub(r"{\1}", rule.rule)
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                routes.add((method.lower(), path))
+    described = {(method, path) for path, ops in doc["paths"].items() for method in ops}
+    assert described == routes
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            assert "4XX" in op["responses"], (method, path)
+            declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+            assert declared == set(re.findall(r"{(\w+)}", path)), (method, path)
+
+
+def test_every_reference_resolves(srv: ThreadServer) -> None:
+    doc = srv.json("GET", "/api/openapi.json")[1]
+    text = json.dumps(doc)
+    names = set(re.findall(r'"#/components/schemas/(\w+)"', text))
+    assert names, "no references at all"
+    assert names <= set(doc["components"]["schemas"]), names - set(doc["components"]["schemas"])
+
+
+def test_the_document_follows_the_limits_of_this_server() -> None:
+    with ThreadServer({"MAX_TIMEOUT": 7.0}) as srv:
+        doc = srv.json("GET", "/api/openapi.json")[1]
+        exec_job = doc["components"]["schemas"]["ExecJob"]
+        assert exec_job["properties"]["timeout"]["maximum"] == 7.0
+        status, answer = srv.json(
+            "POST", "/api/jobs", {"kind": "exec", "command": "true", "timeout": 7.5}
+        )
+        assert status == 400 and "the most allowed is 7.0" in answer["error"], answer
+
+
+def test_the_document_needs_the_token(srv: ThreadServer) -> None:
+    assert srv.json("GET", "/api/openapi.json", token=False)[0] == 401
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[LiveServer]:
+    # Few children, so generated jobs (a `sleep` among them) cannot pile up; short grace.
+    with LiveServer(["--max-children", "4", "--grace", "1"]) as server:
+        yield server
+    assert server.returncode == 0, server.log()
+    assert "Traceback" not in server.log(), server.log()
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_fuzzed_requests_get_no_5xx_and_answers_keep_the_schema(
+    live: LiveServer, mode: str
+) -> None:
+    """Every operation, `EXAMPLES` generated requests each (the document's own examples
+    first); a failure names the operation and the request that broke it."""
+    doc = live.json("GET", "/api/openapi.json")[1]
+    # Any 4xx is a refusal (413 for a body over --max-body among them).
+    config = schemathesis.Config.from_dict(
+        {"checks": {"negative_data_rejection": {"expected-statuses": ["4XX"]}}}
+    )
+    schema = schemathesis.openapi.from_dict(doc, config=config)
+    generation = schemathesis.GenerationMode(mode)
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
+    if mode == "negative":
+        checks.append(negative_data_rejection)
+    session = requests.Session()
+    session.headers.update(live.headers)
+    tried = []
+    try:
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            label = f"{operation.method.upper()} {operation.path}"
+            calls = []
+
+            @hypothesis.settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+                phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+            )
+            @given(case=operation.as_strategy(generation_mode=generation))
+            def fuzz(case: Any) -> None:
+                response = case.call(base_url=live.base_url, session=session, timeout=30)
+                calls.append(response.status_code)  # noqa: B023 (run at once, in this loop)
+                case.validate_response(response, checks=checks)
+
+            try:
+                fuzz()
+            except hypothesis.errors.Unsatisfiable:
+                continue  # e.g. no way to break a GET without parameters
+            except Exception as exc:
+                raise AssertionError(f"{label} ({mode}): {exc}") from exc
+            tried.append((label, len(calls)))
+    finally:
+        session.close()
+    assert len(tried) >= len(doc["paths"]), tried
+    assert all(count > 0 for _label, count in tried), tried
