@@ -14,7 +14,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from server import LiveServer
-from webtest import descendants, wait_for
+from webtest import descendants, wait_for, zombie_children
 
 CLIENTS = 500
 JOB = {"kind": "spawn", "command": "true"}
@@ -28,17 +28,7 @@ def snapshot(pid: int) -> tuple[int, int, int]:
     """(open fds, threads, zombie children) of process `pid`."""
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     threads = len(os.listdir(f"/proc/{pid}/task"))
-    zombies = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(")") + 2 :].split()
-            zombies += fields[0] == "Z" and int(fields[1]) == pid
-    return fds, threads, zombies
+    return fds, threads, len(zombie_children(pid))
 
 
 def burst(srv: LiveServer, count: int) -> list[tuple[int, dict]]:

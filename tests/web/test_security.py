@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import websocket
-from server import ThreadServer
+from server import LiveServer, ThreadServer
 from webtest import Feed, needs_node, wait_closed
 
 
@@ -215,3 +215,11 @@ def test_job_ids_are_unguessable_and_jobs_carry_a_short_number(srv: ThreadServer
     assert srv.json("GET", f"/api/jobs/j{numbers[0]}")[0] == 404
     for job_id in ids:
         wait_closed(srv, job_id)
+
+
+def test_gunicorn_checks_the_host_against_its_listening_port() -> None:
+    """Under gunicorn SERVER_PORT is the listener's port, not one taken from the Host header."""
+    with LiveServer() as srv:
+        assert srv.json("GET", "/api/jobs", headers={"Host": f"localhost:{srv.port}"})[0] == 200
+        for host in ("attacker.example", f"attacker.example:{srv.port}", "localhost:1"):
+            assert srv.json("GET", "/api/jobs", headers={"Host": host})[0] == 403, host

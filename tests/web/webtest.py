@@ -138,9 +138,9 @@ def pid_alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] != "Z"
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live process whose ancestry reaches `pid` (from /proc)."""
-    parents: dict[int, int] = {}
+def processes() -> dict[int, tuple[str, int]]:
+    """Every process: pid → (state letter, parent pid), from /proc."""
+    table: dict[int, tuple[str, int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -149,8 +149,18 @@ def descendants(pid: int) -> list[int]:
             except OSError:
                 continue
             fields = stat[stat.rfind(")") + 2 :].split()
-            if fields[0] != "Z":
-                parents[int(entry)] = int(fields[1])
+            table[int(entry)] = (fields[0], int(fields[1]))
+    return table
+
+
+def zombie_children(pid: int) -> list[int]:
+    """Children of `pid` that exited and were not reaped."""
+    return [p for p, (state, ppid) in processes().items() if state == "Z" and ppid == pid]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process whose ancestry reaches `pid` (from /proc)."""
+    parents = {p: ppid for p, (state, ppid) in processes().items() if state != "Z"}
     found, frontier = [], [pid]
     while frontier:
         p = frontier.pop()
