@@ -37,6 +37,11 @@ EXAMPLES = {
 _NO_NUL = {"x-forbid": "\u0000", "x-forbid-means": "may not contain a NUL character"}
 
 
+def job_name(kind: str) -> str:
+    """``"an exec job"``, ``"a spawn job"``: a kind as a message names it."""
+    return f"{'an' if kind.startswith('e') else 'a'} {kind} job"
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -77,7 +82,7 @@ def _job_kind(kind: str, fields: Mapping[str, Any], required: list[str]) -> dict
     }
     return {
         "type": "object",
-        "x-name": f"a {kind} job",
+        "x-name": job_name(kind),
         "x-example": EXAMPLES[kind],
         "properties": {**common, **fields},
         "required": ["kind", *required],

@@ -20,7 +20,7 @@ import ipc
 from .errors import ApiError
 from .jobs import JobSpec
 from .programs_index import ProgramIndex
-from .schemas import EXAMPLES, TRANSPORTS
+from .schemas import EXAMPLES, TRANSPORTS, job_name
 from .security import CommandPolicy, PolicyError
 
 
@@ -82,7 +82,7 @@ def one_program_name(command: str, kind: str, policy: CommandPolicy) -> None:
     example = ", ".join(f'"{w}"' for w in words[1:])
     raise ApiError(
         400,
-        f"'command' of a {kind} job is one program name, not {command!r}: put arguments in "
+        f"'command' of {job_name(kind)} is one program name, not {command!r}: put arguments in "
         f'\'args\', e.g. {{"command": "{words[0] if words else ""}", "args": [{example}]}}',
     )
 
