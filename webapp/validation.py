@@ -20,7 +20,7 @@ import ipc
 from .errors import ApiError
 from .jobs import JobSpec
 from .programs_index import ProgramIndex
-from .schemas import EXAMPLES, TRANSPORTS, job_name
+from .schemas import TRANSPORTS, job_name
 from .security import CommandPolicy, PolicyError
 
 
@@ -158,4 +158,4 @@ def _fork(
     return spec
 
 
-__all__ = ["EXAMPLES", "parse_job", "signal_name", "stdio_modes", "transport"]
+__all__ = ["parse_job", "signal_name", "stdio_modes", "transport"]
