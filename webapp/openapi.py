@@ -144,7 +144,7 @@ def document(app: Flask) -> dict[str, Any]:
 
 
 def _describe(op: Operation, arguments: set[str], rule: Any) -> dict[str, Any]:
-    from .schemas import QUERY
+    from .schemas import QUERY, REQUEST_EXAMPLES
 
     parameters: list[dict[str, Any]] = [
         {
@@ -178,9 +178,13 @@ def _describe(op: Operation, arguments: set[str], rule: Any) -> dict[str, Any]:
     if parameters:
         described["parameters"] = parameters
     if op.body is not None:
+        media: dict[str, Any] = {"schema": {"$ref": _ref(op.body)}}
+        examples = REQUEST_EXAMPLES.get(op.body)
+        if examples:
+            media["examples"] = {name: {"value": value} for name, value in examples.items()}
         described["requestBody"] = {
             "required": op.body_required,
-            "content": {"application/json": {"schema": {"$ref": _ref(op.body)}}},
+            "content": {"application/json": media},
         }
     return described
 

@@ -12,6 +12,7 @@ one app: a ``--max-...`` flag changes the check and the document together.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,15 @@ EXAMPLES = {
     "spawn": '{"kind": "spawn", "command": "ls", "args": ["-l"]}',
     "exec": '{"kind": "exec", "command": "echo hello", "timeout": 5}',
     "exec_file": '{"kind": "exec_file", "command": "date", "args": ["-u"]}',
+}
+
+#: Requests that work, by schema name: published as the request body's ``examples`` (a
+#: fuzzer starts from them, a reader copies them).
+REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
+    "JobRequest": {kind: json.loads(text) for kind, text in EXAMPLES.items()},
+    "KillRequest": {"term": {"signal": "SIGTERM"}},
+    "SendRequest": {"message": {"message": {"ping": 1}}},
+    "StdinRequest": {"line": {"data": "hello\n"}, "end": {"data": "", "end": True}},
 }
 
 #: A string that can become part of an argv or environ: no NUL (C strings end there).

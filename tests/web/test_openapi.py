@@ -11,6 +11,7 @@ breaks the schema must be refused with a 4xx.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 from server import LiveServer, ThreadServer
+from webtest import wait_for
 
 FLASK_PARAMETER = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 #: Examples per operation and mode: enough to reach every field, few enough to stay fast.
@@ -80,10 +82,31 @@ def test_the_document_needs_the_token(srv: ThreadServer) -> None:
 @pytest.fixture(scope="module")
 def live() -> Iterator[LiveServer]:
     # Few children, so generated jobs (a `sleep` among them) cannot pile up; short grace.
-    with LiveServer(["--max-children", "4", "--grace", "1"]) as server:
+    with LiveServer(["--max-children", "8", "--grace", "1"]) as server:
         yield server
     assert server.returncode == 0, server.log()
     assert "Traceback" not in server.log(), server.log()
+
+
+def fresh_jobs(server: LiveServer) -> list[str]:
+    """Kill every running job, then start two to aim at: a fork job that echoes messages and
+    a spawn job that reads stdin; a third id that is no job."""
+    for job in server.json("GET", "/api/jobs")[1]["jobs"]:
+        if job["state"] in ("starting", "running"):
+            server.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGKILL"})
+    wait_for(
+        lambda: server.json("GET", "/api/status")[1]["live_children"] == 0,
+        what="every job to end",
+    )
+    ids = []
+    for body in (
+        {"kind": "fork", "program": "echo.py"},
+        {"kind": "spawn", "command": "cat"},
+    ):
+        status, job = server.json("POST", "/api/jobs", body)
+        assert status == 201, job
+        ids.append(job["id"])
+    return [*ids, "no-such-job"]
 
 
 @pytest.mark.parametrize("mode", ["positive", "negative"])
@@ -91,7 +114,12 @@ def test_fuzzed_requests_get_no_5xx_and_answers_keep_the_schema(
     live: LiveServer, mode: str
 ) -> None:
     """Every operation, `EXAMPLES` generated requests each (the document's own examples
-    first); a failure names the operation and the request that broke it."""
+    first); a failure names the operation and the request that broke it.
+
+    A made-up job id only ever reaches the 404, so valid requests are aimed at real jobs
+    (an echoing fork job, a spawn job reading stdin, and one id that is no job, in turn): the
+    generated messages, stdin, signals and queries reach the code behind the 404.
+    """
     doc = live.json("GET", "/api/openapi.json")[1]
     # Any 4xx is a refusal (413 for a body over --max-body among them).
     config = schemathesis.Config.from_dict(
@@ -115,6 +143,9 @@ def test_fuzzed_requests_get_no_5xx_and_answers_keep_the_schema(
             operation = result.ok()
             label = f"{operation.method.upper()} {operation.path}"
             calls = []
+            targets = None
+            if mode == "positive" and "{job_id}" in operation.path:
+                targets = itertools.cycle(fresh_jobs(live))
 
             @hypothesis.settings(
                 max_examples=EXAMPLES,
@@ -126,6 +157,8 @@ def test_fuzzed_requests_get_no_5xx_and_answers_keep_the_schema(
             )
             @given(case=operation.as_strategy(generation_mode=generation))
             def fuzz(case: Any) -> None:
+                if targets is not None:  # noqa: B023 (run at once, in this loop)
+                    case.path_parameters["job_id"] = next(targets)  # noqa: B023
                 response = case.call(base_url=live.base_url, session=session, timeout=30)
                 calls.append(response.status_code)  # noqa: B023 (run at once, in this loop)
                 case.validate_response(response, checks=checks)
