@@ -30,6 +30,7 @@ import ipc
 
 from .errors import ApiError
 from .events import EventBus
+from .jsoncheck import json_safe
 from .stats import ProcSampler
 
 Hook = Callable[..., None]
@@ -313,6 +314,7 @@ class JobService:
             run_hooks("spawn")
 
         def on_message(msg: Any) -> None:
+            msg = json_safe(msg)  # a raw child may send "\ud800" or NaN
             with job.lock:
                 job.messages_in += 1
             publish("message", {"direction": "to_parent", "message": msg})

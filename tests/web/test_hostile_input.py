@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import gc
 import json
+from pathlib import Path
 
 import pytest
 from server import LiveServer, ThreadServer
-from webtest import wait_closed
+from webtest import Feed, wait_closed
 
 SURROGATE = "\ud800"
 
@@ -137,3 +138,47 @@ def test_hostile_json_on_the_job_actions_is_400(srv: ThreadServer) -> None:
             assert status == 400, (action, raw[:40], answer)
     srv.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGKILL"})
     wait_closed(srv, job["id"])
+
+
+def test_a_childs_lone_surrogate_and_nan_reach_the_page_as_json(tmp_path: Path) -> None:
+    """A raw child may send ``"\\ud800"`` escaped (valid JSON, but its lone surrogate is no
+    UTF-8 text: GET /api/events was a 500 for as long as the event was kept, and every feed
+    connection that replayed it broke) or ``NaN`` (which no browser's JSON.parse takes). The
+    surrogate shows as U+FFFD, as invalid UTF-8 output does; NaN as null, as JSON.stringify
+    makes it."""
+    script = tmp_path / "surrogate.py"
+    frames = (
+        rb'{"text": "a\ud800b", "\udfff": ["\ud83d\ude00"]}' + b"\n" + b"[NaN, -Infinity, 1.5]\n"
+    )
+    script.write_text(f"import os\nos.write(int(os.environ['NODE_CHANNEL_FD']), {frames!r})\n")
+
+    class Program:
+        name, runtime, description, info = "surrogate.py", "python", "", {}
+        path = str(script)
+
+    class Catalog:
+        def list_programs(self) -> list:
+            return [Program()]
+
+        def get_program(self, name: str) -> Program | None:
+            return Program() if name == "surrogate.py" else None
+
+    with ThreadServer({"CATALOG": Catalog()}) as srv:
+        feed = Feed(srv)
+        try:
+            feed.subscribe(None, after=None)
+            status, job = srv.json("POST", "/api/jobs", {"kind": "fork", "program": "surrogate.py"})
+            assert status == 201, job
+            events = feed.events_of(job["id"])
+        finally:
+            feed.close()
+        # a real surrogate pair (an emoji) stays
+        expected = [{"text": "a\ufffdb", "\ufffd": ["\U0001f600"]}, [None, None, 1.5]]
+        assert [e["data"]["message"] for e in events if e["type"] == "message"] == expected
+        for path in ("/api/events", f"/api/jobs/{job['id']}/events"):
+            status, body = srv.json("GET", path)
+            assert status == 200, body
+            got = [e["data"]["message"] for e in body["events"] if e["type"] == "message"]
+            assert got == expected
+        status, _headers, ndjson = srv.request("GET", f"/api/jobs/{job['id']}/events?format=ndjson")
+        assert status == 200 and b"NaN" not in ndjson and b"Infinity" not in ndjson
