@@ -1,12 +1,13 @@
 // Node's own fork() IPC measuring itself, with the same workload as bench/ipc_bench.py:
 // start-to-first-message, sequential round trips of a small JSON message (p50/p99),
 // pipelined small messages (messages/s) and pipelined 1 MiB messages (MB/s of payload echoed).
-// usage: node node_fork_bench.js <rtt count> <msgs count> <big count> <startups>
-// prints one JSON document on stdout.
+// usage: node node_fork_bench.js <rtt count> <msgs count> <big count> <startups> [warm-up]
+// prints one JSON line per phase as it is measured ({"phase": "rtt", ...}: the transport lab
+// streams them) and the summary, one JSON document, on the last line.
 const { fork } = require('child_process');
 const path = require('path');
 
-const [rttN, msgsN, bigN, startN] = process.argv.slice(2).map(Number);
+const [rttN, msgsN, bigN, startN, warmN = 200] = process.argv.slice(2).map(Number);
 const CHILD = path.join(__dirname, 'children', 'echo_child.js');
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
@@ -56,6 +57,10 @@ function pipelined(child, n, makeMsg) {
   });
 }
 
+function phase(name, numbers) {
+  console.log(JSON.stringify({ phase: name, ...numbers }));
+}
+
 function pct(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
@@ -69,12 +74,16 @@ function pct(sorted, p) {
     await new Promise((r) => child.once('exit', r));
   }
   const { child } = await start();
-  await roundTrips(child, 200); // warm-up
+  phase('ready', {});
+  await roundTrips(child, warmN); // warm-up
   const times = (await roundTrips(child, rttN)).sort((a, b) => a - b);
+  phase('rtt', { rtt_p50: pct(times, 50), rtt_p99: pct(times, 99) });
   const msgsElapsed = await pipelined(child, msgsN, (i) => ({ i, op: 'ping', text: 'hello' }));
+  phase('msgs', { msgs_per_s: msgsN / msgsElapsed });
   const big = 'x'.repeat(1024 * 1024);
   await pipelined(child, 2, () => big); // warm-up
   const bigElapsed = await pipelined(child, bigN, () => big);
+  phase('big', { mb_per_s: (bigN * big.length) / 1e6 / bigElapsed });
   child.disconnect();
   startups.sort((a, b) => a - b);
   console.log(JSON.stringify({
@@ -83,7 +92,7 @@ function pct(sorted, p) {
     rtt_p99: pct(times, 99),
     msgs_per_s: msgsN / msgsElapsed,
     mb_per_s: (bigN * big.length) / 1e6 / bigElapsed,
-    startup_median: pct(startups, 50),
-    startup_min: startups[0],
+    startup_median: startups.length ? pct(startups, 50) : null,
+    startup_min: startups.length ? startups[0] : null,
   }));
 })();

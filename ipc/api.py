@@ -93,6 +93,7 @@ def fork(
     serialization: str = "json",
     max_message_size: int = wire.DEFAULT_MAX_MESSAGE_SIZE,
     listeners: Mapping[str, Callable[..., Any]] | None = None,
+    wrapper: Sequence[str] | None = None,
 ) -> ChildProcess:
     """Start `module` with a message channel to it, as Node's `child_process.fork()`.
 
@@ -141,6 +142,7 @@ def fork(
         serialization=serialization,
         max_message_size=max_message_size,
         listeners=dict(listeners or {}),
+        wrapper=_strings(wrapper, "wrapper"),
     )
     return ChildProcess(spec)
 
@@ -154,11 +156,16 @@ def spawn(
     shell: bool | str = False,
     stdio: str | Sequence[str] = "pipe",
     listeners: Mapping[str, Callable[..., Any]] | None = None,
+    wrapper: Sequence[str] | None = None,
 ) -> ChildProcess:
     """Start `command` with `args`, as Node's `child_process.spawn()`; output comes as events.
 
     `stdio`: one mode for 0-2 or a list; entries 3+ may be ``"pipe"`` (a duplex socket at that
     fd in the child, read as events ``fd3``, ``fd4``, ...).
+
+    `wrapper` (also for `fork`): an argv prefix the child starts through, such as
+    ``["setpriv", "--reuid=nobody", "--"]``; it must exec the rest of its argv, so that `pid`
+    is still the program's.
 
     :raises InvalidArgumentError: a bad option.
     """
@@ -187,6 +194,7 @@ def spawn(
         stderr=modes[2],
         extra_pipes=[i for i, mode in enumerate(modes) if i >= 3 and mode == "pipe"],
         listeners=dict(listeners or {}),
+        wrapper=_strings(wrapper, "wrapper"),
     )
     return ChildProcess(spec)
 

@@ -27,6 +27,7 @@ from .errors import (
     ProtocolError,
 )
 from .reactor import Reactor
+from .tap import TappedChannel
 from .transports import MAX_HELLO, Channel, TransportSetup
 
 #: Node's own high-water mark for an IPC channel's write queue is about this.
@@ -69,6 +70,7 @@ class MessagePort:
         self.closed = False
         self._reading_paused = False
         self._pending_peers: dict[int, tuple[socket.socket, bytearray]] = {}
+        self._tap: Callable[[str, bytes], None] | None = None  # see set_tap
 
     # ---- state ----------------------------------------------------------------------------
 
@@ -91,6 +93,26 @@ class MessagePort:
             self._attach(self._setup.channel, b"")
         elif self._setup.listener is not None:
             self._reactor.add_reader(self._setup.listener.fileno(), self._accept)
+
+    def set_tap(self, tap: Callable[[str, bytes], None] | None) -> bool:
+        """From now on, report every read() and write() on the channel to `tap(direction,
+        data)`, or stop (None); see `ipc.tap`. A channel not attached yet (a unix/tcp child
+        still connecting) is tapped when it is. False once the channel is closed."""
+        with self._lock:
+            if self.closed:
+                return False
+            self._tap = tap
+            channel = self._channel
+            if channel is not None:
+                inner = channel.inner if isinstance(channel, TappedChannel) else channel
+                self._channel = self._tapped(inner)
+            return True
+
+    def _tapped(self, channel: Channel) -> Channel:
+        """`channel` itself, or wrapped while a tap is on (under the lock)."""
+        if self._tap is None:
+            return channel
+        return TappedChannel(channel, self._tap)  # type: ignore[return-value]
 
     # ---- sending (any thread) -------------------------------------------------------------
 
@@ -201,11 +223,14 @@ class MessagePort:
 
     def _attach(self, channel: Channel, initial: bytes) -> None:
         with self._lock:
-            self._channel = channel
+            self._channel = self._tapped(channel)
             if self._queue:
                 self._write_locked()
+            tapped = self._channel
         self._reactor.add_reader(channel.fileno(), self._on_readable)
         if initial:
+            if isinstance(tapped, TappedChannel):  # read together with the secret line
+                tapped.report("read", initial)
             self._deliver(initial)
 
     def pause_reading(self) -> None:

@@ -99,6 +99,9 @@ class LaunchSpec:
     stderr: str = "pipe"
     extra_pipes: list[int] = field(default_factory=list)  # child fds 3, 4, ... as duplex sockets
     transport: TransportSetup | None = None
+    #: An argv prefix the child runs through (e.g. ``["setpriv", ..., "--"]``): it must end by
+    #: exec'ing the rest of argv, so the pid, the process group and the fds stay the child's.
+    wrapper: list[str] = field(default_factory=list)
     serialization: str = "json"
     max_message_size: int = 64 * 1024 * 1024
     listeners: dict[str, Callable[..., Any]] | None = None
@@ -197,6 +200,12 @@ class ChildProcess:
             return False
         return self._port.send(message, callback)
 
+    def set_channel_tap(self, tap: Callable[[str, bytes], None] | None) -> bool:
+        """From now on, call `tap(direction, data)` with the bytes of every read() and write()
+        on the parent's end of the channel ("read", "write", "eof"); None turns it off (see
+        `ipc.tap`). Returns False when the child has no open channel."""
+        return self._port is not None and self._port.set_tap(tap)
+
     def disconnect(self) -> None:
         """Close the channel (after queued messages are written); emits `disconnect`."""
         if self._port is None or not self._port.connected:
@@ -283,6 +292,22 @@ class ChildProcess:
                 except OSError as exc:
                     raise BrokenChannelError(f"the child's fd {fd} is closed: {exc}") from exc
 
+    def abandon_streams(self) -> None:
+        """Stop waiting for end of file on stdout, stderr, the extra pipes and the channel:
+        close our ends now, so `close` comes once the child has exited.
+
+        For a child that is gone while something out of reach (a grandchild that left the
+        process group with `setsid`) still holds its ends open: without this, `close` waits
+        for that process. Output it writes afterwards is lost; what was read is kept.
+        """
+        self._reactor.call_soon(self._abandon_streams)
+
+    def _abandon_streams(self) -> None:
+        for fd in list(self._outputs):
+            self._end_output(fd)
+        if self._port is not None:
+            self._port.close()
+
     def wait(self, timeout: float | None = None) -> int:
         """Block until the child exits; return `returncode`.
 
@@ -366,11 +391,15 @@ class ChildProcess:
                 # Popen can place fds only at 0-2; a bash trampoline moves ours to 3, 4, ...
                 # (bash, not sh: dash cannot redirect fds above 9).
                 argv = [_BASH, "-c", f'exec "$0" "$@" {" ".join(redirections)}', *argv]
+            # Outermost, so the trampoline too runs inside what the wrapper sets up.
+            argv = [*spec.wrapper, *argv]
             env = dict(os.environ if spec.env is None else spec.env)
             if spec.transport is not None:
                 env.update(spec.transport.child_env)
                 pass_fds.extend(spec.transport.child_fds)
-            if spec.extra_pipes and _find_program(spec.argv[0], env) is None:
+            # Popen cannot see a missing program behind a trampoline or wrapper: look first.
+            indirect = spec.extra_pipes or spec.wrapper
+            if indirect and _find_program(spec.argv[0], env) is None:
                 raise FileNotFoundError(errno.ENOENT, "No such file or directory", spec.argv[0])
             self._popen = subprocess.Popen(
                 argv,
@@ -492,21 +521,26 @@ class ChildProcess:
         else:
             already_closed = False
         if not data:
-            self._reactor.remove_reader(fd)
-            del self._outputs[fd]
-            sock = self._extra_socks.pop(int(event[2:]), None) if event.startswith("fd") else None
-            if already_closed:
-                if sock is not None:
-                    sock.detach()
-            elif sock is not None:
-                sock.close()
-            else:
-                os.close(fd)
-            self._stream_closed()
+            self._end_output(fd, already_closed=already_closed)
             return
         if not self._emit(event, data) and self._emitter.held_count(event) >= HOLD_LIMIT:
             self._paused[event] = fd
             self._reactor.remove_reader(fd)
+
+    def _end_output(self, fd: int, *, already_closed: bool = False) -> None:
+        """Stop reading output `fd` and close it (its end of file, or abandoned)."""
+        event, _ = self._outputs.pop(fd)
+        self._reactor.remove_reader(fd)
+        self._paused.pop(event, None)
+        sock = self._extra_socks.pop(int(event[2:]), None) if event.startswith("fd") else None
+        if already_closed:
+            if sock is not None:
+                sock.detach()
+        elif sock is not None:
+            sock.close()
+        else:
+            os.close(fd)
+        self._stream_closed()
 
     def _resume_source(self, event: str) -> None:
         fd = self._paused.pop(event, None)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. `config` overrides settings by name (see ``webapp.config.DEFAULTS``)."""
-    from . import api, demos, errors, feed, openapi, pages, security
+    from . import api, demos, errors, feed, openapi, pages, security, tools_api
     from .config import build_config
     from .schemas import components
     from .services import Services
@@ -43,6 +43,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     openapi.init_app(app, components(app.config))
     app.register_blueprint(api.bp)
+    app.register_blueprint(tools_api.bp)
     app.register_blueprint(demos.bp)
     app.register_blueprint(pages.bp)
     feed.init_app(app)

@@ -1,9 +1,10 @@
 """``ipc-explorer`` / ``python -m webapp``: serve the app under gunicorn and print its URL.
 
-gunicorn runs with one threaded worker (``-k gthread -w 1 --threads N``): flask-sock needs a
-threaded worker, and one worker keeps every job, event and subscriber in one process, so the
-feed sees every job. The URL with the token is printed (and flushed) once the port listens,
-as Jupyter does.
+gunicorn runs with one threaded worker (``-k gthread -w 1 --threads N``): one worker keeps
+every job, event and subscriber in one process, so the feed sees every job. The N request
+threads serve HTTP only: a WebSocket feed holds one just for its handshake, then the feed hub's
+single thread serves it (``feedhub.py``), up to ``--max-feeds`` at once. The URL with the token
+is printed (and flushed) once the port listens, as Jupyter does.
 
 Stopping (Ctrl-C or SIGTERM): the worker's signal handlers only set an event (gunicorn's
 "handlers only enqueue" rule); a stopper thread then ends the feed connections and stops every
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import os
 import signal
 import socket
@@ -72,7 +74,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=32,
-        help="request threads; each open WebSocket holds one (default %(default)s)",
+        help="request threads for HTTP; open WebSocket feeds do not hold one (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-feeds",
+        type=int,
+        default=DEFAULTS["MAX_FEEDS"],
+        help="WebSocket feeds open at once (browser tabs); past it a new one gets HTTP 503 "
+        "before the upgrade (default %(default)s)",
+    )
+    parser.add_argument(
+        "--ws-rate",
+        type=float,
+        default=DEFAULTS["WS_MESSAGE_RATE"],
+        help="WebSocket frames per second one client may send, with one second of burst; "
+        "past it: close 1008 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--ws-ping-interval",
+        type=float,
+        default=DEFAULTS["WS_PING_INTERVAL"],
+        help="seconds between keep-alive pings; a feed that does not answer one is closed, "
+        "so a half-open connection frees its slot (default %(default)s)",
     )
     parser.add_argument(
         "--grace",
@@ -102,7 +125,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-ws-message",
         type=int,
         default=DEFAULTS["WS_MAX_MESSAGE_BYTES"],
-        help="bytes per WebSocket message from a client (default %(default)s)",
+        help="bytes per WebSocket message from a client: over it the message is rejected, "
+        "over 4x the connection is closed 1009 (default %(default)s)",
     )
     parser.add_argument(
         "--max-jobs-kept",
@@ -116,6 +140,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULTS["DEMO_TIMEOUT"],
         help="seconds /getSum, /sum, /compute wait for their child (default %(default)s)",
     )
+    _add_confinement_args(parser)
     parser.add_argument("--log-level", default="warning", help="gunicorn's log level")
     args = parser.parse_args(argv)
     positive = (
@@ -128,13 +153,103 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "max_ws_message",
         "max_jobs_kept",
         "demo_timeout",
+        "max_feeds",
+        "ws_rate",
     )
     for name in positive:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.grace < 0:
         parser.error("--grace must be >= 0")
+    _check_confinement_args(parser, args)
+    if args.ws_ping_interval <= 0:
+        parser.error("--ws-ping-interval must be more than 0 seconds")
     return args
+
+
+#: (flag, setting, type, help) of the children's confinement; 0 means no limit for each.
+CONFINEMENT_FLAGS: tuple[tuple[str, str, type, str], ...] = (
+    (
+        "--child-address-space-mb",
+        "CHILD_ADDRESS_SPACE_MB",
+        int,
+        "RLIMIT_AS of every child in MiB; Node needs about 800 to start",
+    ),
+    ("--child-processes", "CHILD_PROCESSES", int, "RLIMIT_NPROC: tasks of the child's user"),
+    ("--child-cpu-seconds", "CHILD_CPU_SECONDS", int, "RLIMIT_CPU of every child; past it SIGXCPU"),
+    ("--child-file-size-mb", "CHILD_FILE_SIZE_MB", int, "RLIMIT_FSIZE of every child in MiB"),
+    ("--child-open-files", "CHILD_OPEN_FILES", int, "RLIMIT_NOFILE of every child"),
+    ("--job-pids", "JOB_PIDS", int, "pids.max of each job's cgroup (threads count)"),
+    (
+        "--job-memory-mb",
+        "JOB_MEMORY_MB",
+        int,
+        "memory cap of each job's cgroup in MiB; past it the OOM killer acts",
+    ),
+    (
+        "--max-job-seconds",
+        "MAX_JOB_SECONDS",
+        float,
+        "wall-clock limit of every job; a request's timeout may be shorter",
+    ),
+    (
+        "--kill-grace",
+        "JOB_KILL_GRACE",
+        float,
+        "seconds from a job's timeout signal to SIGKILL, and from a killed job's exit to "
+        "ending what is left of it",
+    ),
+)
+
+
+def _add_confinement_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "children's confinement",
+        "When the server runs as root, children run as --child-user with no capabilities "
+        "(shipped programs that user cannot run: as root with an empty capability bounding "
+        "set). Every child gets the rlimits below, each job a cgroup (pids, memory) where one "
+        "can be made. 0 turns a limit off.",
+    )
+    group.add_argument(
+        "--child-user",
+        default=DEFAULTS["CHILD_USER"],
+        metavar="USER",
+        help="user the children run as when the server is root (default %(default)s)",
+    )
+    group.add_argument(
+        "--keep-privileges",
+        action="store_true",
+        help="children keep the server's user and capabilities (root stays root)",
+    )
+    group.add_argument(
+        "--no-cgroups", action="store_true", help="no cgroup per job (no pids / memory cap)"
+    )
+    for flag, setting, kind, text in CONFINEMENT_FLAGS:
+        seconds = kind is float or flag.endswith("-seconds")
+        unit = "MIB" if flag.endswith("-mb") else "SECONDS" if seconds else "N"
+        group.add_argument(
+            flag,
+            type=kind,
+            default=DEFAULTS[setting],
+            metavar=unit,
+            help=f"{text} (default %(default)s)",
+        )
+
+
+def _check_confinement_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for flag, _setting, _kind, _text in CONFINEMENT_FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if not math.isfinite(value) or value < 0:
+            parser.error(f"{flag} must be >= 0 (0 turns the limit off), not {value}")
+    if os.geteuid() == 0 and not args.keep_privileges:
+        import pwd
+
+        try:
+            uid = pwd.getpwnam(args.child_user).pw_uid
+        except KeyError:
+            parser.error(f"--child-user: no user {args.child_user!r} on this system")
+        if uid == 0:
+            parser.error("--child-user must be an unprivileged user; --keep-privileges keeps root")
 
 
 def app_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -151,8 +266,18 @@ def app_config(args: argparse.Namespace) -> dict[str, Any]:
         "MAX_EVENTS_PER_JOB": args.max_events_per_job,
         "MAX_OUTPUT_PER_JOB": args.max_output_per_job,
         "WS_MAX_MESSAGE_BYTES": args.max_ws_message,
+        "MAX_FEEDS": args.max_feeds,
+        "WS_MESSAGE_RATE": args.ws_rate,
+        "WS_PING_INTERVAL": args.ws_ping_interval,
         "MAX_JOBS_KEPT": args.max_jobs_kept,
         "DEMO_TIMEOUT": args.demo_timeout,
+        "CHILD_USER": args.child_user,
+        "KEEP_PRIVILEGES": args.keep_privileges,
+        "CGROUPS": not args.no_cgroups,
+        **{
+            setting: getattr(args, flag[2:].replace("-", "_"))
+            for flag, setting, _kind, _text in CONFINEMENT_FLAGS
+        },
     }
 
 

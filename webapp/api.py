@@ -188,8 +188,10 @@ def status() -> Response:
         jobs=len(s.jobs.list()),
         last_seq=s.bus.last_seq,
         subscribers=s.bus.subscriber_count(),
+        feeds={"in_use": s.feeds.in_use, "capacity": s.feeds.capacity},
         allow_any_command=s.policy.allow_any,
         allowed_commands=sorted(s.policy.allowed),
         command_arguments=s.policy.summaries(),
         allowed_hosts=list(current_app.config["ALLOWED_HOSTS"]),
+        children=s.jobs.guards.status(),  # user, defence, limits, cgroups (guard.py)
     )

@@ -117,6 +117,17 @@ _PROGRAMS: tuple[Program, ...] = (
         default_message={"type": "ping", "n": 1},
     ),
     Program(
+        "raw_frames.py",
+        "raw_frames.py",
+        "python",
+        "fork",
+        "Writes Node's wire format by hand, in odd pieces, for the frame inspector (Inspect, "
+        "Channel bytes): {'type': 'burst', 'count': 3} sends 3 frames in one write(); "
+        "{'type': 'split'} half a frame now and the rest after your next message; {'type': "
+        "'big', 'bytes': N} one frame bigger than a read. Anything else is echoed. It writes "
+        "nothing until told, so start recording first.",
+    ),
+    Program(
         "progress.py",
         "progress.py",
         "python",

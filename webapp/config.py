@@ -150,9 +150,16 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "MAX_CONTENT_LENGTH": 1 * MiB,
     #: One message sent to a child (its JSON encoding).
     "MAX_MESSAGE_BYTES": 256 * KiB,
-    #: One text the browser sends on the WebSocket.
+    #: One text the browser sends on the WebSocket (over it: rejected; over 4x: closed 1009).
     "WS_MAX_MESSAGE_BYTES": 64 * KiB,
+    #: Frames per second one WebSocket client may send (one second of burst); past it the
+    #: connection is closed 1008.
+    "WS_MESSAGE_RATE": 50.0,
+    #: Seconds between keep-alive pings; a client that misses one is closed (half-open).
     "WS_PING_INTERVAL": 20.0,
+    #: WebSocket feeds open at once (all served by one thread, none by a request thread);
+    #: past it the upgrade is refused with 503.
+    "MAX_FEEDS": 128,
     #: Events kept per job (oldest dropped first) and their total size.
     "MAX_EVENTS_PER_JOB": 2000,
     "MAX_HISTORY_BYTES_PER_JOB": 1 * MiB,
@@ -168,7 +175,8 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "COALESCE_BYTES": 64 * KiB,
     #: Events a (re)subscription replays at most; older ones are reported as dropped.
     "MAX_REPLAY_EVENTS": 10000,
-    #: exec / exec_file: max_buffer default and ceiling, timeout ceiling (seconds, 0 = none).
+    #: exec / exec_file: max_buffer default and ceiling; every kind: the ceiling of a request's
+    #: `timeout` (seconds; --max-job-seconds lowers it, 0 there = no server limit).
     "DEFAULT_MAX_BUFFER": 1 * MiB,
     "MAX_MAX_BUFFER": 16 * MiB,
     "MAX_TIMEOUT": 3600.0,
@@ -183,6 +191,27 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "STATS_INTERVAL": 1.0,
     #: Stop: TERM to every child, then KILL after this many seconds.
     "SHUTDOWN_GRACE": 5.0,
+    # ---- confinement of children (confine.py, cgroups.py, guard.py) -----------------------
+    #: When the server runs as root, children run as this user with no capabilities.
+    "CHILD_USER": "nobody",
+    #: True: children keep the server's user and privileges (``--keep-privileges``).
+    "KEEP_PRIVILEGES": False,
+    #: Per-process limits of every child (0 = unlimited): address space (Node reserves about
+    #: 0.7 GiB before it runs a line), tasks of the child's user, CPU seconds, file size, fds.
+    "CHILD_ADDRESS_SPACE_MB": 2048,
+    "CHILD_PROCESSES": 1024,
+    "CHILD_CPU_SECONDS": 3600,
+    "CHILD_FILE_SIZE_MB": 1024,
+    "CHILD_OPEN_FILES": 1024,
+    #: A cgroup per job where one can be made: its tasks (threads count) and memory (0 = none).
+    "CGROUPS": True,
+    "JOB_PIDS": 128,
+    "JOB_MEMORY_MB": 512,
+    #: Every job's wall-clock limit in seconds (0 = none); a request's `timeout` may be shorter.
+    "MAX_JOB_SECONDS": 3600.0,
+    #: Seconds from a job's timeout signal to SIGKILL, and from the end of a killed job's main
+    #: child to ending what is left of it (a setsid grandchild; then its pipes are abandoned).
+    "JOB_KILL_GRACE": 5.0,
     #: The catalogue of shipped child programs: None = `webapp.catalog`; tests may pass any
     #: object with `list_programs()` and `get_program(name)`.
     "CATALOG": None,
@@ -201,10 +230,6 @@ def build_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         config[key] = value
     if not config["TOKEN"]:
         config["TOKEN"] = new_token()
-    config["SOCK_SERVER_OPTIONS"] = {
-        "ping_interval": config["WS_PING_INTERVAL"],
-        "max_message_size": config["WS_MAX_MESSAGE_BYTES"],
-    }
     return config
 
 

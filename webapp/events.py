@@ -21,6 +21,11 @@ Memory is bounded everywhere, because a child flooding stdout must not grow the 
 
 A ``dropped`` notice is not kept. Its ``seq`` is the last seq it stands for, so a client that
 resumes from it continues right after the gap.
+
+Each event is encoded once, when it is published: its UTF-8 JSON bytes are what every
+subscriber gets (a feed frames them as they are). Only a merged chunk is encoded again, for the
+subscriber it was merged for. A subscriber tells its consumer that it has something through
+`notify` (the feed hub's wake-up), so nothing has to poll it.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,12 +54,26 @@ EVENT_TYPES = frozenset(
         "disconnect",
         "stats",
         "dropped",
+        "lab",
     }
 )  # and fd3, fd4, ...: output of a spawn's extra stdio pipes
+# ``lab``: the transport lab's progress (webapp/lab.py). Not a job's event: ``job`` is null,
+# ``pid`` the server's, and ``data`` the whole run as it stands (LabRun.snapshot), so the
+# latest one is all a page needs.
 
 
 def dumps(event: dict[str, Any]) -> str:
     return json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    """`event` as UTF-8 JSON. A lone surrogate (a child may send ``"\\ud800"`` in a JSON
+    message) cannot be UTF-8, so such an event is written with ASCII escapes instead: still
+    the same JSON value, and valid UTF-8 for a browser (which closes a feed on invalid text)."""
+    try:
+        return dumps(event).encode()
+    except UnicodeEncodeError:
+        return json.dumps(event, separators=(",", ":"), default=str).encode()
 
 
 @dataclass
@@ -63,7 +82,11 @@ class _Kept:
 
     seq: int
     event: dict[str, Any]
-    text: str
+    payload: bytes
+
+    @property
+    def text(self) -> str:
+        return self.payload.decode()
 
 
 @dataclass
@@ -76,7 +99,7 @@ class _History:
 
     def evict_one(self) -> None:
         old = self.events.popleft()
-        self.size -= len(old.text)
+        self.size -= len(old.payload)
         if self.evicted and self.evicted[-1][1] == old.seq - 1:
             self.evicted[-1][1] = old.seq
         else:
@@ -109,8 +132,10 @@ def dropped_event(job: str | None, count: int, first: int, last: int, reason: st
 class Subscriber:
     """One feed client's view of the bus: a replay, then live events, bounded.
 
-    The bus pushes under its lock; the client's thread calls `drain()`. Nothing here blocks
-    the publisher: a full queue merges or drops, never waits.
+    The bus pushes under its lock; the consumer calls `drain()`. Nothing here blocks the
+    publisher: a full queue merges or drops, never waits. `notify`, when set, is called (under
+    the bus's lock, so it must be quick and must not call back into the bus) once when the
+    subscriber gets something to drain after its last drain.
     """
 
     def __init__(
@@ -131,69 +156,99 @@ class Subscriber:
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.coalesce_bytes = coalesce_bytes
-        self._cond = threading.Condition()
-        self._queue: deque[list[Any]] = deque()  # [seq, event, text-or-None, size]
+        # A plain lock (C-level `with`), and a condition on it only for a consumer that waits
+        # in `drain(timeout)`: the bus pushes to every subscriber per event, so push is lean.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0
+        self._queue: deque[list[Any]] = deque()  # [seq, event, payload-or-None, size]
         self._bytes = 0
         self._gap: list[int] | None = None  # [count, first, last] while dropping
         self.closed = False
         self.dropped_total = 0
+        self.notify: Callable[[], None] | None = None
+        self._notified = False
+
+    def _signal(self) -> None:
+        """Under the lock: wake a waiting drain, and the consumer, once."""
+        if self._waiting:
+            self._cond.notify()
+        if self.notify is not None and not self._notified:
+            self._notified = True
+            self.notify()
 
     def wants(self, job: str | None) -> bool:
         return self.job is None or self.job == job
 
-    def _put(self, seq: int, event: dict[str, Any], text: str | None, size: int) -> None:
-        self._queue.append([seq, event, text, size])
+    def _put(self, seq: int, event: dict[str, Any], payload: bytes | None, size: int) -> None:
+        self._queue.append([seq, event, payload, size, None])
         self._bytes += size
 
     def push(self, kept: _Kept) -> None:
-        """Called by the bus, under its lock: queue, merge into the last chunk, or drop."""
-        size = len(kept.text)
-        with self._cond:
+        """Called by the bus, under its lock: queue, merge into the last chunk, or drop.
+
+        Runs once per event per subscriber, so it is kept lean (a feed server fans every
+        event out to a classroom of pages)."""
+        event = kept.event
+        kind = event["type"]
+        size = len(kept.payload)
+        with self._lock:
             if self.closed:
                 return
-            if kept.event["type"] in LIFECYCLE_TYPES and len(self._queue) < 2 * self.max_events:
+            queue = self._queue
+            keep = kind in LIFECYCLE_TYPES and len(queue) < 2 * self.max_events
+            if keep:
                 # Rare and what a page most needs (a job ended): never dropped. A gap open
                 # before it is closed first, so seqs stay in order.
                 self._close_gap()
-                self._put(kept.seq, kept.event, kept.text, size)
-                self._cond.notify()
-                return
-            if self._gap is not None:
+            elif self._gap is not None:
                 self._note_drop(kept.seq)
                 return
-            if self.output_rate and kept.event["type"] in OUTPUT_TYPES and not self._afford(size):
-                self._note_drop(kept.seq, "output_rate")
-                return
-            last = self._queue[-1] if self._queue else None
-            if (
-                last is not None
-                and kept.event["type"] in OUTPUT_TYPES
-                and last[1]["type"] == kept.event["type"]
-                and last[1]["job"] == kept.event["job"]
-                and last[3] + size <= self.coalesce_bytes
-            ):
-                self._merge(last, kept, size)
-            elif len(self._queue) >= self.max_events or self._bytes + size > self.max_bytes:
+            elif kind in OUTPUT_TYPES:
+                if self.output_rate and not self._afford(size):
+                    self._note_drop(kept.seq, "output_rate")
+                    self._signal()
+                    return
+                if queue:
+                    last = queue[-1]
+                    head = last[1]
+                    if (
+                        head["type"] == kind
+                        and head["job"] == event["job"]
+                        and last[3] + size <= self.coalesce_bytes
+                    ):
+                        self._merge(last, kept, size)
+                        return  # the queue was not empty: the consumer knows already
+            if not keep and (len(queue) >= self.max_events or self._bytes + size > self.max_bytes):
                 self._note_drop(kept.seq)
+                self._signal()
                 return
-            else:
-                self._put(kept.seq, kept.event, kept.text, size)
-            self._cond.notify()
+            queue.append([kept.seq, event, kept.payload, size, None])
+            self._bytes += size
+            if self._waiting or not self._notified:
+                self._signal()
 
     def _merge(self, last: list[Any], kept: _Kept, size: int) -> None:
-        merged = dict(last[1])
-        data = dict(merged["data"])
+        """Merge output `kept` into the queued chunk `last` (same job and stream). The texts
+        are collected in a list and joined once, when the chunk is drained."""
+        parts = last[4]
+        if parts is None:
+            merged = dict(last[1])
+            data = merged["data"] = dict(merged["data"])
+            data.setdefault("first_seq", last[0])
+            parts = last[4] = [data.pop("text", "")]
+            last[1] = merged
+        merged = last[1]
+        data = merged["data"]
         new = kept.event["data"]
-        data["text"] = data.get("text", "") + new.get("text", "")
+        parts.append(new.get("text", ""))
         data["bytes"] = data.get("bytes", 0) + new.get("bytes", 0)
         data["coalesced"] = data.get("coalesced", 1) + new.get("coalesced", 1)
-        data.setdefault("first_seq", last[0])
-        merged["data"] = data
-        merged["seq"] = kept.seq
+        merged["seq"] = last[0] = kept.seq
         merged["t"] = kept.event["t"]
-        last[0], last[1], last[2] = kept.seq, merged, None
-        self._bytes += size
+        last[2] = None
         last[3] += size
+        self._bytes += size
 
     def _afford(self, size: int) -> bool:
         """Take `size` bytes from the output budget, refilled at `output_rate` per second."""
@@ -220,26 +275,53 @@ class Subscriber:
     def preload(self, items: list[_Kept], notice: dict[str, Any] | None) -> None:
         """The replay, queued ahead of live events (not bounded by the live limits: the
         history it comes from is bounded, and `max_replay` caps it)."""
-        with self._cond:
+        with self._lock:
             if notice is not None:
                 self._put(notice["seq"], notice, None, 0)
             for kept in items:
-                self._put(kept.seq, kept.event, kept.text, 0)
+                self._put(kept.seq, kept.event, kept.payload, 0)
+            if self._queue:
+                self._signal()
 
-    def drain(self, timeout: float | None = None) -> list[str]:
-        """Everything queued, encoded, in seq order; waits up to `timeout` for something.
+    def drain(self, timeout: float | None = None, limit: int | None = None) -> list[bytes]:
+        """What is queued, encoded (UTF-8 JSON), in seq order; waits up to `timeout` for
+        something. With `limit`, stops once that many bytes are taken (at least one event is);
+        the rest stays queued for the next drain, and no new `notify` comes for it.
 
         A pending gap becomes one ``dropped`` notice after the queued events: they all came
         before it, and nothing after it was queued while it was open.
         """
-        with self._cond:
+        with self._lock:
             if not self._queue and self._gap is None and not self.closed and timeout:
-                self._cond.wait(timeout)
-            self._close_gap()
-            out = [text if text is not None else dumps(event) for _, event, text, _ in self._queue]
-            self._queue.clear()
-            self._bytes = 0
+                self._waiting += 1
+                try:
+                    self._cond.wait(timeout)
+                finally:
+                    self._waiting -= 1
+            queue = self._queue
+            out: list[bytes] = []
+            taken = 0
+            while queue and (limit is None or not out or taken < limit):
+                _, event, payload, size, parts = queue.popleft()
+                if payload is None:
+                    if parts is not None:
+                        event["data"]["text"] = "".join(parts)
+                    payload = encode(event)
+                out.append(payload)
+                taken += len(payload)
+                self._bytes -= size
+            if not queue:
+                self._close_gap()
+                if queue:
+                    out.append(encode(queue.popleft()[1]))
+                self._bytes = 0
+                self._notified = False
             return out
+
+    def pending(self) -> bool:
+        """Something is queued (or a gap is waiting for its notice)."""
+        with self._lock:
+            return bool(self._queue) or self._gap is not None
 
     def _close_gap(self) -> None:
         """Queue the notice for the open gap, if any (under the condition's lock)."""
@@ -250,11 +332,11 @@ class Subscriber:
             self._put(last, notice, None, 0)
 
     def wake(self) -> None:
-        with self._cond:
+        with self._lock:
             self._cond.notify_all()
 
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
             self.closed = True
             self._queue.clear()
             self._cond.notify_all()
@@ -305,19 +387,19 @@ class EventBus:
                 "t": time.time(),
                 "data": data or {},
             }
-            kept = _Kept(self._seq, event, dumps(event))
+            kept = _Kept(self._seq, event, encode(event))
             history = self._histories.get(job)
             if history is None:
                 history = self._histories[job] = _History()
             history.events.append(kept)
-            history.size += len(kept.text)
+            history.size += len(kept.payload)
             while len(history.events) > 1 and (
                 len(history.events) > self.max_events_per_job
                 or history.size > self.max_bytes_per_job
             ):
                 history.evict_one()
             for sub in self._subscribers:
-                if sub.wants(job):
+                if sub.job is None or sub.job == job:  # sub.wants(job), inlined: per event
                     sub.push(kept)
             return event
 

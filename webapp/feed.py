@@ -1,4 +1,4 @@
-"""The WebSocket feed ``/ws`` (flask-sock): one connection, every event, resumable.
+"""The WebSocket feed ``/ws``: one connection, every event, resumable.
 
 Protocol (client → server, JSON text):
 
@@ -9,15 +9,16 @@ Protocol (client → server, JSON text):
   rest is reported in ``dropped`` notices. Subscribing again replaces the subscription.
 * ``{"type": "unsubscribe"}`` → ``{"type": "unsubscribed"}``.
 * ``{"type": "ping"}`` → ``{"type": "pong", "t": <server time>}``.
-* anything else → ``{"type": "rejected", "message": "..."}``; the connection stays usable.
+* anything else (not JSON, nested too deep, too big, binary, an unknown type or field) →
+  ``{"type": "rejected", "message": "..."}``; the connection stays usable.
 
 Control messages (``subscribed``, ``pong``, ``rejected``, ``heartbeat``) carry no seq and are not
-kept. The token and the Origin are checked before the upgrade (security.py), so a refused
-client never gets a WebSocket at all.
-
-One thread per connection does all the sending (simple-websocket's own thread reads), so
-sends never interleave; while it is blocked on a slow client, the bus keeps queueing for it in
-its bounded queue, merging output and then dropping with a ``dropped`` notice.
+kept. Before the upgrade, the token and the Origin are checked (security.py), the handshake
+(upgrade.py), and the number of open feeds: past ``--max-feeds`` the answer is HTTP 503 with a
+JSON error naming the flag, so a refused client never gets a WebSocket at all, and one that was
+told ``subscribed`` keeps its feed. Close codes: 1001 when the server stops, 1008 for a client
+over its rate or silent to pings, 1009 for a message far over the limit, 1002 / 1007 for broken
+frames / text (see feedhub.py, which serves every open feed from one thread).
 """
 
 from __future__ import annotations
@@ -26,19 +27,22 @@ import json
 import time
 from typing import Any
 
-from flask import Blueprint, Flask, current_app
-from flask_sock import Sock
-from simple_websocket import ConnectionClosed
+from flask import Blueprint, Flask, Response, jsonify, request
 
 from .events import Subscriber
+from .feedhub import FeedConnection
 from .services import Services, services
+from .upgrade import (
+    HandshakeError,
+    check_handshake,
+    server_socket,
+    switching_protocols,
+    take_socket,
+)
 
-#: How long the loop waits for events before it looks at the client's messages again.
-POLL = 0.02
 CLIENT_TYPES = ("subscribe", "unsubscribe", "ping")
 SUBSCRIBE_KEYS = {"type", "job", "after", "heartbeat", "output_rate"}
 
-sock = Sock()
 bp = Blueprint("feed", __name__)
 
 
@@ -46,87 +50,94 @@ def _text(obj: dict[str, Any]) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
-class FeedSession:
-    """One connected client: its subscription, heartbeat schedule and message handling."""
+def _short(value: Any, size: int = 60) -> str:
+    """`value`'s repr, cut to `size` characters: a rejection does not echo a whole message."""
+    text = repr(value)
+    return text if len(text) <= size else text[: size - 3] + "..."
 
-    def __init__(self, ws: Any, s: Services, max_message: int) -> None:
-        self.ws = ws
+
+class FeedSession:
+    """One connected client: its subscription, heartbeat schedule and message handling.
+
+    Runs in the feed hub's thread (every call comes from it), so it must never block.
+    """
+
+    def __init__(self, conn: FeedConnection, s: Services, max_message: int) -> None:
+        self.conn = conn
         self.s = s
         self.max_message = max_message
         self.sub: Subscriber | None = None
         self.heartbeat_due: float | None = None
 
-    def run(self) -> None:
-        try:
-            while not self.s.jobs.stopping.is_set():
-                raw = self.ws.receive(timeout=0)
-                if raw is not None:
-                    self.handle(raw)
-                    continue
-                self.pump()
-        except (ConnectionClosed, OSError):
-            pass  # the client went away (reset, broken pipe): nothing to tell it
-        finally:
-            self.unsubscribe()
+    # ---- what the hub calls ---------------------------------------------------------------
 
-    def pump(self) -> None:
-        """Send what is queued; wait a little for more (or for the next heartbeat)."""
-        wait = POLL
-        if self.heartbeat_due is not None:
-            wait = max(0.0, min(wait, self.heartbeat_due - time.monotonic()))
-        if self.sub is None:
-            if wait:
-                time.sleep(wait)
-        else:
-            for text in self.sub.drain(timeout=wait):
-                self.ws.send(text)
-        if self.heartbeat_due is not None:
-            now = time.monotonic()
-            if now >= self.heartbeat_due:
-                late = now - self.heartbeat_due
-                self.ws.send(_text({"type": "heartbeat", "late_ms": round(late * 1000, 1)}))
-                interval = self.s.heartbeat.interval
-                self.heartbeat_due = max(self.heartbeat_due + interval, now)
+    def pump(self, limit: int) -> None:
+        """Send up to about `limit` bytes of queued events, as one batch."""
+        if self.sub is not None:
+            self.conn.send_payloads(self.sub.drain(limit=limit))
 
-    def reject(self, message: str) -> None:
-        self.ws.send(_text({"type": "rejected", "message": message}))
+    def has_more(self) -> bool:
+        return self.sub is not None and self.sub.pending()
 
-    def handle(self, raw: str | bytes) -> None:
-        if isinstance(raw, bytes):
-            self.reject("send text frames holding JSON, not binary frames")
-            return
+    def due(self) -> float | None:
+        return self.heartbeat_due
+
+    def tick(self, now: float) -> None:
+        if self.heartbeat_due is not None and now >= self.heartbeat_due:
+            late = now - self.heartbeat_due
+            self.conn.send_text(_text({"type": "heartbeat", "late_ms": round(late * 1000, 1)}))
+            self.heartbeat_due = max(self.heartbeat_due + self.s.heartbeat.interval, now)
+
+    def closed(self) -> None:
+        self.unsubscribe()
+
+    def on_binary(self) -> None:
+        self.reject("send text frames holding JSON, not binary frames")
+
+    def on_too_big(self, size: int) -> None:
+        self.reject(
+            f"message of {size} bytes is over the {self.max_message}-byte limit; the feed only "
+            "takes small control messages (subscribe, ping)"
+        )
+
+    def on_text(self, raw: str) -> None:
         if len(raw.encode()) > self.max_message:
-            self.reject(
-                f"message over the {self.max_message}-byte limit; the feed only takes small "
-                "control messages (subscribe, ping)"
-            )
+            self.on_too_big(len(raw.encode()))
             return
         try:
             msg = json.loads(raw)
+        except RecursionError:
+            self.reject("JSON nested too deeply; the feed's messages are flat objects")
+            return
         except ValueError as exc:
-            self.reject(f'not JSON ({exc.msg}); send e.g. {{"type": "ping"}}')
+            self.reject(f'not JSON ({getattr(exc, "msg", exc)}); send e.g. {{"type": "ping"}}')
             return
         if not isinstance(msg, dict) or msg.get("type") not in CLIENT_TYPES:
             got = msg.get("type") if isinstance(msg, dict) else type(msg).__name__
             self.reject(
-                f"unknown message type {got!r}; send one of: {', '.join(CLIENT_TYPES)} "
+                f"unknown message type {_short(got)}; send one of: {', '.join(CLIENT_TYPES)} "
                 '(as {"type": ...})'
             )
             return
         kind = msg["type"]
         if kind == "ping":
-            self.ws.send(_text({"type": "pong", "t": time.time()}))
+            self.conn.send_text(_text({"type": "pong", "t": time.time()}))
         elif kind == "unsubscribe":
             self.unsubscribe()
-            self.ws.send(_text({"type": "unsubscribed"}))
+            self.conn.send_text(_text({"type": "unsubscribed"}))
         else:
             self.subscribe(msg)
+
+    # ---- the protocol ---------------------------------------------------------------------
+
+    def reject(self, message: str) -> None:
+        self.conn.send_text(_text({"type": "rejected", "message": message}))
 
     def subscribe(self, msg: dict[str, Any]) -> None:
         unknown = sorted(set(msg) - SUBSCRIBE_KEYS)
         if unknown:
             self.reject(
-                f"unknown field(s) {', '.join(map(repr, unknown))} in subscribe; "
+                f"unknown field(s) {', '.join(_short(k) for k in unknown)} in subscribe; "
                 f"fields are {', '.join(sorted(SUBSCRIBE_KEYS))}"
             )
             return
@@ -150,18 +161,21 @@ class FeedSession:
             try:
                 self.s.jobs.get(job)
             except Exception:
-                self.reject(f'no job {job!r}; subscribe with "job": null for every job')
+                self.reject(f'no job {_short(job)}; subscribe with "job": null for every job')
                 return
         self.unsubscribe()
         self.sub, start = self.s.bus.subscribe(job, after, rate)
-        self.ws.send(
+        hub, conn = self.conn.hub, self.conn
+        self.sub.notify = lambda: hub.ready(conn)
+        self.conn.send_text(
             _text(
                 {"type": "subscribed", "seq": start, "job": job, "after": after, "heartbeat": beat}
             )
         )
-        self.heartbeat_due = time.monotonic() + self.s.heartbeat.interval if beat else None
-        for text in self.sub.drain():
-            self.ws.send(text)
+        if beat:
+            self.heartbeat_due = time.monotonic() + self.s.heartbeat.interval
+            hub.timer(self.heartbeat_due)
+        hub.ready(conn)  # the replay, and anything that came meanwhile
 
     def unsubscribe(self) -> None:
         if self.sub is not None:
@@ -170,18 +184,46 @@ class FeedSession:
         self.heartbeat_due = None
 
 
-def feed(ws: Any) -> None:
-    """The /ws route: a session until the client goes away or the server stops."""
-    FeedSession(ws, services(), current_app.config["WS_MAX_MESSAGE_BYTES"]).run()
+def _refusal(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    response = jsonify(error=message)
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
 
 
-sock.route("/ws", bp=bp)(feed)
+@bp.route("/ws", websocket=True)  # Werkzeug routes an upgrade request only to such a rule
+@bp.route("/ws", endpoint="feed_http", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def feed() -> Response:
+    """The upgrade: refuse with a plain HTTP answer, or hand the connection to the hub."""
+    s = services()
+    try:
+        key = check_handshake(request.method, request.headers)
+    except HandshakeError as exc:
+        return _refusal(exc.status, exc.message, exc.headers)
+    hub = s.feeds
+    if s.jobs.stopping.is_set():
+        return _refusal(503, "the server is stopping; reconnect once it is back")
+    if not hub.reserve():
+        return _refusal(
+            503,
+            f"the server is full: all {hub.capacity} live feeds are in use. Close a tab you "
+            f"do not need, or start the server with --max-feeds N (more than {hub.capacity})",
+            {"Retry-After": "5"},
+        )
+    try:
+        raw = server_socket(request.environ)
+        raw.sendall(switching_protocols(key))
+        sock = take_socket(raw)
+    except (HandshakeError, OSError) as exc:
+        hub.release()
+        if isinstance(exc, HandshakeError):
+            return _refusal(exc.status, exc.message)
+        return _refusal(400, "the connection closed during the WebSocket handshake")
+    max_message = s.jobs.config["WS_MAX_MESSAGE_BYTES"]
+    hub.adopt(sock, lambda conn: FeedSession(conn, s, max_message))
+    # The WSGI server writes this into the dummy it now holds (upgrade.py), not to the client.
+    return Response(status=101)
 
 
 def init_app(app: Flask) -> None:
-    """Register the feed; simple-websocket's hard size cap (which closes the connection with
-    1009) sits above ours, which only rejects the one message."""
-    options = dict(app.config.get("SOCK_SERVER_OPTIONS", {}))
-    options["max_message_size"] = 4 * app.config["WS_MAX_MESSAGE_BYTES"]
-    app.config["SOCK_SERVER_OPTIONS"] = options
     app.register_blueprint(bp)

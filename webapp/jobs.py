@@ -30,6 +30,7 @@ import ipc
 
 from .errors import ApiError
 from .events import EventBus
+from .guard import CannotConfine, Guards, IsShipped, JobGuard
 from .jsoncheck import json_safe
 from .stats import ProcSampler
 
@@ -95,9 +96,14 @@ class Job:
         self.hooks: dict[str, list[Hook]] = {}
         self.stdin_queue: queue.Queue[tuple[bytes, bool]] | None = None
         self.stdin_pending = 0
-        self.timer: threading.Timer | None = None
         self.exec_overflow: str | None = None
-        self.timed_out = False
+        #: Its confinement, cgroup and end (guard.py); set before the child starts.
+        self.guard: JobGuard | None = None
+
+    @property
+    def timed_out(self) -> bool:
+        """Its deadline (`timeout`, or the server's --max-job-seconds) ended it."""
+        return self.guard is not None and self.guard.timed_out
 
     @property
     def live(self) -> bool:
@@ -129,9 +135,11 @@ class Job:
                 "messages_out": self.messages_out,
                 "output_bytes": self.output_bytes,
                 "output_truncated": self.output_truncated,
+                "confinement": self.guard.to_dict() if self.guard is not None else None,
+                "timeout": spec.timeout,
+                "timed_out": self.timed_out,
             }
             if spec.kind in ("exec", "exec_file"):
-                data["timeout"] = spec.timeout
                 data["max_buffer"] = spec.max_buffer
                 data["result"] = self.result
         return data
@@ -140,9 +148,12 @@ class Job:
 class JobService:
     """Owns every job: starting, limits, kill / send / stdin, forgetting, shutdown."""
 
-    def __init__(self, config: dict[str, Any], bus: EventBus) -> None:
+    def __init__(
+        self, config: dict[str, Any], bus: EventBus, is_shipped: IsShipped | None = None
+    ) -> None:
         self.config = config
         self.bus = bus
+        self.guards = Guards(config, is_shipped)
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
@@ -176,11 +187,13 @@ class JobService:
         """Start `spec` as a new job; `hooks` are extra callbacks (the demos' answer).
 
         Once the job holds a slot (it is registered and counts as live), every way out but
-        success goes through one ``finally`` that gives the slot back (`_give_back`): a refusal
-        from ipc, and any failure nobody foresaw.
+        success goes through one ``finally`` that gives the slot back and releases the job's
+        guard and cgroup (`_give_back`): a refusal from ipc or from the guard, and any failure
+        nobody foresaw.
 
-        :raises ApiError: 503 while stopping, 429 at the live-children limit, 400 when ipc
-            refuses the options (e.g. transport "pipe" for a Node child).
+        :raises ApiError: 503 while stopping or without the job's cgroup, 429 at the
+            live-children limit, 400 when ipc refuses the options (e.g. transport "pipe" for a
+            Node child) or the job cannot run confined.
         """
         if spec.has_message:
             self.check_message(spec.message)
@@ -220,15 +233,22 @@ class JobService:
         return job
 
     def _give_back(self, job: Job) -> None:
-        """Undo a start that failed: forget the job (its slot is free again) and kill the child
-        if one was made before the failure (ipc reaps it)."""
+        """Undo a start that failed: forget the job (its slot is free again), and end what was
+        made before the failure. Without a child, the guard is released here (its cgroup
+        removed); with one, SIGKILL goes to its group and cgroup, ipc reaps it, and its
+        `close` releases the guard as every job's does."""
         with self._lock:
             self._jobs.pop(job.id, None)
         job.closed.set()
         self.bus.forget(job.id)
-        child = job.child
+        guard, child = job.guard, job.child
         if child is not None and child.returncode is None:
-            child.kill("SIGKILL")
+            if guard is not None:
+                guard.kill("SIGKILL")
+            else:
+                child.kill("SIGKILL")
+        elif guard is not None:
+            guard.closed()
 
     def _trim(self) -> None:
         """Forget the oldest finished jobs past MAX_JOBS_KEPT (under `_lock`)."""
@@ -242,16 +262,18 @@ class JobService:
     def _launch(self, job: Job) -> None:
         spec = job.spec
         listeners = self._listeners(job)
+        guard = job.guard = self._guard(job)  # released by start's `_give_back` on failure
         if spec.kind == "fork":
             child = ipc.fork(
                 spec.argv[0],
                 spec.args,
                 transport=spec.transport,
                 cwd=spec.cwd,
-                env=spec.env,
+                env=guard.env,
                 silent=True,
                 max_message_size=self.config["MAX_MESSAGE_BYTES"],
                 listeners=listeners,
+                wrapper=guard.wrapper,
             )
         else:
             argv = spec.argv
@@ -262,18 +284,37 @@ class JobService:
             else:
                 stdio = ["ignore", "pipe", "pipe"]
             child = ipc.spawn(
-                argv[0], argv[1:], cwd=spec.cwd, env=spec.env, stdio=stdio, listeners=listeners
+                argv[0],
+                argv[1:],
+                cwd=spec.cwd,
+                env=guard.env,
+                stdio=stdio,
+                listeners=listeners,
+                wrapper=guard.wrapper,
             )
-        with job.lock:
+        with job.lock:  # the child first: a failure from here on must find it to end it
             job.child = child
             job.transport = child.transport
             if child.pid is not None:
                 job.pid = child.pid
+        guard.started(child)
         job.launched.set()
-        if spec.kind in ("exec", "exec_file") and spec.timeout > 0:
-            job.timer = threading.Timer(spec.timeout, self._exec_timeout, args=(job,))
-            job.timer.daemon = True
-            job.timer.start()
+
+    def _guard(self, job: Job) -> JobGuard:
+        """The job's confinement and cgroup.
+
+        :raises ApiError: 400 when it cannot run confined, 503 without its cgroup.
+        """
+        try:
+            return self.guards.guard(job.id, job.spec)
+        except CannotConfine as exc:
+            raise ApiError(400, str(exc)) from None
+        except OSError as exc:
+            raise ApiError(
+                503,
+                f"cannot create job {job.id}'s cgroup ({exc}); try again, or start the server "
+                "with --no-cgroups",
+            ) from None
 
     def _listeners(self, job: Job) -> dict[str, Callable[..., Any]]:
         """ipc callbacks for `job` (reactor thread: record, publish, return)."""
@@ -331,13 +372,13 @@ class JobService:
                 job.exit_code, job.signal = code, sig
                 job.state = "signaled" if sig else "exited"
                 job.ended_at = time.time()
+            if job.guard is not None:
+                job.guard.child_exited()
             publish("exit", {"code": code, "signal": sig})
             run_hooks("exit", code, sig)
 
         def on_close(code: int | None, sig: str | None) -> None:
             job.launched.wait(10)
-            if job.timer is not None:
-                job.timer.cancel()
             for stream, decoder in job.decoders.items():
                 rest = decoder.decode(b"", final=True)
                 if rest:
@@ -349,6 +390,8 @@ class JobService:
                     job.state = "failed"
                 if job.spec.kind in ("exec", "exec_file"):
                     job.result = self._exec_result(job, code, sig)
+            if job.guard is not None:
+                job.guard.closed()  # its cgroup goes before anyone hears of `close`
             publish("close", {"code": code, "signal": sig})
             job.closed.set()
             if job.stdin_queue is not None:
@@ -407,11 +450,6 @@ class JobService:
         if overflow and job.child is not None:
             job.child.kill(job.spec.kill_signal)
 
-    def _exec_timeout(self, job: Job) -> None:
-        if job.child is not None and job.child.returncode is None:
-            job.timed_out = True
-            job.child.kill(job.spec.kill_signal)
-
     @staticmethod
     def _exec_result(job: Job, code: int | None, sig: str | None) -> dict[str, Any]:
         """Node's exec callback in JSON (under `job.lock`): error or not, and why."""
@@ -425,7 +463,8 @@ class JobService:
         elif job.exec_overflow:
             reason = f"{job.exec_overflow} maxBuffer length exceeded ({limit} bytes)"
         elif job.timed_out:
-            reason = f"Command timed out after {job.spec.timeout} s"
+            deadline = job.guard.deadline if job.guard is not None else job.spec.timeout
+            reason = f"Command timed out after {deadline} s"
         elif code != 0:
             reason = f"Command failed with {'signal ' + sig if sig else f'exit code {code}'}"
         else:
@@ -444,14 +483,18 @@ class JobService:
     # ---- actions ----------------------------------------------------------------------------
 
     def kill(self, job: Job, sig: str) -> bool:
-        """Signal the job's process group. :raises ApiError: 409 when it has exited."""
-        child = job.child
-        if child is None or child.returncode is not None or job.state == "failed":
+        """Signal the job: its process group and every process of its cgroup (a grandchild
+        that left the group too). A job whose main child has exited but that has not closed
+        (something still holds its pipes) can be killed as well.
+
+        :raises ApiError: 409 when the job has closed.
+        """
+        if job.child is None or job.guard is None or not job.live or job.state == "failed":
             raise ApiError(
                 409,
                 f"job {job.id} is not running (state {job.state}); nothing to signal",
             )
-        return child.kill(sig)
+        return job.guard.kill(sig)
 
     def send(self, job: Job, message: Any) -> bool:
         """Send `message` to a fork job. :raises ApiError: 409 without an open channel."""
@@ -573,6 +616,7 @@ class JobService:
             self._sampler.stop()
         running = [job for job in self.live_jobs() if job.child is not None]
         ipc.shutdown(grace=self.config["SHUTDOWN_GRACE"] if grace is None else grace)
+        self.guards.shutdown()  # what left the process groups (setsid), and the cgroups
         return running
 
 

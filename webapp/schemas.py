@@ -39,6 +39,10 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
     "KillRequest": {"term": {"signal": "SIGTERM"}},
     "SendRequest": {"message": {"message": {"ping": 1}}},
     "StdinRequest": {"line": {"data": "hello\n"}, "end": {"data": "", "end": True}},
+    "LabRunRequest": {
+        "small": {"rtt": 100, "msgs": 1000, "big": 2, "warmup": 10, "subjects": ["floor"]}
+    },
+    "FramesRequest": {"default": {"max_bytes": 16384}},
 }
 
 #: A string that can become part of an argv or environ: no NUL (C strings end there).
@@ -109,20 +113,27 @@ def components(config: Mapping[str, Any]) -> dict[str, Any]:
         "description": 'a list of strings, e.g. ["-l", "/tmp"]',
     }
     command = _argv_string("a non-empty string: one program name (arguments go in 'args')", 1)
-    exec_options = {
+    ceiling = config["MAX_TIMEOUT"]
+    if config["MAX_JOB_SECONDS"]:  # no request outlives the server's --max-job-seconds
+        ceiling = min(ceiling, config["MAX_JOB_SECONDS"])
+    deadline_options = {  # every kind (guard.py ends the job)
         "timeout": {
             "type": "number",
             "minimum": 0,
-            "maximum": config["MAX_TIMEOUT"],
-            "description": "a number of seconds >= 0 (0: none)",
+            "maximum": ceiling,
+            "description": "a number >= 0: seconds until kill_signal, then SIGKILL after the "
+            "grace (0: the server's --max-job-seconds)",
         },
+        "kill_signal": _ref("Signal"),
+    }
+    exec_options = {
+        **deadline_options,
         "max_buffer": {
             "type": "integer",
             "minimum": 1,
             "maximum": config["MAX_MAX_BUFFER"],
             "description": "a number of bytes >= 1",
         },
-        "kill_signal": _ref("Signal"),
     }
     stdio_mode = {
         "enum": ["pipe", "ignore", None],
@@ -156,6 +167,11 @@ def components(config: Mapping[str, Any]) -> dict[str, Any]:
             "output_bytes": {"type": "integer"},
             "output_truncated": {"type": "boolean"},
             "timeout": {"type": "number"},
+            "timed_out": {"type": "boolean"},
+            "confinement": {
+                "type": ["object", "null"],
+                "description": "how its child runs: user, capabilities, limits, cgroups",
+            },
             "max_buffer": {"type": "integer"},
             "result": {"type": ["object", "null"]},
         },
@@ -187,6 +203,7 @@ def components(config: Mapping[str, Any]) -> dict[str, Any]:
                 "args": args,
                 "transport": {"enum": list(TRANSPORTS)},
                 "message": {"description": "any JSON value, sent to the child once it starts"},
+                **deadline_options,
             },
             ["program"],
         ),
@@ -203,6 +220,7 @@ def components(config: Mapping[str, Any]) -> dict[str, Any]:
                     "description": 'a list of "pipe" / "ignore" / null, e.g. [null, null, null, '
                     '"pipe"] (entries from 3 are extra pipes)',
                 },
+                **deadline_options,
             },
             ["command"],
         ),
@@ -348,15 +366,283 @@ def components(config: Mapping[str, Any]) -> dict[str, Any]:
                     "additionalProperties": {"type": "string"},
                 },
                 "allowed_hosts": {"type": "array", "items": {"type": "string"}},
+                "feeds": {
+                    "type": "object",
+                    "properties": {
+                        "in_use": {"type": "integer"},
+                        "capacity": {"type": "integer"},
+                    },
+                    "required": ["in_use", "capacity"],
+                },
+                "children": {
+                    "type": "object",
+                    "description": "the children's user, defence, limits and cgroups",
+                },
             },
             "required": ["live_children", "max_children", "allowed_commands"],
         },
         "OpenAPI": {"type": "object", "required": ["openapi", "paths"]},
+        **_tool_components(),
     }
 
 
-#: Query parameters, by name: each is read and checked by `api.query_int`.
+def _tool_components() -> dict[str, Any]:
+    """The shapes of the measuring and inspecting tools (tools_api.py): the transport lab,
+    the fd and frame inspectors, the trace export. Their bounds are the tools' own."""
+    from . import frames, lab
+
+    sizes = {
+        name: {
+            "type": "integer",
+            "minimum": low,
+            "maximum": high,
+            "description": f"an integer from {low} to {high}",
+        }
+        for name, (low, high) in lab.LIMITS.items()
+    }
+    subject_names = ", ".join(lab.SUBJECTS)
+    nullable_number = {"type": ["number", "null"]}
+    subject = {
+        "type": "object",
+        "properties": {
+            "key": {"enum": list(lab.SUBJECTS)},
+            "label": {"type": "string"},
+            "note": {"type": "string"},
+            "state": {"enum": ["waiting", "running", "done", "failed", "cancelled"]},
+            "phase": {"enum": ["starting", "rtt", "msgs", "big", None]},
+            "rtt_done": {"type": "integer"},
+            "rtt_total": {"type": "integer"},
+            "rtt_p50_us": nullable_number,
+            "rtt_p99_us": nullable_number,
+            "msgs_per_s": nullable_number,
+            "mb_per_s": nullable_number,
+            "error": {"type": ["string", "null"]},
+        },
+        "required": ["key", "label", "state", "rtt_done", "rtt_total"],
+    }
+    peer_fd = {
+        "type": "object",
+        "properties": {"fd": {"type": "integer"}, "target": {"type": "string"}},
+        "required": ["fd"],
+    }
+    fd_row = {
+        "type": "object",
+        "properties": {
+            "fd": {"type": "integer"},
+            "role": {"type": "string"},
+            "target": {"type": "string"},
+            "kind": {"type": "string"},
+            "transport": {"type": "string"},
+            "detail": {"type": "string"},
+            "inode": {"type": ["integer", "null"]},
+            "access": {"type": ["string", "null"]},
+            "flags": {"type": "array", "items": {"type": "string"}},
+            "pos": {"type": ["integer", "null"]},
+            "peer": {
+                "type": ["object", "null"],
+                "properties": {
+                    "where": {"enum": ["parent", "child", "elsewhere"]},
+                    "pid": {"type": "integer"},
+                    "fds": {"type": "array", "items": peer_fd},
+                    "how": {"type": "string"},
+                },
+                "required": ["where"],
+            },
+        },
+        "required": ["fd", "role", "target", "kind", "peer"],
+    }
+    chunk = {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer"},
+            "direction": {"enum": ["read", "write", "eof"]},
+            "t": {"type": "number"},
+            "size": {"type": "integer"},
+            "start": {"type": "integer"},
+            "cut": {"type": "boolean"},
+            "data": {"type": "string", "description": "the bytes, base64"},
+        },
+        "required": ["n", "direction", "t", "size", "start", "cut", "data"],
+    }
+    frame = {
+        "type": "object",
+        "properties": {
+            "direction": {"enum": ["read", "write"]},
+            "index": {"type": "integer"},
+            "start": {"type": "integer"},
+            "end": {"type": "integer"},
+            "size": {"type": "integer"},
+            "chunks": {"type": "array", "items": {"type": "integer"}},
+            "complete": {"type": "boolean"},
+            "message": {"description": "the decoded message (null: see note)"},
+            "message_text": {"type": "string"},
+            "note": {"type": "string"},
+        },
+        "required": ["direction", "index", "start", "end", "size", "chunks", "complete"],
+    }
+    return {
+        "LabRunRequest": {
+            "type": "object",
+            "x-name": "a lab run",
+            "x-example": '{"rtt": 1000, "subjects": ["floor", "socketpair"]}',
+            "description": "every field optional: make bench's workload by default",
+            "properties": {
+                **sizes,
+                "subjects": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "enum": list(lab.SUBJECTS),
+                        "description": f"one of {subject_names}",
+                    },
+                    "description": f"a non-empty list of subjects from {subject_names}",
+                },
+            },
+            "additionalProperties": False,
+        },
+        "LabRun": {
+            "type": "object",
+            "description": "one run of the transport lab, as it stands",
+            "properties": {
+                "id": {"type": "string"},
+                "state": {"enum": ["running", "done", "cancelled"]},
+                "reason": {"type": ["string", "null"]},
+                "config": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer"},
+                },
+                "started_at": {"type": "number"},
+                "ended_at": nullable_number,
+                "current": {"type": ["string", "null"]},
+                "pid": {"type": "integer", "description": "the server's: it measures"},
+                "subjects": {"type": "array", "items": subject},
+            },
+            "required": ["id", "state", "config", "started_at", "subjects"],
+        },
+        "LabRunAnswer": {
+            "type": "object",
+            "properties": {"run": _ref("LabRun")},
+            "required": ["run"],
+        },
+        "Lab": {
+            "type": "object",
+            "properties": {
+                "run": {"oneOf": [_ref("LabRun"), {"type": "null"}]},
+                "subjects": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "key": {"enum": list(lab.SUBJECTS)},
+                            "label": {"type": "string"},
+                            "note": {"type": "string"},
+                        },
+                        "required": ["key", "label", "note"],
+                    },
+                },
+                "defaults": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "limits": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}},
+                        "required": ["min", "max"],
+                    },
+                },
+                "max_seconds": {"type": "number"},
+            },
+            "required": ["run", "subjects", "defaults", "limits", "max_seconds"],
+        },
+        "Fds": {
+            "type": "object",
+            "description": "a running child's open fds, each matched to the server's end",
+            "properties": {
+                "job": {"type": "string"},
+                "kind": {"enum": list(KINDS)},
+                "program": {"type": ["string", "null"]},
+                "pid": {"type": "integer"},
+                "parent_pid": {"type": "integer"},
+                "transport": {"type": ["string", "null"]},
+                "channel": {
+                    "type": "object",
+                    "properties": {
+                        "variable": {"type": ["string", "null"]},
+                        "value": {"type": ["string", "null"]},
+                        "fds": {"type": "array", "items": {"type": "integer"}},
+                        "serialization": {"type": ["string", "null"]},
+                    },
+                    "required": ["variable", "fds"],
+                },
+                "sock_diag": {"type": "boolean"},
+                "fds": {"type": "array", "items": fd_row},
+            },
+            "required": ["job", "kind", "pid", "parent_pid", "channel", "fds"],
+        },
+        "FramesRequest": {
+            "type": "object",
+            "x-name": "a channel capture",
+            "x-example": '{"max_bytes": 16384}',
+            "properties": {
+                "max_bytes": {
+                    "type": "integer",
+                    "minimum": 1024,
+                    "maximum": frames.MAX_LIMIT,
+                    "description": f"an integer from 1024 to {frames.MAX_LIMIT} (bytes kept)",
+                },
+            },
+            "additionalProperties": False,
+        },
+        "Capture": {
+            "type": "object",
+            "description": "the bytes of a fork job's channel, by read()/write(), and frames",
+            "properties": {
+                "job": {"type": "string"},
+                "serialization": {"enum": ["json", "binary"]},
+                "limit": {"type": "integer"},
+                "kept_bytes": {"type": "integer"},
+                "seen_bytes": {"type": "integer"},
+                "full": {"type": "boolean"},
+                "capturing": {"type": "boolean"},
+                "started_at": {"type": "number"},
+                "stopped_at": nullable_number,
+                "chunks": {"type": "array", "items": chunk},
+                "frames": {"type": "array", "items": frame},
+            },
+            "required": ["job", "limit", "kept_bytes", "full", "capturing", "chunks", "frames"],
+        },
+        "Trace": {
+            "type": "object",
+            "description": "Chrome Trace Event Format (JSON Object Format), for Perfetto",
+            "properties": {
+                "traceEvents": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "ph": {"type": "string"},
+                            "pid": {"type": "integer"},
+                        },
+                        "required": ["name", "ph", "pid"],
+                    },
+                },
+                "displayTimeUnit": {"enum": ["ms", "ns"]},
+                "otherData": {"type": "object"},
+            },
+            "required": ["traceEvents"],
+        },
+    }
+
+
+#: Query parameters, by name: each is read and checked where its route reads it.
 QUERY = {
+    "job": {
+        "name": "job",
+        "in": "query",
+        "required": False,
+        "description": "one job's id (GET /api/jobs); left out: every kept job",
+        "schema": {"type": "string", "minLength": 1},
+    },
     "after": {
         "name": "after",
         "in": "query",

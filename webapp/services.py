@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 
 from .events import EventBus
+from .feedhub import FeedHub, HubLimits
+from .frames import FrameCaptures
 from .heartbeat import Heartbeat
 from .jobs import Job, JobService
+from .lab import LabRunner
 from .programs_index import ProgramIndex
 from .security import CommandPolicy
 
@@ -23,6 +26,9 @@ class Services:
     programs: ProgramIndex
     policy: CommandPolicy
     heartbeat: Heartbeat
+    lab: LabRunner
+    frames: FrameCaptures
+    feeds: FeedHub
 
     @classmethod
     def build(cls, config: dict) -> Services:
@@ -43,19 +49,35 @@ class Services:
         )
         return cls(
             bus=bus,
-            jobs=JobService(config, bus),
+            jobs=JobService(
+                config, bus, is_shipped=lambda path, runtime: bool(programs.resolve(path, runtime))
+            ),
             programs=programs,
             policy=policy,
             heartbeat=Heartbeat(config["HEARTBEAT_INTERVAL"]),
+            lab=LabRunner(bus),
+            frames=FrameCaptures(),
+            feeds=FeedHub(
+                HubLimits(
+                    capacity=config["MAX_FEEDS"],
+                    max_message=config["WS_MAX_MESSAGE_BYTES"],
+                    message_rate=config["WS_MESSAGE_RATE"],
+                    ping_interval=config["WS_PING_INTERVAL"],
+                )
+            ),
         )
 
     def init_app(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self
 
     def shutdown(self, grace: float | None = None) -> list[Job]:
-        """Stop everything; the jobs whose children were still running."""
+        """Stop the children (their last events still reach the feeds), then close every
+        feed with 1001 (going away). Returns the jobs whose children were still running."""
         self.heartbeat.stop()
-        return self.jobs.shutdown(grace)
+        self.lab.shutdown()
+        stopped = self.jobs.shutdown(grace)
+        self.feeds.stop()
+        return stopped
 
 
 def services() -> Services:

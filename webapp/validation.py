@@ -101,7 +101,7 @@ def parse_job(
     cwd = cwd_path(body)
     env = env_map(body, policy)
     if kind == "fork":
-        return _fork(body, programs, cwd, env)
+        return _deadline(_fork(body, programs, cwd, env), body)
     command = body.get("command") or body["file"]
     if kind != "exec":
         one_program_name(command, kind, policy)
@@ -119,9 +119,15 @@ def parse_job(
     if kind == "spawn":
         spec.stdio = stdio_modes(body.get("stdio"))
     if kind in ("exec", "exec_file"):
-        spec.timeout = float(body.get("timeout", 0))
         spec.max_buffer = int(body.get("max_buffer", config["DEFAULT_MAX_BUFFER"]))
-        spec.kill_signal = signal_name(body.get("kill_signal", "SIGTERM"), "kill_signal")
+    return _deadline(spec, body)
+
+
+def _deadline(spec: JobSpec, body: Mapping[str, Any]) -> JobSpec:
+    """`timeout` (seconds, 0 = the server's --max-job-seconds; its ceiling is in the schema)
+    and `kill_signal`, for every kind."""
+    spec.timeout = float(body.get("timeout", 0))
+    spec.kill_signal = signal_name(body.get("kill_signal", "SIGTERM"), "kill_signal")
     return spec
 
 

@@ -44,6 +44,14 @@ export const api = {
   output: (id) => call("GET", `/api/jobs/${encodeURIComponent(id)}/output`),
   programs: () => call("GET", "/api/programs"),
   heartbeat: () => call("GET", "/api/heartbeat"),
+  // the tools (webapp/tools_api.py)
+  lab: () => call("GET", "/api/lab"),
+  labStart: (body) => call("POST", "/api/lab/runs", body),
+  labCancel: (id) => call("DELETE", `/api/lab/runs/${encodeURIComponent(id)}`),
+  fds: (id) => call("GET", `/api/jobs/${encodeURIComponent(id)}/fds`),
+  frames: (id) => call("GET", `/api/jobs/${encodeURIComponent(id)}/frames`),
+  framesStart: (id, maxBytes) => call("POST", `/api/jobs/${encodeURIComponent(id)}/frames`, { max_bytes: maxBytes }),
+  framesStop: (id) => call("DELETE", `/api/jobs/${encodeURIComponent(id)}/frames`),
 };
 
 /** A seed endpoint (/getSum, /sum, /compute): plain text, timed on the client. */

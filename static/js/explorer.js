@@ -40,6 +40,8 @@ const tree = new TreeView($("#tree"), live, {
     const j = view.jobs.get(id);
     $("#job-title").textContent = j ? `${id} · ${j.label || j.kind || ""} · pid ${j.pid ?? "?"}` : "select a process";
     consoleView.show(id);
+    // The Inspect panel (inspect.js) follows the selection.
+    document.dispatchEvent(new CustomEvent("explorer:select", { detail: { job: id } }));
   },
 });
 

@@ -6,7 +6,14 @@
 //   live         - subscribed and caught up
 //   behind       - subscribed, still receiving the replay up to the seq the server announced
 //   reconnecting - the socket dropped; retrying with back-off
-//   offline      - the server refused us (bad token) or we gave up
+//   stopped      - the server said it is going away (close 1001); retrying until it is back
+//   full         - the server refused the feed before the upgrade (HTTP 503: every feed slot
+//                  in use); retrying until one frees
+//   offline      - the server refused us (bad token)
+//
+// A browser does not tell a page why a WebSocket handshake failed (it is always code 1006),
+// so after a failed one the feed asks GET /api/status: 401 means the token, a full `feeds`
+// count means the server is full; anything else is a plain retry.
 
 import { parseJSON } from "./store.js";
 
@@ -20,14 +27,17 @@ export class Feed {
    * @param {number|null} [opts.after] first subscribe: 0 = whole kept history, null = from now on
    * @param {boolean} [opts.heartbeat] ask for the server's heartbeat messages
    * @param {(msg: object) => void} [opts.onControl] heartbeat and other non-event messages
+   * @param {(ev: object) => void} [opts.onEvent] each event the moment it arrives, before the
+   *   store's once-a-frame batch (the lab times a browser round trip with it)
    * @param {(status: string, info: object) => void} [opts.onStatus]
    */
-  constructor({ store, after = 0, heartbeat = false, job = null, onControl, onStatus }) {
+  constructor({ store, after = 0, heartbeat = false, job = null, onControl, onEvent, onStatus }) {
     this.store = store;
     this.firstAfter = after;
     this.heartbeat = heartbeat;
     this.jobFilter = job;
     this.onControl = onControl ?? (() => {});
+    this.onEvent = onEvent ?? null;
     this.onStatus = onStatus ?? (() => {});
     this.status = "connecting";
     this.ws = null;
@@ -39,6 +49,8 @@ export class Feed {
     this.pending = [];
     this.flushScheduled = false;
     this.closedByUs = false;
+    this.stopped = false; // the server said it is going away; cleared by the next subscribe
+    this.capacity = null; // the server's feed capacity, when it refused us for being full
     this.history = []; // the last status changes, for the indicator's tooltip and the tests
   }
 
@@ -65,13 +77,19 @@ export class Feed {
     this.status = status;
     this.history.push(status);
     if (this.history.length > 50) this.history.shift();
-    this.onStatus(status, { lastSeq: this.store.lastSeq, reconnects: this.reconnects });
+    this.onStatus(status, {
+      lastSeq: this.store.lastSeq,
+      reconnects: this.reconnects,
+      capacity: this.capacity,
+    });
   }
 
   _connect() {
     const ws = new WebSocket(this.url());
     this.ws = ws;
+    let opened = false;
     ws.onopen = () => {
+      opened = true;
       this.attempt = 0;
       // First connection: what the page asked for; later ones: resume right after our last seq.
       const after = this.store.lastSeq != null ? this.store.lastSeq : this.firstAfter;
@@ -87,8 +105,18 @@ export class Feed {
       clearTimeout(this.pongTimer);
       this._flush();
       if (this.closedByUs) return;
-      if (e.code === 1008 || e.code === 4401 || e.code === 4403) {
-        this._setStatus("offline");
+      if (e.code === 1001) {
+        this.stopped = true; // stays "stopped" through failed retries, until it is back
+        this._setStatus("stopped");
+        this._scheduleRetry();
+        return;
+      }
+      if (!opened) {
+        this._whyRefused().then((status) => {
+          if (ws !== this.ws || this.closedByUs) return;
+          this._setStatus(status ?? (this.stopped ? "stopped" : "reconnecting"));
+          if (status !== "offline") this._scheduleRetry();
+        });
         return;
       }
       this._setStatus("reconnecting");
@@ -97,6 +125,26 @@ export class Feed {
     ws.onerror = () => {
       /* onclose follows and handles it */
     };
+  }
+
+  /** Why the handshake failed, as a status ("offline", "full"), or null if it is not known. */
+  async _whyRefused() {
+    try {
+      const res = await fetch("/api/status", {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (res.status === 401 || res.status === 403) return "offline";
+      if (!res.ok) return null;
+      const { feeds } = parseJSON(await res.text());
+      if (feeds && feeds.in_use >= feeds.capacity) {
+        this.capacity = feeds.capacity;
+        return "full";
+      }
+    } catch {
+      // the server is not answering at all: stopped or restarting
+    }
+    return null;
   }
 
   _scheduleRetry() {
@@ -131,6 +179,7 @@ export class Feed {
       this._control(msg);
       return;
     }
+    this.onEvent?.(msg);
     // Events are batched and applied once per animation frame: a flood of thousands of
     // events per second costs one store update and one redraw per frame, not thousands.
     this.pending.push(msg);
@@ -145,6 +194,7 @@ export class Feed {
   _control(msg) {
     switch (msg.type) {
       case "subscribed":
+        this.stopped = false;
         this.targetSeq = msg.seq ?? null;
         // Subscribed "from now on": the announced seq is where a later resume must start.
         if (this.lastAfter == null && this.store.lastSeq == null && msg.seq != null) {

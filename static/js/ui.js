@@ -143,6 +143,8 @@ const STATUS_TEXT = {
   live: "live",
   behind: "behind — catching up",
   reconnecting: "reconnecting…",
+  stopped: "server stopped",
+  full: "server full",
   offline: "offline",
 };
 
@@ -159,6 +161,13 @@ export function showStatus(status, info = {}) {
     if (status === "reconnecting") {
       banner.hidden = false;
       banner.textContent = `Connection to the server lost — reconnecting and resuming after event #${info.lastSeq ?? 0}.`;
+    } else if (status === "stopped") {
+      banner.hidden = false;
+      banner.textContent = "The server stopped. This page reconnects by itself when it is back, and keeps what it has shown.";
+    } else if (status === "full") {
+      banner.hidden = false;
+      const max = info.capacity ? ` (${info.capacity})` : "";
+      banner.textContent = `The server is full: every live feed${max} is in use. Close a tab you do not need, or restart the server with a larger --max-feeds; this page keeps trying.`;
     } else if (status === "offline") {
       banner.hidden = false;
       banner.textContent = "The server refused the live feed. Open the URL printed when the server started (it carries the access token).";

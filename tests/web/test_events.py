@@ -171,3 +171,52 @@ def test_output_rate_caps_output_and_reports_it() -> None:
     assert 1 <= kinds.count("stdout") <= 10
     assert got[-2]["data"]["reason"] == "output_rate"
     assert got[-2]["data"]["count"] == 100 - kinds.count("stdout")
+
+
+def test_each_event_is_encoded_once_and_shared_by_every_subscriber() -> None:
+    bus = EventBus()
+    subs = [bus.subscribe(None)[0] for _ in range(3)]
+    bus.publish("j1", 1, "message", {"direction": "to_parent", "message": "héllo"})
+    payloads = [sub.drain() for sub in subs]
+    assert all(p[0] is payloads[0][0] for p in payloads)  # one bytes object for all three
+    assert json.loads(payloads[0][0])["data"]["message"] == "héllo"
+
+
+def test_a_lone_surrogate_still_reaches_subscribers_as_valid_utf8() -> None:
+    """A child may send "\\ud800" in a JSON message; the feed must stay valid UTF-8 (a browser
+    closes a feed on invalid text), and the value must arrive unchanged."""
+    bus = EventBus()
+    sub, _ = bus.subscribe(None)
+    bus.publish("j1", 1, "message", {"direction": "to_parent", "message": "a\ud800b"})
+    (payload,) = sub.drain()
+    payload.decode("utf-8")  # strict: raises on anything that is not UTF-8
+    assert json.loads(payload)["data"]["message"] == "a\ud800b"
+    assert json.loads(next(bus.iter_texts("j1")))["data"]["message"] == "a\ud800b"  # export
+
+
+def test_notify_comes_once_per_drain_and_a_limited_drain_leaves_the_rest() -> None:
+    bus = EventBus()
+    sub, _ = bus.subscribe(None)
+    calls: list[int] = []
+    sub.notify = lambda: calls.append(1)
+    for i in range(10):
+        bus.publish("j1", 1, "message", {"direction": "to_parent", "message": "x" * 100, "i": i})
+    assert calls == [1]  # one wake-up for the burst, not ten
+    first = sub.drain(limit=300)
+    assert 1 <= len(first) <= 3 and sub.pending()
+    rest = sub.drain()
+    assert [json.loads(p)["seq"] for p in first + rest] == list(range(1, 11))
+    assert not sub.pending()
+    bus.publish("j1", 1, "exit", {"code": 0, "signal": None})
+    assert calls == [1, 1]  # drained empty: the next event wakes the consumer again
+
+
+def test_a_merged_chunk_joins_its_texts_in_order() -> None:
+    bus = EventBus(coalesce_bytes=100_000)
+    sub, _ = bus.subscribe(None)
+    for i in range(500):
+        bus.publish("j1", 1, "stdout", out(f"line {i}\n"))
+    (chunk,) = [json.loads(p) for p in sub.drain()]
+    assert chunk["data"]["text"] == "".join(f"line {i}\n" for i in range(500))
+    assert chunk["data"]["coalesced"] == 500 and chunk["data"]["first_seq"] == 1
+    assert chunk["seq"] == 500

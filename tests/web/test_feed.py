@@ -131,7 +131,11 @@ def test_a_slow_subscriber_gets_coalesced_output_and_dropped_counts() -> None:
     gets a `dropped` notice with the count, never loses the job's `close`, and sees seqs in
     order; another client is served meanwhile."""
     limit = 256 * 1024
-    config = {"SUBSCRIBER_QUEUE_EVENTS": 50, "SUBSCRIBER_QUEUE_BYTES": limit}
+    config = {
+        "SUBSCRIBER_QUEUE_EVENTS": 50,
+        "SUBSCRIBER_QUEUE_BYTES": limit,
+        "WS_MESSAGE_RATE": 10_000,  # `other` pings as fast as it can, by design
+    }
     with ThreadServer(config) as srv:
         slow = Feed(srv, rcvbuf=4096)
         other = Feed(srv)

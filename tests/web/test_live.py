@@ -13,7 +13,7 @@ import time
 
 import pytest
 from server import LiveServer
-from webtest import Feed, descendants, pid_alive, wait_closed, wait_for
+from webtest import Feed, descendants, pid_alive, wait_closed, wait_for, worker_pid
 
 from webapp.stats import rss_of
 
@@ -24,10 +24,6 @@ def start(srv: LiveServer, body: dict) -> dict:
     status, job = srv.json("POST", "/api/jobs", body)
     assert status == 201, job
     return job
-
-
-def worker_pid(srv: LiveServer) -> int:
-    return wait_for(lambda: descendants(srv.pid)[:1], what="the gunicorn worker")[0]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
@@ -63,7 +59,7 @@ def test_gunicorn_serves_and_stop_leaves_no_child_alive(sig: int) -> None:
 
 
 def test_flood_keeps_server_memory_bounded_and_other_clients_served() -> None:
-    with LiveServer() as srv:
+    with LiveServer(["--ws-rate", "10000"]) as srv:  # `other` pings as fast as it can
         worker = worker_pid(srv)
         slow = Feed(srv, rcvbuf=4096)  # a browser tab that cannot keep up
         other = Feed(srv)

@@ -75,6 +75,20 @@ def test_the_document_follows_the_limits_of_this_server() -> None:
         assert status == 400 and "the most allowed is 7.0" in answer["error"], answer
 
 
+def test_every_kind_takes_a_timeout_under_the_servers_wall_clock_limit() -> None:
+    """fork and spawn jobs take `timeout` and `kill_signal` as exec jobs do (guard.py ends
+    them), and no request may ask for more than --max-job-seconds."""
+    with ThreadServer({"MAX_TIMEOUT": 7.0, "MAX_JOB_SECONDS": 5.0}) as srv:
+        schemas = srv.json("GET", "/api/openapi.json")[1]["components"]["schemas"]
+        for kind in ("ForkJob", "SpawnJob", "ExecJob", "ExecFileJob"):
+            properties = schemas[kind]["properties"]
+            assert properties["timeout"]["maximum"] == 5.0, kind
+            assert properties["kill_signal"] == {"$ref": "#/components/schemas/Signal"}, kind
+        body = {"kind": "fork", "program": "hello.py", "timeout": 6}
+        status, answer = srv.json("POST", "/api/jobs", body)
+        assert status == 400 and "'timeout' is 6; the most allowed is 5.0" in answer["error"]
+
+
 def test_the_document_needs_the_token(srv: ThreadServer) -> None:
     assert srv.json("GET", "/api/openapi.json", token=False)[0] == 401
 
@@ -109,6 +123,29 @@ def fresh_jobs(server: LiveServer) -> list[str]:
     return [*ids, "no-such-job"]
 
 
+def lab_runs(server: LiveServer) -> list[str]:
+    """The latest lab run's id (if any) and one that is no run, to aim run requests at."""
+    latest = server.json("GET", "/api/lab")[1]["run"]
+    return [latest["id"], "no-such-run"] if latest else ["no-such-run"]
+
+
+def end_lab_run(server: LiveServer, response: requests.Response) -> None:
+    """Cancel a lab run the fuzzer started and wait until it has ended.
+
+    A valid ``POST /api/lab/runs`` starts a real benchmark (several seconds of both cores
+    at the defaults). Cancelled at once (the child being measured is killed), each generated
+    request still goes through the whole start path, and the next one finds no run going.
+    """
+    if response.status_code != 202:
+        return
+    run_id = response.json()["run"]["id"]
+    server.json("DELETE", f"/api/lab/runs/{run_id}")  # 409 if it has ended already
+    wait_for(
+        lambda: server.json("GET", f"/api/lab/runs/{run_id}")[1]["run"]["state"] != "running",
+        what=f"lab run {run_id} to end",
+    )
+
+
 @pytest.mark.parametrize("mode", ["positive", "negative"])
 def test_fuzzed_requests_get_no_5xx_and_answers_keep_the_schema(
     live: LiveServer, mode: str
@@ -118,7 +155,9 @@ def test_fuzzed_requests_get_no_5xx_and_answers_keep_the_schema(
 
     A made-up job id only ever reaches the 404, so valid requests are aimed at real jobs
     (an echoing fork job, a spawn job reading stdin, and one id that is no job, in turn): the
-    generated messages, stdin, signals and queries reach the code behind the 404.
+    generated messages, stdin, signals, captures and queries reach the code behind the 404.
+    Run requests are aimed at the latest lab run the same way, and every lab run the fuzzer
+    starts is cancelled at once (`end_lab_run`).
     """
     doc = live.json("GET", "/api/openapi.json")[1]
     # Any 4xx is a refusal (413 for a body over --max-body among them).
@@ -144,8 +183,12 @@ def test_fuzzed_requests_get_no_5xx_and_answers_keep_the_schema(
             label = f"{operation.method.upper()} {operation.path}"
             calls = []
             targets = None
-            if mode == "positive" and "{job_id}" in operation.path:
+            parameter = next((p for p in ("job_id", "run_id") if f"{{{p}}}" in operation.path), "")
+            if mode == "positive" and parameter == "job_id":
                 targets = itertools.cycle(fresh_jobs(live))
+            elif mode == "positive" and parameter == "run_id":
+                targets = itertools.cycle(lab_runs(live))
+            starts_lab_runs = label == "POST /api/lab/runs"
 
             @hypothesis.settings(
                 max_examples=EXAMPLES,
@@ -158,10 +201,14 @@ def test_fuzzed_requests_get_no_5xx_and_answers_keep_the_schema(
             @given(case=operation.as_strategy(generation_mode=generation))
             def fuzz(case: Any) -> None:
                 if targets is not None:  # noqa: B023 (run at once, in this loop)
-                    case.path_parameters["job_id"] = next(targets)  # noqa: B023
+                    case.path_parameters[parameter] = next(targets)  # noqa: B023
                 response = case.call(base_url=live.base_url, session=session, timeout=30)
                 calls.append(response.status_code)  # noqa: B023 (run at once, in this loop)
-                case.validate_response(response, checks=checks)
+                try:
+                    case.validate_response(response, checks=checks)
+                finally:
+                    if starts_lab_runs:  # noqa: B023
+                        end_lab_run(live, response)
 
             try:
                 fuzz()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +27,9 @@ class Feed:
         self, srv: Any, *, origin: str | None = "same", token: bool = True, rcvbuf: int = 0
     ) -> None:
         url = srv.ws_url if token else srv.ws_url.split("?", 1)[0]
-        kwargs: dict[str, Any] = {"timeout": TIMEOUT}
+        # UTF-8 is still checked, by the C decoder when recv() decodes a text frame (the
+        # pure-Python validator would cost seconds for a classroom of clients).
+        kwargs: dict[str, Any] = {"timeout": TIMEOUT, "skip_utf8_validation": True}
         if rcvbuf:  # a small receive buffer makes a slow client: the server's sends block
             kwargs["sockopt"] = ((socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf),)
         if origin == "same":
@@ -39,6 +43,34 @@ class Feed:
 
     def close(self) -> None:
         self.ws.close()
+        self.ws.shutdown()  # close() does nothing once the server's close frame was read
+
+    def send_raw(self, data: bytes) -> None:
+        """Bytes straight onto the socket (frames built with `frame()`, or broken ones)."""
+        self.ws.sock.sendall(data)
+
+    def close_frame(self, timeout: float = TIMEOUT) -> tuple[int | None, str, list[Any]]:
+        """Read until the server's close frame: (code, reason, the messages before it).
+
+        The code is None when the connection ended without a close frame.
+        """
+        deadline = time.monotonic() + timeout
+        before: list[Any] = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no close frame in {timeout} s; got {before[-3:]}")
+            self.ws.settimeout(left)
+            try:
+                opcode, frame = self.ws.recv_data_frame(control_frame=True)
+            except (websocket.WebSocketConnectionClosedException, ConnectionError):
+                return None, "", before
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                data = frame.data or b""
+                code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
+                return code, data[2:].decode("utf-8", "replace"), before
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                before.append(json.loads(frame.data))
 
     def send(self, obj: Any) -> None:
         self.ws.send(obj if isinstance(obj, str) else json.dumps(obj))
@@ -168,3 +200,54 @@ def descendants(pid: int) -> list[int]:
         found.extend(kids)
         frontier.extend(kids)
     return found
+
+
+def frame(
+    payload: bytes | str,
+    opcode: int = websocket.ABNF.OPCODE_TEXT,
+    fin: bool = True,
+    masked: bool = True,
+) -> bytes:
+    """One client frame as bytes, masked as RFC 6455 requires (or not, to break the rule);
+    any opcode, reserved ones included."""
+    data = payload.encode() if isinstance(payload, str) else payload
+    size = len(data)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    flag = 0x80 if masked else 0
+    if size < 126:
+        head += bytes([flag | size])
+    elif size < 1 << 16:
+        head += bytes([flag | 126]) + struct.pack("!H", size)
+    else:
+        head += bytes([flag | 127]) + struct.pack("!Q", size)
+    if not masked:
+        return head + data
+    key = os.urandom(4)
+    repeated = (key * (size // 4 + 1))[:size]
+    body = (int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")).to_bytes(size, "big")
+    return head + key + body
+
+
+def worker_pid(srv: Any) -> int:
+    """The pid of the gunicorn worker of a LiveServer (the process that holds the app)."""
+    return wait_for(lambda: descendants(srv.pid)[:1], what="the gunicorn worker")[0]
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def readme_safe_rows() -> dict[str, str]:
+    """The README's "Safe by default" tables: each row's first flag (in its second column)
+    → that row's default cell, as written (``"2048 MiB"``, ``"`nobody`"``)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    safe = readme.split("### Safe by default", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, str] = {}
+    for line in safe.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        flag = re.match(r"`(--[a-z][a-z-]*)[` ]", cells[1]) if len(cells) >= 3 else None
+        if flag:
+            rows.setdefault(flag.group(1), cells[2])
+    return rows
