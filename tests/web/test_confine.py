@@ -24,6 +24,8 @@ from webapp import catalog
 from webapp.__main__ import CONFINEMENT_FLAGS, app_config, parse_args
 from webapp.cgroups import CgroupUnavailable, find_hierarchies
 from webapp.config import DEFAULTS
+from webapp.errors import ApiError
+from webapp.jobs import JobSpec
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ROOT = os.geteuid() == 0
@@ -371,6 +373,35 @@ def test_cgroups_are_removed_on_close_and_at_shutdown() -> None:
         assert all(not Path(p).exists() for p in done["confinement"]["cgroups"])
     assert all(not p.exists() for p in paths)
     assert all(not base.exists() for base in bases)
+
+
+@needs_node
+@needs_cgroup_root
+def test_a_start_that_fails_after_its_cgroup_gives_back_the_slot_and_the_cgroup() -> None:
+    """ipc refuses the launch after the job took its slot and its guard made its cgroup (a
+    Node child over transport 'pipe': validation.py refuses that in a request, so the spec is
+    handed to the job service directly). One give-back path frees both."""
+    with serve(MAX_CHILDREN=1) as own:
+        first = start(own, {"kind": "exec_file", "command": "true"})
+        wait_closed(own, first["id"])
+        bases = {Path(p).parent for p in first["confinement"]["cgroups"]}
+        assert bases
+        hello = own.services.programs.get("hello.js")
+        spec = JobSpec(
+            kind="fork",
+            argv=[hello.path],
+            command=hello.name,
+            program=hello.name,
+            runtime="node",
+            transport="pipe",
+        )
+        for _ in range(2):  # with one slot, a leak would make the second a 429
+            with pytest.raises(ApiError) as refused:
+                own.services.jobs.start(spec)
+            assert refused.value.status == 400 and "pipe" in refused.value.message
+        assert own.services.jobs.live_count() == 0
+        assert [p for base in bases for p in base.iterdir() if p.is_dir()] == []
+        start(own, {"kind": "exec_file", "command": "true"})  # the slot is free
 
 
 # ---- the command line -----------------------------------------------------------------------
