@@ -40,7 +40,9 @@ def port_number(text: str) -> int:
     return port
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """Every flag, each with its default in its help (README's "Safe by default" lists the
+    same flags with the same defaults; a test keeps them in step)."""
     parser = argparse.ArgumentParser(
         prog="ipc-explorer",
         description="IPC Explorer: Node's child_process model in Python, explored live.",
@@ -49,7 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--host", default=DEFAULTS["HOST"], help="bind address (default %(default)s)"
     )
     parser.add_argument(
-        "--port", type=port_number, default=DEFAULTS["PORT"], help="default %(default)s"
+        "--port",
+        type=port_number,
+        default=DEFAULTS["PORT"],
+        help="TCP port to listen on (default %(default)s)",
     )
     parser.add_argument(
         "--allow-host",
@@ -68,7 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "for whoever has the token: only on a machine you own)",
     )
     parser.add_argument(
-        "--max-children", type=int, default=DEFAULTS["MAX_CHILDREN"], help="default %(default)s"
+        "--max-children",
+        type=int,
+        default=DEFAULTS["MAX_CHILDREN"],
+        help="children alive at once, jobs and demo children; past it: 429 (default %(default)s)",
     )
     parser.add_argument(
         "--threads",
@@ -104,10 +112,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds between TERM and KILL for the children at stop (default %(default)s)",
     )
     parser.add_argument(
-        "--max-body", type=int, default=DEFAULTS["MAX_CONTENT_LENGTH"], help="request body bytes"
+        "--max-body",
+        type=int,
+        default=DEFAULTS["MAX_CONTENT_LENGTH"],
+        help="bytes of a request body, and of stdin waiting for a child (default %(default)s)",
     )
     parser.add_argument(
-        "--max-message", type=int, default=DEFAULTS["MAX_MESSAGE_BYTES"], help="bytes per message"
+        "--max-message",
+        type=int,
+        default=DEFAULTS["MAX_MESSAGE_BYTES"],
+        help="bytes of one message to a child, as JSON (default %(default)s)",
     )
     parser.add_argument(
         "--max-events-per-job",
@@ -141,7 +155,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds /getSum, /sum, /compute wait for their child (default %(default)s)",
     )
     _add_confinement_args(parser)
-    parser.add_argument("--log-level", default="warning", help="gunicorn's log level")
+    parser.add_argument(
+        "--log-level", default="warning", help="gunicorn's log level (default %(default)s)"
+    )
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     positive = (
         "max_children",

@@ -1,5 +1,5 @@
-"""What a newcomer meets first: a port that is taken, a port that is no port, and what the
-server says when it stops."""
+"""What a newcomer meets first: a port that is taken, a port that is no port, what the
+server says when it stops, and a README and ``--help`` that agree on every flag."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import subprocess
 import sys
 
 from server import ROOT, LiveServer
-from webtest import wait_for
+from webtest import readme_safe_rows, wait_for
+
+from webapp.__main__ import build_parser
+
+UNITS = {"KiB": 1024, "MiB": 1024 * 1024}
 
 
 def run_server(*args: str) -> subprocess.CompletedProcess[str]:
@@ -70,3 +74,37 @@ def test_stop_prints_one_line_per_child_it_stopped() -> None:
     sleep, stubborn = jobs
     assert f"stopped #{sleep['number']} sleep 60 (pid {sleep['pid']}): SIGTERM" in srv.log()
     assert f"#{stubborn['number']} ignore_term.py (pid {stubborn['pid']}): SIGKILL" in srv.log()
+
+
+def test_the_readme_and_help_agree_on_every_flag_and_default() -> None:
+    """Every flag of ``ipc-explorer --help`` is in the README; every flag in the "Safe by
+    default" tables is a real one, with the default the parser has; every flag's help shows
+    its default."""
+    done = run_server("--help")
+    assert done.returncode == 0, done
+    in_help = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", done.stdout)) - {"--help"}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert in_help - set(re.findall(r"`(--[a-z][a-z-]*)", readme)) == set()
+    rows = readme_safe_rows()
+    assert set(rows) - in_help == set(), "the README names flags that do not exist"
+    actions = {a.option_strings[0]: a for a in build_parser()._actions if a.option_strings}
+    for flag, cell in rows.items():
+        default = actions[flag].default
+        if default is None or isinstance(default, bool | list):
+            continue  # --token (random), --allow-host, switches: the cell says it in words
+        if isinstance(default, str):
+            assert cell == f"`{default}`", (flag, cell)
+            continue
+        number = re.match(r"([\d.]+)\s*(KiB|MiB)?", cell)
+        assert number, (flag, cell)
+        value = float(number.group(1))
+        if number.group(2) and not flag.endswith("-mb"):  # --job-memory-mb counts MiB itself
+            value *= UNITS[number.group(2)]
+        assert value == default, (flag, cell, default)
+    for flag, action in actions.items():
+        if (
+            flag != "-h"
+            and action.default not in (None, False, [])
+            and "%(default)" not in (action.help or "")
+        ):
+            raise AssertionError(f"{flag}'s help does not show its default")
