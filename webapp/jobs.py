@@ -1,8 +1,10 @@
 """The job service: starts `ipc` children for fork / spawn / exec jobs and turns every callback
 into an event on the bus.
 
-A job is one child plus what the explorer shows about it: an id (``j1``, ``j2``, ...), its state,
-exit code and signal (by name), and a bounded copy of its output. Callbacks run on ipc's single
+A job is one child plus what the explorer shows about it: an unguessable id (a UUID, as
+Jupyter's kernel ids: knowing one job's id tells nothing about another's), a short per-run
+``number`` for people (#1, #2, ...; never a key), its state, exit code and signal (by name),
+and a bounded copy of its output. Callbacks run on ipc's single
 reactor thread, so each one only records and publishes; nothing here blocks it.
 
 exec / exec_file jobs run as a spawn with exec's rules on top (buffering up to ``max_buffer``,
@@ -19,6 +21,7 @@ import queue
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +31,7 @@ import ipc
 from .errors import ApiError
 from .events import EventBus
 from .guard import CannotConfine, Guards, IsShipped, JobGuard
+from .jsoncheck import json_safe
 from .stats import ProcSampler
 
 Hook = Callable[..., None]
@@ -60,8 +64,9 @@ class JobSpec:
 class Job:
     """One child and its record. Mutated on the reactor thread; read under `lock`."""
 
-    def __init__(self, job_id: str, spec: JobSpec, output_cap: int) -> None:
+    def __init__(self, job_id: str, spec: JobSpec, output_cap: int, number: int = 0) -> None:
         self.id = job_id
+        self.number = number
         self.spec = spec
         self.lock = threading.Lock()
         self.child: ipc.ChildProcess | None = None
@@ -109,6 +114,7 @@ class Job:
         with self.lock:
             data = {
                 "id": self.id,
+                "number": self.number,
                 "kind": spec.kind,
                 "label": spec.label,
                 "program": spec.program,
@@ -151,7 +157,7 @@ class JobService:
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
-        self._ids = itertools.count(1)
+        self._numbers = itertools.count(1)
         self._sampler: ProcSampler | None = None
 
     # ---- queries ----------------------------------------------------------------------------
@@ -180,8 +186,14 @@ class JobService:
     def start(self, spec: JobSpec, hooks: dict[str, list[Hook]] | None = None) -> Job:
         """Start `spec` as a new job; `hooks` are extra callbacks (the demos' answer).
 
-        :raises ApiError: 503 while stopping, 429 at the live-children limit, 400 when ipc
-            refuses the options (e.g. transport "pipe" for a Node child).
+        Once the job holds a slot (it is registered and counts as live), every way out but
+        success goes through one ``finally`` that gives the slot back and releases the job's
+        guard and cgroup (`_give_back`): a refusal from ipc or from the guard, and any failure
+        nobody foresaw.
+
+        :raises ApiError: 503 while stopping or without the job's cgroup, 429 at the
+            live-children limit, 400 when ipc refuses the options (e.g. transport "pipe" for a
+            Node child) or the job cannot run confined.
         """
         if spec.has_message:
             self.check_message(spec.message)
@@ -198,24 +210,45 @@ class JobService:
                     "a higher --max-children",
                     limit=limit,
                 )
-            job = Job(f"j{next(self._ids)}", spec, self.config["MAX_OUTPUT_PER_JOB"])
+            job = Job(
+                str(uuid.uuid4()),
+                spec,
+                self.config["MAX_OUTPUT_PER_JOB"],
+                number=next(self._numbers),
+            )
             job.hooks = {k: list(v) for k, v in (hooks or {}).items()}
             self._jobs[job.id] = job
             self._trim()
+        started = False
         try:
-            try:
-                self._launch(job)
-            finally:
-                job.launched.set()
-        except (ipc.InvalidArgumentError, ipc.SpawnError, ipc.SerializationError, ApiError) as exc:
-            with self._lock:
-                self._jobs.pop(job.id, None)
-            job.closed.set()
-            if isinstance(exc, ApiError):
-                raise
+            self._launch(job)
+            started = True
+        except (ipc.InvalidArgumentError, ipc.SpawnError, ipc.SerializationError) as exc:
             raise ApiError(400, str(exc), code=getattr(exc, "code", None)) from None
+        finally:
+            job.launched.set()
+            if not started:
+                self._give_back(job)
         self._ensure_sampler()
         return job
+
+    def _give_back(self, job: Job) -> None:
+        """Undo a start that failed: forget the job (its slot is free again), and end what was
+        made before the failure. Without a child, the guard is released here (its cgroup
+        removed); with one, SIGKILL goes to its group and cgroup, ipc reaps it, and its
+        `close` releases the guard as every job's does."""
+        with self._lock:
+            self._jobs.pop(job.id, None)
+        job.closed.set()
+        self.bus.forget(job.id)
+        guard, child = job.guard, job.child
+        if child is not None and child.returncode is None:
+            if guard is not None:
+                guard.kill("SIGKILL")
+            else:
+                child.kill("SIGKILL")
+        elif guard is not None:
+            guard.closed()
 
     def _trim(self) -> None:
         """Forget the oldest finished jobs past MAX_JOBS_KEPT (under `_lock`)."""
@@ -229,46 +262,42 @@ class JobService:
     def _launch(self, job: Job) -> None:
         spec = job.spec
         listeners = self._listeners(job)
-        guard = job.guard = self._guard(job)
-        try:
-            if spec.kind == "fork":
-                child = ipc.fork(
-                    spec.argv[0],
-                    spec.args,
-                    transport=spec.transport,
-                    cwd=spec.cwd,
-                    env=guard.env,
-                    silent=True,
-                    max_message_size=self.config["MAX_MESSAGE_BYTES"],
-                    listeners=listeners,
-                    wrapper=guard.wrapper,
-                )
+        guard = job.guard = self._guard(job)  # released by start's `_give_back` on failure
+        if spec.kind == "fork":
+            child = ipc.fork(
+                spec.argv[0],
+                spec.args,
+                transport=spec.transport,
+                cwd=spec.cwd,
+                env=guard.env,
+                silent=True,
+                max_message_size=self.config["MAX_MESSAGE_BYTES"],
+                listeners=listeners,
+                wrapper=guard.wrapper,
+            )
+        else:
+            argv = spec.argv
+            if spec.shell:
+                argv = ["/bin/sh", "-c", spec.command]
+            if spec.kind == "spawn":
+                stdio = spec.stdio or ["pipe", "pipe", "pipe"]
             else:
-                argv = spec.argv
-                if spec.shell:
-                    argv = ["/bin/sh", "-c", spec.command]
-                if spec.kind == "spawn":
-                    stdio = spec.stdio or ["pipe", "pipe", "pipe"]
-                else:
-                    stdio = ["ignore", "pipe", "pipe"]
-                child = ipc.spawn(
-                    argv[0],
-                    argv[1:],
-                    cwd=spec.cwd,
-                    env=guard.env,
-                    stdio=stdio,
-                    listeners=listeners,
-                    wrapper=guard.wrapper,
-                )
-        except BaseException:
-            guard.closed()
-            raise
-        guard.started(child)
-        with job.lock:
+                stdio = ["ignore", "pipe", "pipe"]
+            child = ipc.spawn(
+                argv[0],
+                argv[1:],
+                cwd=spec.cwd,
+                env=guard.env,
+                stdio=stdio,
+                listeners=listeners,
+                wrapper=guard.wrapper,
+            )
+        with job.lock:  # the child first: a failure from here on must find it to end it
             job.child = child
             job.transport = child.transport
             if child.pid is not None:
                 job.pid = child.pid
+        guard.started(child)
         job.launched.set()
 
     def _guard(self, job: Job) -> JobGuard:
@@ -326,6 +355,7 @@ class JobService:
             run_hooks("spawn")
 
         def on_message(msg: Any) -> None:
+            msg = json_safe(msg)  # a raw child may send "\ud800" or NaN
             with job.lock:
                 job.messages_in += 1
             publish("message", {"direction": "to_parent", "message": msg})
@@ -576,13 +606,18 @@ class JobService:
     def _publish_stats(self, job_id: str, pid: int, stats: dict[str, Any]) -> None:
         self.bus.publish(job_id, pid, "stats", stats)
 
-    def shutdown(self, grace: float | None = None) -> None:
-        """Stop every child: TERM to each process group, KILL after `grace`, reap them all."""
+    def shutdown(self, grace: float | None = None) -> list[Job]:
+        """Stop every child: TERM to each process group, KILL after `grace`, reap them all.
+
+        :returns: the jobs that were still running, so the caller can say what it stopped.
+        """
         self.stopping.set()
         if self._sampler is not None:
             self._sampler.stop()
+        running = [job for job in self.live_jobs() if job.child is not None]
         ipc.shutdown(grace=self.config["SHUTDOWN_GRACE"] if grace is None else grace)
         self.guards.shutdown()  # what left the process groups (setsid), and the cgroups
+        return running
 
 
 def _own_pid() -> int:

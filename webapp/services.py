@@ -11,7 +11,7 @@ from .events import EventBus
 from .feedhub import FeedHub, HubLimits
 from .frames import FrameCaptures
 from .heartbeat import Heartbeat
-from .jobs import JobService
+from .jobs import Job, JobService
 from .lab import LabRunner
 from .programs_index import ProgramIndex
 from .security import CommandPolicy
@@ -42,7 +42,10 @@ class Services:
         )
         programs = ProgramIndex(config["CATALOG"])
         policy = CommandPolicy(
-            config["ALLOWED_COMMANDS"], config["ALLOW_ANY_COMMAND"], programs.resolve
+            config["ALLOWED_COMMANDS"],
+            config["ALLOW_ANY_COMMAND"],
+            programs.resolve,
+            config["COMMAND_ARGUMENTS"],
         )
         return cls(
             bus=bus,
@@ -67,13 +70,14 @@ class Services:
     def init_app(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self
 
-    def shutdown(self, grace: float | None = None) -> None:
+    def shutdown(self, grace: float | None = None) -> list[Job]:
         """Stop the children (their last events still reach the feeds), then close every
-        feed with 1001 (going away)."""
+        feed with 1001 (going away). Returns the jobs whose children were still running."""
         self.heartbeat.stop()
         self.lab.shutdown()
-        self.jobs.shutdown(grace)
+        stopped = self.jobs.shutdown(grace)
         self.feeds.stop()
+        return stopped
 
 
 def services() -> Services:

@@ -90,6 +90,11 @@ export function byteLength(value) {
 }
 
 /** Human-readable state of a job for the tree and the tests ("exited 0", "killed SIGKILL"). */
+/** A job's name for people: its short per-run number (the id is a long random key). */
+export function jobName(job) {
+  return job?.number != null ? `#${job.number}` : "job";
+}
+
 export function stateText(job) {
   switch (job.state) {
     case "exited":
@@ -184,6 +189,7 @@ export class Store {
     if (!obj || !obj.id) return null;
     const j = this.job(obj.id);
     if (obj.pid != null) j.pid = obj.pid;
+    if (obj.number != null) j.number = obj.number;
     if (obj.ppid != null) j.ppid = obj.ppid;
     if (obj.parent != null) j.parent = obj.parent;
     if (obj.kind) j.kind = obj.kind;

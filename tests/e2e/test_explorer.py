@@ -88,10 +88,11 @@ def test_launch_n_at_once_and_the_tree_shows_each_child(app: App) -> None:
     page.click("#l-submit")
     msg = page.locator("#launch-msg")
     expect(msg).to_contain_text("Launched", timeout=SLOW)
-    ids = [part.split(" ")[0] for part in msg.inner_text().removeprefix("Launched ").split(", ")]
-    assert len(ids) == 3
-    for job_id in ids:
-        node = page.locator(f'#tree .node[data-job="{job_id}"]')
+    names = [part.split(" ")[0] for part in msg.inner_text().removeprefix("Launched ").split(", ")]
+    assert len(names) == 3 and all(re.fullmatch(r"#\d+", n) for n in names), names
+    for name in names:
+        node = page.locator(f'#tree .node[data-number="{name[1:]}"]')
+        expect(node.locator(".name")).to_contain_text(f"{name} · exit_code.py")
         expect(node).to_have_attribute("data-state", "exited", timeout=SLOW)
         expect(node.locator(".state")).to_have_text("exited 3")
         expect(node.locator(".meta")).to_contain_text("fork")
@@ -325,11 +326,11 @@ def test_keyboard_narrow_and_dark(app: App, artifacts_dir: Path) -> None:
     expect(page.locator("#l-submit")).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.locator("#launch-msg")).to_contain_text("Launched", timeout=SLOW)
-    launched = re.search(r"Launched (j\d+)", page.locator("#launch-msg").inner_text())
+    launched = re.search(r"Launched #(\d+)", page.locator("#launch-msg").inner_text())
     assert launched
     # The page selects what it launched once the job reaches the tree; wait for that, so it
     # cannot undo the keyboard selection below.
-    expect(page.locator(f'#tree .node[data-job="{launched[1]}"]')).to_have_attribute(
+    expect(page.locator(f'#tree .node[data-number="{launched[1]}"]')).to_have_attribute(
         "aria-selected", "true", timeout=SLOW
     )
     # A tree node is reachable with Tab and selectable with Enter.

@@ -184,7 +184,7 @@ BAD = [
         {"kind": "fork", "program": "echo.py", "transport": "carrier-pigeon"},
         None,
         400,
-        "unknown transport",
+        "'transport' must be one of",
     ),
     ("args type", {"kind": "spawn", "command": "echo", "args": "hi"}, None, 400, "list of"),
     ("command type", {"kind": "spawn", "command": 5}, None, 400, "non-empty string"),
@@ -205,7 +205,7 @@ BAD = [
         "unknown signal",
     ),
     ("bad cwd", {"kind": "spawn", "command": "ls", "cwd": "/no/such"}, None, 400, "directory"),
-    ("env type", {"kind": "spawn", "command": "ls", "env": {"A": 1}}, None, 400, "'env'"),
+    ("env type", {"kind": "spawn", "command": "ls", "env": {"A": 1}}, None, 400, "'env['A']'"),
 ]
 
 
@@ -238,6 +238,9 @@ def test_bad_action_requests(srv: ThreadServer) -> None:
     status, answer = srv.json("POST", f"/api/jobs/{jid}/kill", {"signal": [1]})
     assert status == 400
     status, answer = srv.json("POST", f"/api/jobs/{jid}/send", {"msg": 1})
+    assert status == 400 and "unknown field(s) 'msg'" in answer["error"]
+    assert "its fields are message" in answer["error"]
+    status, answer = srv.json("POST", f"/api/jobs/{jid}/send", {})
     assert status == 400 and "'message' is required" in answer["error"]
     status, answer = srv.json("POST", f"/api/jobs/{jid}/stdin", {"data": "x"})
     assert status == 409 and "only spawn jobs" in answer["error"]
