@@ -21,6 +21,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. `config` overrides settings by name (see ``webapp.config.DEFAULTS``)."""
     from . import api, demos, errors, feed, openapi, pages, security, tools_api
     from .config import build_config
+    from .jsontext import ExplorerJSONProvider
     from .schemas import components
     from .services import Services
 
@@ -37,7 +38,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             file=sys.stderr,
             flush=True,
         )
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json = ExplorerJSONProvider(app)
 
     security.init_app(app)
     errors.init_app(app)

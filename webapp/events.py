@@ -31,13 +31,14 @@ subscriber it was merged for. A subscriber tells its consumer that it has someth
 from __future__ import annotations
 
 import heapq
-import json
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import jsontext
 
 OUTPUT_TYPES = frozenset({"stdout", "stderr"})
 #: Never dropped for a slow subscriber (they are few; a page must learn that a job ended).
@@ -63,17 +64,12 @@ EVENT_TYPES = frozenset(
 
 
 def dumps(event: dict[str, Any]) -> str:
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+    return jsontext.dumps(event)
 
 
 def encode(event: dict[str, Any]) -> bytes:
-    """`event` as UTF-8 JSON. A lone surrogate (a child may send ``"\\ud800"`` in a JSON
-    message) cannot be UTF-8, so such an event is written with ASCII escapes instead: still
-    the same JSON value, and valid UTF-8 for a browser (which closes a feed on invalid text)."""
-    try:
-        return dumps(event).encode()
-    except UnicodeEncodeError:
-        return json.dumps(event, separators=(",", ":"), default=str).encode()
+    """`event` as UTF-8 JSON, whatever a child's message holds (see ``jsontext.py``)."""
+    return jsontext.encode(event)
 
 
 @dataclass

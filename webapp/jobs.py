@@ -31,7 +31,7 @@ import ipc
 from .errors import ApiError
 from .events import EventBus
 from .guard import CannotConfine, Guards, IsShipped, JobGuard
-from .jsoncheck import json_safe
+from .jsontext import without_nan
 from .stats import ProcSampler
 
 Hook = Callable[..., None]
@@ -355,7 +355,7 @@ class JobService:
             run_hooks("spawn")
 
         def on_message(msg: Any) -> None:
-            msg = json_safe(msg)  # a raw child may send "\ud800" or NaN
+            msg = without_nan(msg)  # a raw child may send NaN, which no browser can parse
             with job.lock:
                 job.messages_in += 1
             publish("message", {"direction": "to_parent", "message": msg})

@@ -154,25 +154,6 @@ def _check_string(text: str, path: tuple[str | int, ...], key: bool = False) -> 
     )
 
 
-def json_safe(value: Any) -> Any:
-    """`value` as JSON text can carry it: a lone surrogate becomes U+FFFD (as invalid UTF-8
-    output does), ``NaN`` and ``±Infinity`` become null (as ``JSON.stringify`` makes them).
-
-    For what a child sends: a raw peer may write ``"\\ud800"`` (valid JSON, but no UTF-8
-    text: it broke every JSON answer and WebSocket text that held it) or ``NaN`` (Python's
-    decoder takes it; no browser's ``JSON.parse`` does). The common case costs one encoding
-    and a search, both in C, and returns `value` itself.
-    """
-    try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except ValueError:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    else:
-        if _SURROGATE.search(text) is None:
-            return value
-    return json.loads(_SURROGATE.sub("\ufffd", text), parse_constant=lambda _name: None)
-
-
 # ---- checking -------------------------------------------------------------------------------
 
 

@@ -16,6 +16,10 @@ import pytest
 from server import LiveServer, ThreadServer
 from webtest import Feed, wait_closed
 
+from ipc import wire
+
+DEEP = 1500  # deeper than json.dumps goes; Node sends it
+
 SURROGATE = "\ud800"
 
 #: (request body, the field the 400 must name)
@@ -140,15 +144,23 @@ def test_hostile_json_on_the_job_actions_is_400(srv: ThreadServer) -> None:
     wait_closed(srv, job["id"])
 
 
-def test_a_childs_lone_surrogate_and_nan_reach_the_page_as_json(tmp_path: Path) -> None:
+def test_a_childs_lone_surrogate_deep_nesting_and_nan_reach_the_page_exactly(
+    tmp_path: Path,
+) -> None:
     """A raw child may send ``"\\ud800"`` escaped (valid JSON, but its lone surrogate is no
     UTF-8 text: GET /api/events was a 500 for as long as the event was kept, and every feed
-    connection that replayed it broke) or ``NaN`` (which no browser's JSON.parse takes). The
-    surrogate shows as U+FFFD, as invalid UTF-8 output does; NaN as null, as JSON.stringify
-    makes it."""
+    connection that replayed it broke), an array nested 1500 deep (Node sends it; json.dumps
+    stops near 1000: the event was lost), or ``NaN`` (which no browser's JSON.parse takes).
+    The surrogate reaches the page as the same escape, so JSON.parse gives the child's exact
+    string; the deep array whole; NaN as null, as JSON.stringify makes it."""
     script = tmp_path / "surrogate.py"
     frames = (
-        rb'{"text": "a\ud800b", "\udfff": ["\ud83d\ude00"]}' + b"\n" + b"[NaN, -Infinity, 1.5]\n"
+        rb'{"text": "a\ud800b", "\udfff": ["\ud83d\ude00"]}'
+        + b"\n"
+        + b"[NaN, -Infinity, 1.5]\n"
+        + b"[" * DEEP
+        + b"]" * DEEP
+        + b"\n"
     )
     script.write_text(f"import os\nos.write(int(os.environ['NODE_CHANNEL_FD']), {frames!r})\n")
 
@@ -172,13 +184,23 @@ def test_a_childs_lone_surrogate_and_nan_reach_the_page_as_json(tmp_path: Path) 
             events = feed.events_of(job["id"])
         finally:
             feed.close()
-        # a real surrogate pair (an emoji) stays
-        expected = [{"text": "a\ufffdb", "\ufffd": ["\U0001f600"]}, [None, None, 1.5]]
-        assert [e["data"]["message"] for e in events if e["type"] == "message"] == expected
+        # a real surrogate pair (an emoji) is its character; a lone one stays itself
+        expected = [{"text": "a\ud800b", "\udfff": ["\U0001f600"]}, [None, None, 1.5]]
+        deep: list = []
+        for _ in range(DEEP - 1):
+            deep = [deep]
+        expected = [*expected, deep]
+
+        def same(got: list) -> bool:  # == on a 1500-deep list would overflow the C stack
+            return wire.dumps(got) == wire.dumps(expected)
+
+        assert same([e["data"]["message"] for e in events if e["type"] == "message"])
         for path in ("/api/events", f"/api/jobs/{job['id']}/events"):
             status, body = srv.json("GET", path)
             assert status == 200, body
             got = [e["data"]["message"] for e in body["events"] if e["type"] == "message"]
-            assert got == expected
+            assert same(got)
         status, _headers, ndjson = srv.request("GET", f"/api/jobs/{job['id']}/events?format=ndjson")
         assert status == 200 and b"NaN" not in ndjson and b"Infinity" not in ndjson
+        assert b"\\ud800" in ndjson and b"\\udfff" in ndjson
+        ndjson.decode("utf-8")  # valid UTF-8, whatever the child sent

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import websocket
 
+from ipc import wire
+
 TIMEOUT = 30.0
 NODE = shutil.which("node")
 needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
@@ -70,14 +72,14 @@ class Feed:
                 code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
                 return code, data[2:].decode("utf-8", "replace"), before
             if opcode == websocket.ABNF.OPCODE_TEXT:
-                before.append(json.loads(frame.data))
+                before.append(wire.loads(frame.data.decode()))
 
     def send(self, obj: Any) -> None:
         self.ws.send(obj if isinstance(obj, str) else json.dumps(obj))
 
     def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
         self.ws.settimeout(timeout)
-        msg = json.loads(self.ws.recv())
+        msg = wire.loads(self.ws.recv())
         self.seen.append(msg)
         return msg
 
