@@ -18,7 +18,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
-from .reactor import Reactor
+from .reactor import Owner, Reactor
 
 Listener = Callable[..., Any]
 
@@ -26,7 +26,14 @@ log = logging.getLogger("ipc")
 
 
 class Emitter:
-    def __init__(self, reactor: Reactor, on_drained: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        reactor: Reactor,
+        on_drained: Callable[[str], None] | None = None,
+        on_held: Callable[[str, tuple[Any, ...]], None] | None = None,
+        report_held: frozenset[str] = frozenset(),
+        owner: Owner | None = None,
+    ) -> None:
         self._reactor = reactor
         self._lock = threading.Lock()
         self._listeners: dict[str, list[tuple[Listener, bool]]] = defaultdict(list)
@@ -40,6 +47,11 @@ class Emitter:
         self._deferred: deque[tuple[int, str, tuple[Any, ...]]] = deque()
         self._flush_scheduled = False
         self._on_drained = on_drained
+        # `on_held(event, args)` for an event of `report_held` that found no listener and is
+        # held (the child watches its `error`s: one nobody takes goes to stderr, as Node's).
+        self._on_held = on_held
+        self._report_held = report_held
+        self._owner = owner  # the flush (and what `on_drained` registers) is the child's
 
     def on(self, event: str, fn: Listener, *, once: bool = False) -> None:
         if not callable(fn):
@@ -54,7 +66,7 @@ class Emitter:
             if flush:
                 self._flush_scheduled = True
         if flush:
-            self._reactor.call_soon(self._flush)
+            self._reactor.call_soon(self._flush, owner=self._owner)
 
     def off(self, event: str, fn: Listener) -> None:
         with self._lock:
@@ -84,7 +96,7 @@ class Emitter:
                 self._deferred.append((next(self._numbers), event, args))
                 return True
             if not self._listeners.get(event):
-                self._held.setdefault(event, deque()).append((next(self._numbers), event, args))
+                self._hold((next(self._numbers), event, args))
                 return False
             listeners = self._snapshots.get(event) or self._take(event)
         for fn in listeners:
@@ -93,6 +105,20 @@ class Emitter:
             except Exception:
                 log.exception("listener failed")
         return True
+
+    def _hold(self, entry: tuple[int, str, tuple[Any, ...]]) -> None:
+        """Keep `entry` for the first listener of its type. Holds the lock."""
+        self._held.setdefault(entry[1], deque()).append(entry)
+        if self._on_held is not None and entry[1] in self._report_held:
+            self._on_held(entry[1], entry[2])  # must not call back into this emitter
+
+    def is_held(self, event: str, first_arg: Any) -> bool:
+        """True while an `event` whose first argument is `first_arg` waits for a listener."""
+        with self._lock:
+            waiting = [*self._held.get(event, ())]
+            if not self._listeners.get(event):  # a deferred one with a listener is delivered
+                waiting += self._deferred
+        return any(e == event and args and args[0] is first_arg for _, e, args in waiting)
 
     def _take(self, event: str) -> tuple[Listener, ...]:
         """The listeners to call for one emission; `once` ones are removed. Holds the lock."""
@@ -128,7 +154,7 @@ class Emitter:
             if self._deferred and (best is None or self._deferred[0] < best[0]):
                 _, event, _ = self._deferred[0]
                 if not self._listeners.get(event):
-                    self._held.setdefault(event, deque()).append(self._deferred.popleft())
+                    self._hold(self._deferred.popleft())
                     continue
                 best = self._deferred
             if best is None:
