@@ -145,6 +145,8 @@ class ChildProcess:
         self._start_error: SpawnError | None = None
         self._start_error_retrieved = False
         self._failure: BaseException | None = None  # a reactor callback of ours raised
+        self._exit_handled = False
+        self._exiting = False  # inside `_after_exit`
         self._exited = threading.Event()
         self._closed = threading.Event()
         self._reap_lock = threading.Lock()
@@ -612,8 +614,10 @@ class ChildProcess:
         if self.returncode is None and self.pid is not None:
             self.kill("SIGKILL")
             self._watch_exit()  # again: it may be the handler the reactor just removed
-        else:
+        elif not self._exiting:  # (while `_after_exit` drains, it goes on to `exit` itself)
             self._after_exit()
+            if not self._exited.is_set():  # the exit path itself is what failed
+                self._give_up()
         self._maybe_close()
 
     def _give_up(self) -> None:
@@ -725,8 +729,15 @@ class ChildProcess:
 
     def _after_exit(self) -> None:
         """Reactor thread, once reaped: read what the child left, then `exit`."""
-        if self._exited.is_set():
+        if self._exit_handled:
             return
+        self._exit_handled = self._exiting = True
+        try:
+            self._exit()
+        finally:
+            self._exiting = False
+
+    def _exit(self) -> None:
         for timer in self._timers:
             timer.cancel()
         if self._pidfd is not None:

@@ -5,6 +5,7 @@ notices fds, a failed start that is never silent, and one child's fault that tou
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,19 @@ IGNORES_TERM = (
     "print('ready', flush=True)\n"
     "time.sleep(60)\n"
 )
+
+
+@contextlib.contextmanager
+def children_ignore_sigterm() -> Iterator[None]:
+    """Children started in this block ignore SIGTERM from their first instruction: an ignored
+    disposition is inherited through fork and exec. (A child that ignores it itself could be
+    killed by a short timeout before it got that far, on a busy machine.) The test runs on
+    the main thread, the only one that may change a disposition."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def ipc_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -123,6 +138,26 @@ def test_a_failing_reactor_callback_is_isolated_to_its_child(
         healthy.send(i)
     assert healthy_rec.wait_messages(20) == list(range(20))
     assert healthy_rec.args("error") == []
+
+
+class FaultyExit(ChildProcess):
+    """A child whose exit handling breaks after the reap: its waiters must still be freed."""
+
+    def _exit(self) -> None:
+        raise RuntimeError("boom in the exit handler")
+
+
+def test_a_failing_exit_handler_still_ends_the_child_s_story(
+    reap: list, caplog: pytest.LogCaptureFixture
+) -> None:
+    child = FaultyExit(LaunchSpec(kind="spawn", argv=[PYTHON, "-c", "pass"], stdout="ignore"))
+    reap.append(child)
+    rec = Recorder(child)
+    assert rec.wait_closed() == (0, None)
+    assert child.wait(timeout=TIMEOUT) == 0
+    assert [type(args[0].__cause__) for args in rec.args("error")] == [RuntimeError]
+    assert child not in ipc.children()
+    assert len(ipc_errors(caplog)) == 1
 
 
 # --- a failed start is not silent --------------------------------------------------------------
@@ -365,7 +400,8 @@ def _wait_until(predicate: Any, what: str) -> None:
 
 
 def test_a_timeout_is_node_like_by_default_a_child_may_ignore_it(reap: list) -> None:
-    child = ipc.spawn(PYTHON, ["-c", IGNORES_TERM], timeout=0.2)
+    with children_ignore_sigterm():
+        child = ipc.spawn(PYTHON, ["-c", IGNORES_TERM], timeout=0.2)
     reap.append(child)
     rec = Recorder(child)
     rec.wait_output(b"ready\n")
@@ -376,7 +412,8 @@ def test_a_timeout_is_node_like_by_default_a_child_may_ignore_it(reap: list) -> 
 
 
 def test_kill_after_escalates_to_sigkill(reap: list) -> None:
-    child = ipc.spawn(PYTHON, ["-c", IGNORES_TERM], timeout=0.2, kill_after=0.2)
+    with children_ignore_sigterm():
+        child = ipc.spawn(PYTHON, ["-c", IGNORES_TERM], timeout=0.2, kill_after=0.2)
     reap.append(child)
     assert Recorder(child).wait_closed() == (None, "SIGKILL")
     assert child.timed_out
@@ -392,8 +429,10 @@ def test_kill_with_kill_after(reap: list) -> None:
 
 
 def test_exec_kill_after_escalates() -> None:
+    with children_ignore_sigterm():
+        child = ipc.exec_file(PYTHON, ["-c", IGNORES_TERM], timeout=0.2, kill_after=0.2, wait=False)
     with pytest.raises(ipc.ExecError) as info:
-        ipc.exec_file(PYTHON, ["-c", IGNORES_TERM], timeout=0.2, kill_after=0.2)
+        child.result.result(timeout=TIMEOUT)
     assert info.value.timed_out and info.value.signal == "SIGKILL"
 
 
