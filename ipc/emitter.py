@@ -112,13 +112,13 @@ class Emitter:
         if self._on_held is not None and entry[1] in self._report_held:
             self._on_held(entry[1], entry[2])  # must not call back into this emitter
 
-    def is_held(self, event: str, first_arg: Any) -> bool:
-        """True while an `event` whose first argument is `first_arg` waits for a listener."""
+    def held_ids(self, event: str) -> set[int]:
+        """`id()` of the first argument of every `event` that waits for a listener."""
         with self._lock:
             waiting = [*self._held.get(event, ())]
             if not self._listeners.get(event):  # a deferred one with a listener is delivered
                 waiting += self._deferred
-        return any(e == event and args and args[0] is first_arg for _, e, args in waiting)
+        return {id(args[0]) for _, e, args in waiting if e == event and args}
 
     def _take(self, event: str) -> tuple[Listener, ...]:
         """The listeners to call for one emission; `once` ones are removed. Holds the lock."""

@@ -66,6 +66,8 @@ _BASH: Final = shutil.which("bash") or "/bin/bash"
 #: stderr (Node throws at once; here a listener attached just after fork() returns must not
 #: race the reactor). Also reported at exit.
 UNHANDLED_ERROR_GRACE: Final = 1.0
+#: Unhandled errors of one child written out in full per report; the rest are counted.
+UNHANDLED_ERRORS_SHOWN: Final = 3
 
 Listeners = list[tuple[str, Callable[..., Any]]]
 
@@ -145,6 +147,10 @@ class ChildProcess:
         self._start_error: SpawnError | None = None
         self._start_error_retrieved = False
         self._failure: BaseException | None = None  # a reactor callback of ours raised
+        # `error`s held with no listener since the last report (reactor thread appends; the
+        # report may run at exit on another thread, hence the lock).
+        self._unclaimed: list[BaseException] = []
+        self._unclaimed_lock = threading.Lock()
         self._exit_handled = False
         self._exiting = False  # inside `_after_exit`
         self._exited = threading.Event()
@@ -573,14 +579,42 @@ class ChildProcess:
         self._emitter.emit("error", error)
 
     def _error_held(self, event: str, args: tuple[Any, ...]) -> None:
-        """An `error` found no listener: if none comes soon, it goes to stderr."""
-        _unhandled.watch(self, args[0])
-        self._reactor.call_later(UNHANDLED_ERROR_GRACE, _unhandled.check, self, args[0])
+        """An `error` found no listener: if none comes soon, it goes to stderr. One report
+        (one timer) per child and grace period, however many errors: a sender that goes on
+        after the channel broke makes one per `send()`."""
+        with self._unclaimed_lock:
+            self._unclaimed.append(args[0])
+            first = len(self._unclaimed) == 1
+        if first:
+            _unhandled.add(self)
+            self._reactor.call_later(UNHANDLED_ERROR_GRACE, self._report_unhandled)
 
-    def _is_unhandled(self, error: BaseException) -> bool:
-        if error is self._start_error and self._start_error_retrieved:
-            return False
-        return self._emitter.is_held("error", error)
+    def _report_unhandled(self) -> None:
+        """Write the errors that are still held and were not raised by `wait()` to stderr:
+        the first few in full, then how many more."""
+        with self._unclaimed_lock:
+            errors, self._unclaimed = self._unclaimed, []
+        _unhandled.discard(self)
+        held = self._emitter.held_ids("error")  # one pass over what is held
+        unhandled = [
+            e
+            for e in errors
+            if id(e) in held and not (e is self._start_error and self._start_error_retrieved)
+        ]
+        if not unhandled:
+            return
+        who = f"pid {self.pid}" if self.pid is not None else f"{self.kind} {self.spawnfile}"
+        lines = [
+            f"ipc: Unhandled 'error' event ({who}): {type(e).__name__}: {e}"
+            for e in unhandled[:UNHANDLED_ERRORS_SHOWN]
+        ]
+        more = len(unhandled) - UNHANDLED_ERRORS_SHOWN
+        if more > 0:
+            lines.append(f"ipc: ... and {more} more unhandled 'error' events ({who})")
+        try:
+            print("\n".join(lines), file=sys.stderr, flush=True)
+        except (OSError, ValueError, AttributeError):  # no usable stderr at this point
+            pass
 
     def reactor_callback_failed(self, exc: BaseException) -> None:
         """Reactor thread: one of this child's callbacks raised (a bug in ipc). The child gets
@@ -821,44 +855,26 @@ class _ProcessTable:
 
 
 class _UnhandledErrors:
-    """`error` events no listener took: each goes to stderr once it has waited
-    `UNHANDLED_ERROR_GRACE` seconds, or at exit — unless a listener or `wait()` took it."""
+    """The children with `error`s no listener took yet, so that interpreter exit reports
+    them too (each child reports its own after `UNHANDLED_ERROR_GRACE`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiting: dict[int, tuple[ChildProcess, BaseException]] = {}
+        self._children: set[ChildProcess] = set()
 
-    def watch(self, child: ChildProcess, error: BaseException) -> None:
+    def add(self, child: ChildProcess) -> None:
         with self._lock:
-            self._waiting[id(error)] = (child, error)
+            self._children.add(child)
 
-    def check(self, child: ChildProcess, error: BaseException) -> None:
+    def discard(self, child: ChildProcess) -> None:
         with self._lock:
-            entry = self._waiting.pop(id(error), None)
-        if entry is not None:
-            self._report(child, error)
+            self._children.discard(child)
 
     def report_all(self) -> None:
         with self._lock:
-            entries = list(self._waiting.values())
-            self._waiting.clear()
-        for child, error in entries:
-            self._report(child, error)
-
-    @staticmethod
-    def _report(child: ChildProcess, error: BaseException) -> None:
-        """Node throws an unhandled `error`; a library thread here cannot, so it says it."""
-        if not child._is_unhandled(error):
-            return
-        who = f"pid {child.pid}" if child.pid is not None else f"{child.kind} {child.spawnfile}"
-        try:
-            print(
-                f"ipc: Unhandled 'error' event ({who}): {type(error).__name__}: {error}",
-                file=sys.stderr,
-                flush=True,
-            )
-        except (OSError, ValueError, AttributeError):  # no usable stderr at this point
-            pass
+            children = list(self._children)
+        for child in children:
+            child._report_unhandled()
 
 
 _table = _ProcessTable()

@@ -202,6 +202,35 @@ def test_an_unhandled_error_is_reported_while_the_program_runs() -> None:
         proc.communicate()
 
 
+FLOOD = """
+import sys, threading
+import ipc
+child = ipc.fork(sys.argv[1])
+child.wait(20)
+child.wait_closed(20)
+for i in range(20000):  # each send to a closed channel is one `error`, and nobody listens
+    child.send(i)
+done = threading.Event()
+ipc.call_later(1.5, done.set)  # past the grace: the reactor must still be free
+assert done.wait(20), "the reactor is stuck"
+print("free", flush=True)
+"""
+
+
+def test_a_flood_of_unhandled_errors_is_reported_in_a_few_lines(tmp_path: Path) -> None:
+    """The lab's cancelled benchmark sends on to a killed child: 20,000 `error` events with no
+    listener. stderr gets a few lines and a count, and the reactor stays free."""
+    script = python_child(tmp_path, "pass\n", "gone.py")
+    proc = subprocess.run(
+        [PYTHON, "-c", FLOOD, script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.stdout == "free\n", proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    assert 1 <= len(lines) <= 5, lines[:10]
+    assert "Unhandled 'error' event" in lines[0]
+    assert "19997 more" in proc.stderr or "19,997 more" in proc.stderr, lines
+
+
 HANDLED = "def handled(e):\n    print('handled', e.code, flush=True)\n    done.set()\n"
 
 
