@@ -834,8 +834,10 @@ def _find_program(program: str, env: dict[str, str]) -> str | None:
     return shutil.which(program, path=env.get("PATH", os.defpath))
 
 
-class _ProcessTable:
-    """The children of this process that have not closed yet (for `children()`/`shutdown()`)."""
+class _ChildSet:
+    """A set of children shared between threads: the children of this process that have not
+    closed yet (`children()`, `shutdown()`), and those with `error`s no listener took yet
+    (reported at interpreter exit too, not only after `UNHANDLED_ERROR_GRACE`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -850,36 +852,21 @@ class _ProcessTable:
             self._children.discard(child)
 
     def snapshot(self) -> list[ChildProcess]:
+        """Oldest first."""
         with self._lock:
             return sorted(self._children, key=lambda c: c.started_at)
 
 
-class _UnhandledErrors:
-    """The children with `error`s no listener took yet, so that interpreter exit reports
-    them too (each child reports its own after `UNHANDLED_ERROR_GRACE`)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._children: set[ChildProcess] = set()
-
-    def add(self, child: ChildProcess) -> None:
-        with self._lock:
-            self._children.add(child)
-
-    def discard(self, child: ChildProcess) -> None:
-        with self._lock:
-            self._children.discard(child)
-
-    def report_all(self) -> None:
-        with self._lock:
-            children = list(self._children)
-        for child in children:
-            child._report_unhandled()
+_table = _ChildSet()
+_unhandled = _ChildSet()
 
 
-_table = _ProcessTable()
-_unhandled = _UnhandledErrors()
-atexit.register(lambda: _unhandled.report_all())  # runs last (atexit is LIFO)
+def _report_unhandled_at_exit() -> None:
+    for child in _unhandled.snapshot():
+        child._report_unhandled()
+
+
+atexit.register(_report_unhandled_at_exit)  # runs after shutdown() (atexit is LIFO)
 atexit.register(lambda: shutdown())  # no orphans when the interpreter exits
 
 
@@ -887,8 +874,8 @@ def _reset_after_fork() -> None:
     """In the child of `os.fork()`: the children started before are the parent's, not ours
     (its atexit `shutdown()` must not kill them), and a lock may have been held mid-fork."""
     global _table, _unhandled
-    _table = _ProcessTable()
-    _unhandled = _UnhandledErrors()
+    _table = _ChildSet()
+    _unhandled = _ChildSet()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
