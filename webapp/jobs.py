@@ -3,13 +3,16 @@ into an event on the bus.
 
 A job is one child plus what the explorer shows about it: an unguessable id (a UUID, as
 Jupyter's kernel ids: knowing one job's id tells nothing about another's), a short per-run
-``number`` for people (#1, #2, ...; never a key), its state, exit code and signal (by name),
-and a bounded copy of its output. Callbacks run on ipc's single
-reactor thread, so each one only records and publishes; nothing here blocks it.
+``number`` for people (#1, #2, ...; never a key), and a bounded copy of its output. Its state,
+pid, exit code and signal are the child's own (`ipc.ChildProcess.state`, one vocabulary with
+the browser), never a copy. Callbacks run on ipc's single reactor thread, so each one only
+records and publishes; nothing here blocks it: ipc hands the job its child (`on_created`)
+before any event, so no callback waits for it.
 
-exec / exec_file jobs run as a spawn with exec's rules on top (buffering up to ``max_buffer``,
-``timeout`` and ``kill_signal``), so their output streams live on the feed like any other job
-instead of arriving in one piece at the end.
+exec / exec_file jobs are ipc's own streaming exec (`ipc.exec(..., wait=False)`): its output
+streams live on the feed like any other job's, and ipc applies ``max_buffer`` and
+``kill_signal`` and builds the result (`child.result`); this module only shows it. The job's
+deadline (``timeout``, or ``--max-job-seconds``) is its guard's (guard.py), for every kind.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,20 +73,13 @@ class Job:
         self.number = number
         self.spec = spec
         self.lock = threading.Lock()
+        #: Set by ipc (`on_created`) before the child starts, so before any of its events.
         self.child: ipc.ChildProcess | None = None
-        self.pid: int | None = None
-        self.state = "starting"
-        self.transport: str | None = None
         self.started_at = time.time()
         self.ended_at: float | None = None
-        self.exit_code: int | None = None
-        self.signal: str | None = None
         self.error: dict[str, Any] | None = None
         self.result: dict[str, Any] | None = None  # exec kinds
         self.closed = threading.Event()
-        #: Set once `child` is assigned: ipc may call `spawn` on its thread before fork()
-        #: has returned to us, and the event needs the pid.
-        self.launched = threading.Event()
         self.output_cap = output_cap
         self.output: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
         self.output_bytes = 0  # all output seen, kept or not
@@ -96,9 +93,30 @@ class Job:
         self.hooks: dict[str, list[Hook]] = {}
         self.stdin_queue: queue.Queue[tuple[bytes, bool]] | None = None
         self.stdin_pending = 0
-        self.exec_overflow: str | None = None
         #: Its confinement, cgroup and end (guard.py); set before the child starts.
         self.guard: JobGuard | None = None
+
+    # What the child says, not a copy of it.
+
+    @property
+    def state(self) -> ipc.State:
+        return self.child.state if self.child is not None else ipc.State.STARTING
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid if self.child is not None else None
+
+    @property
+    def transport(self) -> str | None:
+        return self.child.transport if self.child is not None else None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.child.exit_code if self.child is not None else None
+
+    @property
+    def signal(self) -> str | None:
+        return self.child.signal_code if self.child is not None else None
 
     @property
     def timed_out(self) -> bool:
@@ -122,7 +140,7 @@ class Job:
                 "command": spec.command,
                 "args": spec.args,
                 "pid": self.pid,
-                "state": self.state,
+                "state": self.state.value,
                 "transport": self.transport,
                 "connected": bool(self.child is not None and self.child.connected),
                 "killed": bool(self.child is not None and self.child.killed),
@@ -223,10 +241,11 @@ class JobService:
         try:
             self._launch(job)
             started = True
+        except ApiError:
+            raise
         except (ipc.InvalidArgumentError, ipc.SpawnError, ipc.SerializationError) as exc:
             raise ApiError(400, str(exc), code=getattr(exc, "code", None)) from None
         finally:
-            job.launched.set()
             if not started:
                 self._give_back(job)
         self._ensure_sampler()
@@ -261,44 +280,39 @@ class JobService:
 
     def _launch(self, job: Job) -> None:
         spec = job.spec
-        listeners = self._listeners(job)
-        guard = job.guard = self._guard(job)  # released by start's `_give_back` on failure
+        guard = job.guard = self._guard(job)
+
+        def created(child: ipc.ChildProcess) -> None:  # before the child starts
+            job.child = child
+            guard.started(child)
+
+        common: dict[str, Any] = {
+            "cwd": spec.cwd,
+            "env": guard.env,
+            "listeners": self._listeners(job),
+            "on_created": created,
+            "wrapper": guard.wrapper,
+            "kill_signal": spec.kill_signal,
+        }
+        # A failure from here on is undone by start's `_give_back` (the guard, the child).
         if spec.kind == "fork":
-            child = ipc.fork(
+            ipc.fork(
                 spec.argv[0],
                 spec.args,
                 transport=spec.transport,
-                cwd=spec.cwd,
-                env=guard.env,
                 silent=True,
                 max_message_size=self.config["MAX_MESSAGE_BYTES"],
-                listeners=listeners,
-                wrapper=guard.wrapper,
+                **common,
             )
-        else:
-            argv = spec.argv
-            if spec.shell:
-                argv = ["/bin/sh", "-c", spec.command]
-            if spec.kind == "spawn":
-                stdio = spec.stdio or ["pipe", "pipe", "pipe"]
-            else:
-                stdio = ["ignore", "pipe", "pipe"]
-            child = ipc.spawn(
-                argv[0],
-                argv[1:],
-                cwd=spec.cwd,
-                env=guard.env,
-                stdio=stdio,
-                listeners=listeners,
-                wrapper=guard.wrapper,
+        elif spec.kind == "spawn":
+            stdio = spec.stdio or ["pipe", "pipe", "pipe"]
+            ipc.spawn(spec.argv[0], spec.argv[1:], stdio=stdio, **common)
+        elif spec.shell:  # exec with --allow-any-command: the line as the shell reads it
+            ipc.exec(spec.command, wait=False, max_buffer=spec.max_buffer, **common)
+        else:  # exec of a plain command (already split and checked), or exec_file
+            ipc.exec_file(
+                spec.argv[0], spec.argv[1:], wait=False, max_buffer=spec.max_buffer, **common
             )
-        with job.lock:  # the child first: a failure from here on must find it to end it
-            job.child = child
-            job.transport = child.transport
-            if child.pid is not None:
-                job.pid = child.pid
-        guard.started(child)
-        job.launched.set()
 
     def _guard(self, job: Job) -> JobGuard:
         """The job's confinement and cgroup.
@@ -330,12 +344,6 @@ class JobService:
                     print(f"webapp: hook for {event} failed: {exc!r}", file=sys.stderr)
 
         def on_spawn() -> None:
-            job.launched.wait(10)
-            child = job.child
-            with job.lock:
-                job.state = "running"
-                if child is not None:
-                    job.pid = child.pid
             argv = job.spec.argv if not job.spec.shell else ["/bin/sh", "-c", job.spec.command]
             publish(
                 "spawn",
@@ -369,8 +377,6 @@ class JobService:
 
         def on_exit(code: int | None, sig: str | None) -> None:
             with job.lock:
-                job.exit_code, job.signal = code, sig
-                job.state = "signaled" if sig else "exited"
                 job.ended_at = time.time()
             if job.guard is not None:
                 job.guard.child_exited()
@@ -378,18 +384,16 @@ class JobService:
             run_hooks("exit", code, sig)
 
         def on_close(code: int | None, sig: str | None) -> None:
-            job.launched.wait(10)
             for stream, decoder in job.decoders.items():
                 rest = decoder.decode(b"", final=True)
                 if rest:
                     publish(stream, {"text": rest, "bytes": 0})
+            result = job.child.result if job.child is not None else None
             with job.lock:
                 if job.ended_at is None:
                     job.ended_at = time.time()
-                if job.child is not None and job.child.state == "failed":
-                    job.state = "failed"
-                if job.spec.kind in ("exec", "exec_file"):
-                    job.result = self._exec_result(job, code, sig)
+                if result is not None:  # exec kinds: resolved by ipc before this listener
+                    job.result = _exec_result(job, result)
             if job.guard is not None:
                 job.guard.closed()  # its cgroup goes before anyone hears of `close`
             publish("close", {"code": code, "signal": sig})
@@ -399,11 +403,9 @@ class JobService:
             run_hooks("close", code, sig)
 
         def on_error(exc: BaseException) -> None:
-            job.launched.wait(10)
             info = exc.to_dict() if hasattr(exc, "to_dict") else {"message": str(exc)}
             with job.lock:
                 if isinstance(exc, ipc.SpawnError):
-                    job.state = "failed"
                     job.error = info
             publish("error", info)
             run_hooks("error", exc)
@@ -431,7 +433,7 @@ class JobService:
         return listeners
 
     def _keep_output(self, job: Job, stream: str, data: bytes) -> None:
-        """The bounded copy for GET /output; exec's max_buffer is enforced here too."""
+        """The bounded copy for GET /output (exec's own max_buffer is ipc's business)."""
         with job.lock:
             job.output_bytes += len(data)
             kept = sum(len(b) for b in job.output.values())
@@ -440,45 +442,6 @@ class JobService:
                 job.output_truncated = True
             if room > 0:
                 job.output[stream] += data[:room]
-            overflow = (
-                job.spec.kind in ("exec", "exec_file")
-                and job.exec_overflow is None
-                and len(job.output[stream]) > job.spec.max_buffer
-            )
-            if overflow:
-                job.exec_overflow = stream
-        if overflow and job.child is not None:
-            job.child.kill(job.spec.kill_signal)
-
-    @staticmethod
-    def _exec_result(job: Job, code: int | None, sig: str | None) -> dict[str, Any]:
-        """Node's exec callback in JSON (under `job.lock`): error or not, and why."""
-        limit = job.spec.max_buffer
-
-        def text(stream: str) -> str:
-            return bytes(job.output[stream][:limit]).decode("utf-8", "replace")
-
-        if job.error is not None:
-            reason = job.error.get("message")
-        elif job.exec_overflow:
-            reason = f"{job.exec_overflow} maxBuffer length exceeded ({limit} bytes)"
-        elif job.timed_out:
-            deadline = job.guard.deadline if job.guard is not None else job.spec.timeout
-            reason = f"Command timed out after {deadline} s"
-        elif code != 0:
-            reason = f"Command failed with {'signal ' + sig if sig else f'exit code {code}'}"
-        else:
-            reason = None
-        return {
-            "ok": reason is None,
-            "error": reason,
-            "stdout": text("stdout"),
-            "stderr": text("stderr"),
-            "exit_code": code,
-            "signal": sig,
-            "timed_out": job.timed_out,
-            "max_buffer_exceeded": job.exec_overflow is not None,
-        }
 
     # ---- actions ----------------------------------------------------------------------------
 
@@ -618,6 +581,42 @@ class JobService:
         ipc.shutdown(grace=self.config["SHUTDOWN_GRACE"] if grace is None else grace)
         self.guards.shutdown()  # what left the process groups (setsid), and the cgroups
         return running
+
+
+def _exec_result(job: Job, result: Future[ipc.ExecResult]) -> dict[str, Any]:
+    """ipc's exec result (done) as the JSON of Node's exec callback: error or not, and why."""
+    error = result.exception()
+    if error is None:
+        done = result.result()
+        return {
+            "ok": True,
+            "error": None,
+            "stdout": done.stdout,
+            "stderr": done.stderr,
+            "exit_code": done.exit_code,
+            "signal": None,
+            "timed_out": False,
+            "max_buffer_exceeded": False,
+        }
+    assert isinstance(error, ipc.ExecError)  # the only exception ipc sets on it
+    if job.state == ipc.State.FAILED or error.max_buffer_exceeded:
+        reason = str(error)  # the start failure, or "stdout maxBuffer length exceeded (N bytes)"
+    elif job.timed_out:  # the job's deadline is its guard's
+        deadline = job.guard.deadline if job.guard is not None else job.spec.timeout
+        reason = f"Command timed out after {deadline} s"
+    else:
+        sig, code = error.signal, error.exit_code
+        reason = f"Command failed with {'signal ' + sig if sig else f'exit code {code}'}"
+    return {
+        "ok": False,
+        "error": reason,
+        "stdout": error.stdout,
+        "stderr": error.stderr,
+        "exit_code": error.exit_code,
+        "signal": error.signal,
+        "timed_out": job.timed_out,
+        "max_buffer_exceeded": error.max_buffer_exceeded,
+    }
 
 
 def _own_pid() -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 
 import pytest
 from server import ThreadServer
@@ -120,8 +121,11 @@ def test_spawn_of_a_missing_program_gives_an_error_event(srv: ThreadServer) -> N
         assert lifecycle(events) == ["error", "close"]
 
 
-@pytest.mark.parametrize("sig", ["SIGKILL", "SIGHUP", "TERM", 9])
+@pytest.mark.parametrize(
+    "sig", ["SIGKILL", "SIGHUP", "TERM", 9, "SIGRTMIN+1", int(signal.SIGRTMIN) + 2]
+)
 def test_kill_reports_the_signal_by_name(srv: ThreadServer, sig: str | int) -> None:
+    """Signals without a Python name too: the real-time ones are named as `kill -l` does."""
     job = start(srv, {"kind": "fork", "program": "counter.py", "args": ["100", "50"]})
     wait_for(lambda: srv.json("GET", f"/api/jobs/{job['id']}")[1]["state"] == "running")
     status, answer = srv.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": sig})
@@ -130,6 +134,7 @@ def test_kill_reports_the_signal_by_name(srv: ThreadServer, sig: str | int) -> N
     assert answer["signal"] == name and answer["delivered"] is True
     done = wait_closed(srv, job["id"])
     assert done["signal"] == name and done["exit_code"] is None
+    assert done["state"] == "signaled"
     status, answer = srv.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGTERM"})
     assert status == 409 and "not running" in answer["error"]
 
