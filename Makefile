@@ -26,4 +26,4 @@ bench:
 	.venv/bin/python bench/ipc_bench.py
 
 clean:
-	rm -rf .venv test-artifacts .pytest_cache .ruff_cache
+	rm -rf .venv test-artifacts .pytest_cache .ruff_cache .hypothesis

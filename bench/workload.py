@@ -174,7 +174,9 @@ class _Driver:
     """
 
     def __init__(self, control: Control) -> None:
-        self._handler: Callable[[Any], None] = self._unexpected
+        # The first phase, the child's "ready", is armed from the start: the child may send it
+        # before `fork()` has returned to us (the listener is attached before it starts).
+        self._handler: Callable[[Any], None] = self._finish
         self._done = threading.Event()
         self._control = control
         self.result: Any = None
@@ -202,7 +204,6 @@ class _Driver:
         return self.result
 
     def ready(self) -> Any:
-        self._handler = self._finish
         return self._wait()
 
     def round_trips(self, child: ipc.ChildProcess, n: int, *, report: bool = False) -> list[float]:

@@ -22,12 +22,16 @@ if TYPE_CHECKING:
         InvalidArgumentError,
         IPCError,
         MessageTooLargeError,
+        ModuleNotFoundForkError,
         ProcessTimeoutError,
         ProtocolError,
         SerializationError,
         SpawnError,
     )
-    from .process import ChildProcess, children, shutdown, signal_name, signal_number
+    from .process import ChildProcess, children, shutdown
+    from .reactor import TimerHandle, call_later, call_soon
+    from .signals import signal_name, signal_number
+    from .states import State
     from .transports import AUTO, TRANSPORTS
     from .wire import DEFAULT_MAX_MESSAGE_SIZE, SERIALIZATIONS
 
@@ -46,8 +50,12 @@ _HOME = {
     "ChildProcess": "process",
     "children": "process",
     "shutdown": "process",
-    "signal_name": "process",
-    "signal_number": "process",
+    "signal_name": "signals",
+    "signal_number": "signals",
+    "State": "states",
+    "call_soon": "reactor",
+    "call_later": "reactor",
+    "TimerHandle": "reactor",
     "AUTO": "transports",
     "TRANSPORTS": "transports",
     "DEFAULT_MAX_MESSAGE_SIZE": "wire",
@@ -83,10 +91,15 @@ __all__ = [
     "IPCError",
     "InvalidArgumentError",
     "MessageTooLargeError",
+    "ModuleNotFoundForkError",
     "ProcessTimeoutError",
     "ProtocolError",
     "SerializationError",
     "SpawnError",
+    "State",
+    "TimerHandle",
+    "call_later",
+    "call_soon",
     "children",
     "choose_transport",
     "exec",

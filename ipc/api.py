@@ -1,7 +1,14 @@
 """`fork()`, `spawn()`, `exec()`, `exec_file()`: Node's option names in Python form.
 
 Differences from Node, on purpose: times are in seconds; `kill()` signals the child's whole
-process group by default; `env=None` inherits `os.environ`.
+process group by default; `env=None` inherits `os.environ`; `fork()` of a module that does not
+exist raises `FileNotFoundError` at once (Node starts the interpreter, which exits with 1);
+`kill_after` (off by default, as in Node) follows a timeout's signal with SIGKILL.
+
+exec is a spawn with exec's rules on top, in one place (`_ExecCollector`): buffering up to
+`max_buffer`, and the result. Its timeout is the child's own (`timeout` / `kill_signal`, as
+spawn's and fork's, on the reactor's timers). `exec(..., wait=False)` returns the child at once:
+its `stdout` / `stderr` events stream live and `child.result` is a `Future` of the result.
 """
 
 from __future__ import annotations
@@ -9,16 +16,17 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from . import wire
-from .errors import ExecError, InvalidArgumentError, IPCError, SpawnError
-from .process import ChildProcess, LaunchSpec, signal_name, signal_number
+from .errors import ExecError, InvalidArgumentError, IPCError, ModuleNotFoundForkError, SpawnError
+from .process import ChildProcess, LaunchSpec, Listeners, seconds
 from .reactor import get_reactor
+from .signals import signal_name, signal_number
 from .transports import (
     ENV_MAX_MESSAGE_SIZE,
     ENV_SERIALIZATION,
@@ -33,6 +41,7 @@ STDIO_MODES: Final = ("pipe", "inherit", "ignore")
 _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parent.parent)
 
 ExecCallback = Callable[[ExecError | None, Any, Any], None]
+OnCreated = Callable[[ChildProcess], None]
 
 
 def _strings(value: Sequence[str] | None, what: str) -> list[str]:
@@ -63,10 +72,32 @@ def _cwd(cwd: str | os.PathLike[str] | None) -> str | None:
     return os.fspath(cwd)
 
 
-def _positive_seconds(value: float, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise InvalidArgumentError(f"{what} must be a number of seconds >= 0, not {value!r}")
-    return float(value)
+def _listeners(listeners: Mapping[str, Callable[..., Any]] | None) -> Listeners:
+    if listeners is None:
+        return []
+    if not isinstance(listeners, Mapping):
+        raise InvalidArgumentError(
+            f"listeners must be a dict of event to function, not {listeners!r}"
+        )
+    return list(listeners.items())
+
+
+def _timeouts(timeout: float, kill_signal: str | int, kill_after: float | None) -> dict[str, Any]:
+    """The LaunchSpec fields of a child's timeout, checked now rather than when it fires."""
+    signal_number(kill_signal)
+    return {
+        "timeout": seconds(timeout, "timeout"),
+        "kill_signal": kill_signal,
+        "kill_after": None if kill_after is None else seconds(kill_after, "kill_after"),
+    }
+
+
+def _check_module(module: str, cwd: str | None) -> None:
+    """:raises ModuleNotFoundForkError: (a `SpawnError` and a `FileNotFoundError`) no such file."""
+    path = os.path.join(cwd or os.getcwd(), module)
+    if not os.path.isfile(path):
+        where = f" in cwd {cwd!r}" if cwd is not None and not os.path.isabs(module) else ""
+        raise ModuleNotFoundForkError(f"fork(): no module {module!r}{where}", module)
 
 
 def _node() -> str:
@@ -94,15 +125,27 @@ def fork(
     max_message_size: int = wire.DEFAULT_MAX_MESSAGE_SIZE,
     listeners: Mapping[str, Callable[..., Any]] | None = None,
     wrapper: Sequence[str] | None = None,
+    on_created: OnCreated | None = None,
+    timeout: float = 0,
+    kill_signal: str | int = "SIGTERM",
+    kill_after: float | None = None,
 ) -> ChildProcess:
     """Start `module` with a message channel to it, as Node's `child_process.fork()`.
 
     `.js` / `.mjs` / `.cjs` run under `node`, anything else under this Python (or `exec_path`).
+    A relative `module` is found from `cwd` (the child's directory), as Node finds it.
+
+    `timeout` (seconds, 0 = none): then `kill_signal` is sent (Node's options); `kill_after`
+    (None = never, as Node): then SIGKILL if the child still runs. `on_created(child)` runs
+    before the child starts, so listeners that need the child object have it before any event.
 
     :raises InvalidArgumentError: a bad option (unknown transport or serialization, ...).
-    :raises SpawnError: the transport cannot serve this child, or node is missing.
+    :raises SpawnError: `module` does not exist (a `FileNotFoundError` too), the transport
+        cannot serve this child, or node is missing.
     """
     module = os.fspath(module)
+    cwd = _cwd(cwd)
+    _check_module(module, cwd)
     node_child = (
         module.endswith(NODE_SUFFIXES)
         if exec_path is None
@@ -117,6 +160,7 @@ def fork(
             f"max_message_size must be a positive int, not {max_message_size!r}"
         )
     name = _resolve_transport(transport, node_child=node_child)
+    limits = _timeouts(timeout, kill_signal, kill_after)
     child_env = dict(os.environ) if env is None else _env(env)
     assert child_env is not None
     if not node_child:
@@ -133,7 +177,7 @@ def fork(
     spec = LaunchSpec(
         kind="fork",
         argv=[interpreter, *_strings(exec_argv, "exec_argv"), module, *_strings(args, "args")],
-        cwd=_cwd(cwd),
+        cwd=cwd,
         env=child_env,
         stdin=stdio,
         stdout=stdio,
@@ -141,8 +185,10 @@ def fork(
         transport=setup,
         serialization=serialization,
         max_message_size=max_message_size,
-        listeners=dict(listeners or {}),
+        listeners=_listeners(listeners),
         wrapper=_strings(wrapper, "wrapper"),
+        on_created=on_created,
+        **limits,
     )
     return ChildProcess(spec)
 
@@ -157,11 +203,16 @@ def spawn(
     stdio: str | Sequence[str] = "pipe",
     listeners: Mapping[str, Callable[..., Any]] | None = None,
     wrapper: Sequence[str] | None = None,
+    on_created: OnCreated | None = None,
+    timeout: float = 0,
+    kill_signal: str | int = "SIGTERM",
+    kill_after: float | None = None,
 ) -> ChildProcess:
     """Start `command` with `args`, as Node's `child_process.spawn()`; output comes as events.
 
     `stdio`: one mode for 0-2 or a list; entries 3+ may be ``"pipe"`` (a duplex socket at that
-    fd in the child, read as events ``fd3``, ``fd4``, ...).
+    fd in the child, read as events ``fd3``, ``fd4``, ...). `timeout`, `kill_signal`,
+    `kill_after` and `on_created` as for `fork()`.
 
     `wrapper` (also for `fork`): an argv prefix the child starts through, such as
     ``["setpriv", "--reuid=nobody", "--"]``; it must exec the rest of its argv, so that `pid`
@@ -184,6 +235,7 @@ def spawn(
             raise InvalidArgumentError(
                 f"stdio[{index}] must be one of {', '.join(map(repr, allowed))}, not {mode!r}"
             )
+    limits = _timeouts(timeout, kill_signal, kill_after)
     spec = LaunchSpec(
         kind="spawn",
         argv=argv,
@@ -193,8 +245,10 @@ def spawn(
         stdout=modes[1],
         stderr=modes[2],
         extra_pipes=[i for i, mode in enumerate(modes) if i >= 3 and mode == "pipe"],
-        listeners=dict(listeners or {}),
+        listeners=_listeners(listeners),
         wrapper=_strings(wrapper, "wrapper"),
+        on_created=on_created,
+        **limits,
     )
     return ChildProcess(spec)
 
@@ -212,7 +266,11 @@ class ExecResult:
 
 
 class _ExecCollector:
-    """Buffers a child's output for exec, kills it on timeout or overflow, builds the result."""
+    """Buffers a child's output for exec, kills it on overflow, and resolves `child.result`.
+
+    Its listeners are attached before the caller's, so `result` is done by the time the
+    caller's `close` listener runs.
+    """
 
     def __init__(
         self,
@@ -221,6 +279,7 @@ class _ExecCollector:
         timeout: float,
         max_buffer: int,
         kill_signal: str | int,
+        kill_after: float | None,
         encoding: str | None,
         callback: ExecCallback | None,
     ) -> None:
@@ -228,39 +287,28 @@ class _ExecCollector:
         self.timeout = timeout
         self.max_buffer = max_buffer
         self.kill_signal = kill_signal
+        self.kill_after = kill_after
         self.encoding = encoding
         self.callback = callback
         self.buffers = {"stdout": bytearray(), "stderr": bytearray()}
-        self.timed_out = False
         self.overflow: str | None = None
         self.start_error: SpawnError | None = None
-        self.done = threading.Event()
-        self.result: ExecResult | None = None
-        self.error: ExecError | None = None
+        self.future: Future[ExecResult] = Future()
+        self.future.set_running_or_notify_cancel()
         self.child: ChildProcess | None = None
-        self._timer = None
 
     def bind(self, child: ChildProcess) -> None:
         """Learn the child before it starts, so no listener ever runs without it (F3)."""
         self.child = child
+        child.result = self.future
 
-    def listeners(self) -> dict[str, Callable[..., Any]]:
-        return {
-            "spawn": self._on_spawn,
-            "stdout": lambda data: self._on_output("stdout", data),
-            "stderr": lambda data: self._on_output("stderr", data),
-            "error": self._on_error,
-            "close": self._on_close,
-        }
-
-    def _on_spawn(self) -> None:
-        if self.timeout > 0:
-            self._timer = get_reactor().call_later(self.timeout, self._on_timeout)
-
-    def _on_timeout(self) -> None:
-        if self.child is not None and self.child.returncode is None:
-            self.timed_out = True
-            self.child.kill(self.kill_signal)
+    def listeners(self) -> Listeners:
+        return [
+            ("stdout", lambda data: self._on_output("stdout", data)),
+            ("stderr", lambda data: self._on_output("stderr", data)),
+            ("error", self._on_error),
+            ("close", self._on_close),
+        ]
 
     def _on_output(self, stream: str, data: bytes) -> None:
         buffer = self.buffers[stream]
@@ -271,7 +319,7 @@ class _ExecCollector:
             del buffer[self.max_buffer :]
             self.overflow = stream
             if self.child is not None:
-                self.child.kill(self.kill_signal)
+                self.child.kill(self.kill_signal, kill_after=self.kill_after)
 
     def _on_error(self, exc: IPCError) -> None:
         if isinstance(exc, SpawnError):
@@ -282,25 +330,25 @@ class _ExecCollector:
         return data if self.encoding is None else data.decode(self.encoding, "replace")
 
     def _on_close(self, code: int | None, sig: str | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
         stdout, stderr = self._decode("stdout"), self._decode("stderr")
         pid = self.child.pid if self.child is not None else None
+        error: ExecError | None = None
         if self.start_error is None and code == 0 and self.overflow is None:
-            self.result = ExecResult(self.command, stdout, stderr, 0, None, pid)
+            self.future.set_result(ExecResult(self.command, stdout, stderr, 0, None, pid))
         else:
-            self.error = self._make_error(code, sig, stdout, stderr)
-        self.done.set()
+            error = self._make_error(code, sig, stdout, stderr)
+            self.future.set_exception(error)
         if self.callback is not None:
-            self.callback(self.error, stdout, stderr)
+            self.callback(error, stdout, stderr)
 
     def _make_error(self, code: int | None, sig: str | None, stdout: Any, stderr: Any) -> ExecError:
+        timed_out = bool(self.child is not None and self.child.timed_out)
         if self.start_error is not None:
             message, err_code = str(self.start_error), self.start_error.code
         elif self.overflow is not None:
             message = f"{self.overflow} maxBuffer length exceeded ({self.max_buffer} bytes)"
             err_code = "ERR_CHILD_PROCESS_STDIO_MAXBUFFER"
-        elif self.timed_out:
+        elif timed_out:
             message = f"Command timed out after {self.timeout} s: {self.command}"
             err_code = None
         else:
@@ -315,7 +363,7 @@ class _ExecCollector:
             exit_code=code,
             signal=sig,
             killed=bool(self.child is not None and self.child.killed),
-            timed_out=self.timed_out,
+            timed_out=timed_out,
             max_buffer_exceeded=self.overflow is not None,
             code=err_code,
         )
@@ -326,19 +374,23 @@ def _run_buffered(
     command: str,
     *,
     callback: ExecCallback | None,
+    wait: bool,
     timeout: float,
     max_buffer: int,
     kill_signal: str | int,
+    kill_after: float | None,
     encoding: str | None,
     cwd: str | os.PathLike[str] | None,
     env: Mapping[str, str] | None,
+    listeners: Mapping[str, Callable[..., Any]] | None,
+    on_created: OnCreated | None,
+    wrapper: Sequence[str] | None,
 ) -> Any:
-    timeout = _positive_seconds(timeout, "timeout")
+    limits = _timeouts(timeout, kill_signal, kill_after)
     if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
         raise InvalidArgumentError(
             f"max_buffer must be a positive number of bytes, not {max_buffer!r}"
         )
-    signal_number(kill_signal)  # validate now, not when the timer fires
     if encoding is not None:
         try:
             "".encode(encoding)
@@ -346,51 +398,67 @@ def _run_buffered(
             raise InvalidArgumentError(f"unknown encoding {encoding!r}") from None
     if callback is not None and not callable(callback):
         raise InvalidArgumentError("callback must be callable")
-    if callback is None and get_reactor().in_reactor_thread():
-        raise IPCError("exec() without a callback would block the reactor thread")
+    blocking = wait and callback is None
+    if blocking and get_reactor().in_reactor_thread():
+        raise IPCError(
+            "exec() that waits would block the reactor thread; pass wait=False or a callback"
+        )
     collector = _ExecCollector(
         command,
-        timeout=timeout,
+        timeout=limits["timeout"],
         max_buffer=max_buffer,
         kill_signal=kill_signal,
+        kill_after=limits["kill_after"],
         encoding=encoding,
         callback=callback,
     )
+
+    def created(child: ChildProcess) -> None:
+        collector.bind(child)
+        if on_created is not None:
+            on_created(child)
+
     spec = LaunchSpec(
         kind="exec",
         argv=argv,
         cwd=_cwd(cwd),
         env=_env(env),
         stdin="ignore",
-        listeners=collector.listeners(),
-        on_created=collector.bind,
+        listeners=[*collector.listeners(), *_listeners(listeners)],
+        wrapper=_strings(wrapper, "wrapper"),
+        on_created=created,
+        **limits,
     )
     child = ChildProcess(spec)
-    if callback is not None:
+    if not blocking:
         return child
-    collector.done.wait()
-    if collector.error is not None:
-        raise collector.error
-    assert collector.result is not None
-    return collector.result
+    return collector.future.result()
 
 
 def exec(
     command: str,
     callback: ExecCallback | None = None,
     *,
+    wait: bool = True,
     timeout: float = 0,
     max_buffer: int = DEFAULT_MAX_BUFFER,
     kill_signal: str | int = "SIGTERM",
+    kill_after: float | None = None,
     encoding: str | None = "utf-8",
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     shell: str = "/bin/sh",
+    listeners: Mapping[str, Callable[..., Any]] | None = None,
+    on_created: OnCreated | None = None,
+    wrapper: Sequence[str] | None = None,
 ) -> Any:
     """Run `command` in a shell and buffer its output, as Node's `child_process.exec()`.
 
-    Without `callback`: blocks, returns an `ExecResult`, raises `ExecError`. With
-    `callback(err, stdout, stderr)`: returns the `ChildProcess` at once.
+    Blocks by default: returns an `ExecResult`, raises `ExecError`. With `wait=False` or a
+    `callback(err, stdout, stderr)`: returns the `ChildProcess` at once, as Node does; its
+    `stdout` / `stderr` events stream live (attach them with `listeners=` to see every chunk)
+    and `child.result` is a `concurrent.futures.Future` of the `ExecResult` (its exception the
+    `ExecError`). `timeout`, `kill_signal`, `kill_after`, `wrapper` as for `spawn()`.
     """
     if not isinstance(command, str) or not command.strip():
         raise InvalidArgumentError(f"command must be a non-empty str, not {command!r}")
@@ -398,12 +466,17 @@ def exec(
         [shell, "-c", command],
         command,
         callback=callback,
+        wait=wait,
         timeout=timeout,
         max_buffer=max_buffer,
         kill_signal=kill_signal,
+        kill_after=kill_after,
         encoding=encoding,
         cwd=cwd,
         env=env,
+        listeners=listeners,
+        on_created=on_created,
+        wrapper=wrapper,
     )
 
 
@@ -412,14 +485,20 @@ def exec_file(
     args: Sequence[str] | None = None,
     callback: ExecCallback | None = None,
     *,
+    wait: bool = True,
     timeout: float = 0,
     max_buffer: int = DEFAULT_MAX_BUFFER,
     kill_signal: str | int = "SIGTERM",
+    kill_after: float | None = None,
     encoding: str | None = "utf-8",
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
+    listeners: Mapping[str, Callable[..., Any]] | None = None,
+    on_created: OnCreated | None = None,
+    wrapper: Sequence[str] | None = None,
 ) -> Any:
-    """Run `file` with `args` (no shell) and buffer its output, as Node's `execFile()`."""
+    """Run `file` with `args` (no shell) and buffer its output, as Node's `execFile()`;
+    the options and the forms (blocking, `wait=False`, `callback`) are `exec()`'s."""
     if not isinstance(file, str) or not file:
         raise InvalidArgumentError(f"file must be a non-empty str, not {file!r}")
     argv = [file, *_strings(args, "args")]
@@ -427,12 +506,17 @@ def exec_file(
         argv,
         " ".join(argv),
         callback=callback,
+        wait=wait,
         timeout=timeout,
         max_buffer=max_buffer,
         kill_signal=kill_signal,
+        kill_after=kill_after,
         encoding=encoding,
         cwd=cwd,
         env=env,
+        listeners=listeners,
+        on_created=on_created,
+        wrapper=wrapper,
     )
 
 

@@ -18,7 +18,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
-from .reactor import Reactor
+from .reactor import Owner, Reactor
 
 Listener = Callable[..., Any]
 
@@ -26,7 +26,14 @@ log = logging.getLogger("ipc")
 
 
 class Emitter:
-    def __init__(self, reactor: Reactor, on_drained: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        reactor: Reactor,
+        on_drained: Callable[[str], None] | None = None,
+        on_held: Callable[[str, tuple[Any, ...]], None] | None = None,
+        report_held: frozenset[str] = frozenset(),
+        owner: Owner | None = None,
+    ) -> None:
         self._reactor = reactor
         self._lock = threading.Lock()
         self._listeners: dict[str, list[tuple[Listener, bool]]] = defaultdict(list)
@@ -41,6 +48,11 @@ class Emitter:
         self._deferred: deque[tuple[Any, ...]] = deque()
         self._flush_scheduled = False
         self._on_drained = on_drained
+        # `on_held(event, args)` for an event of `report_held` that found no listener and is
+        # held (the child watches its `error`s: one nobody takes goes to stderr, as Node's).
+        self._on_held = on_held
+        self._report_held = report_held
+        self._owner = owner  # the flush (and what `on_drained` registers) is the child's
 
     def on(self, event: str, fn: Listener, *, once: bool = False) -> None:
         if not callable(fn):
@@ -55,7 +67,7 @@ class Emitter:
             if flush:
                 self._flush_scheduled = True
         if flush:
-            self._reactor.call_soon(self._flush)
+            self._reactor.call_soon(self._flush, owner=self._owner)
 
     def off(self, event: str, fn: Listener) -> None:
         with self._lock:
@@ -85,7 +97,7 @@ class Emitter:
                 self._deferred.append((next(self._numbers), event, args))
                 return True
             if not self._listeners.get(event):
-                self._held.setdefault(event, deque()).append((next(self._numbers), event, args))
+                self._hold((next(self._numbers), event, args))
                 return False
             listeners = self._snapshots.get(event) or self._take(event)
         for fn in listeners:
@@ -103,12 +115,25 @@ class Emitter:
                 self._deferred.append((next(self._numbers), event, args, extra))
                 return True
             if not self._listeners.get(event):
-                held = self._held.setdefault(event, deque())
-                held.append((next(self._numbers), event, args, extra))
+                self._hold((next(self._numbers), event, args, extra))
                 return False
             listeners = self._take(event)
         self._call(listeners, args, extra)
         return True
+
+    def _hold(self, entry: tuple[Any, ...]) -> None:
+        """Keep `entry` for the first listener of its type. Holds the lock."""
+        self._held.setdefault(entry[1], deque()).append(entry)
+        if self._on_held is not None and entry[1] in self._report_held:
+            self._on_held(entry[1], entry[2])  # must not call back into this emitter
+
+    def held_ids(self, event: str) -> set[int]:
+        """`id()` of the first argument of every `event` that waits for a listener."""
+        with self._lock:
+            waiting = [*self._held.get(event, ())]
+            if not self._listeners.get(event):  # a deferred one with a listener is delivered
+                waiting += self._deferred
+        return {id(entry[2][0]) for entry in waiting if entry[1] == event and entry[2]}
 
     def _take(self, event: str) -> tuple[Listener, ...]:
         """The listeners to call for one emission; `once` ones are removed. Holds the lock."""
@@ -157,9 +182,9 @@ class Emitter:
                 if queue and self._listeners.get(event) and (best is None or queue[0] < best[0]):
                     best = queue
             if self._deferred and (best is None or self._deferred[0] < best[0]):
-                _, event, _ = self._deferred[0]
+                event = self._deferred[0][1]  # entries may carry `extra` (emit_extra)
                 if not self._listeners.get(event):
-                    self._held.setdefault(event, deque()).append(self._deferred.popleft())
+                    self._hold(self._deferred.popleft())
                     continue
                 best = self._deferred
             if best is None:

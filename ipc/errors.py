@@ -8,6 +8,8 @@ as JSON without the caller knowing its attributes.
 
 from __future__ import annotations
 
+import errno
+
 TYPE_CHECKING = False  # `typing` would cost every child start-up time; annotations only
 if TYPE_CHECKING:
     from typing import Any
@@ -113,6 +115,20 @@ class SpawnError(IPCError):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "path": self.path}
+
+
+class ModuleNotFoundForkError(SpawnError, FileNotFoundError):
+    """`fork()` of a module that does not exist: raised at once, and a `FileNotFoundError`
+    (``errno`` ENOENT, ``filename`` the module), where Node would start the interpreter and let
+    it exit with code 1."""
+
+    def __init__(self, message: str, path: str) -> None:
+        FileNotFoundError.__init__(self, errno.ENOENT, message, path)
+        self.code = "ENOENT"
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[1])
 
 
 class ProcessTimeoutError(IPCError, TimeoutError):

@@ -1,15 +1,21 @@
 """`ChildProcess`: one started child, its pipes, its message port and its lifecycle events.
 
-Lifecycle (an event on every change)::
+Lifecycle (`states.State`; an event on every change, through `_change_state`)::
 
     starting ──spawn──▶ running ──exit──▶ exited | signaled ──(all streams at EOF)──▶ close
         └──error (cannot start)──▶ failed ──▶ close
 
 The child is started with `subprocess.Popen` (its C fork+exec is safe in a threaded process),
 in a process group of its own. Its exit is noticed through a pidfd in the reactor's selector —
-no SIGCHLD handler, no thread per child — and it is reaped with `os.waitpid`, the status decoded
-with `WIFSIGNALED` / `WTERMSIG` / `WEXITSTATUS`. `close` fires only after exit *and* end of
-stream on stdout, stderr, extra pipes and the channel (asyncio's `_maybe_close_transport` rule).
+no SIGCHLD handler, no thread per child — and it is reaped with `os.waitpid`. The status is kept
+as one integer (`returncode`, as CPython's `popen_fork.py`); the signal's name is derived from it
+for display. When the exit is noticed, what the child wrote before it died and is still unread
+(output, messages, a connection not yet accepted) is read first, so it comes before `exit`.
+`close` fires only after exit *and* end of stream on stdout, stderr, extra pipes and the channel
+(asyncio's `_maybe_close_transport` rule).
+
+Every reactor callback of a child belongs to it: one that raises (a bug) costs that child one
+`error` event, a SIGKILL and its clean-up, and one log line; the reactor and other children go on.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ import shutil
 import signal as signal_module
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -40,7 +48,9 @@ from .errors import (
 )
 from .handles import message_listener
 from .messaging import MessagePort, SendCallback
-from .reactor import Reactor, get_reactor
+from .reactor import Reactor, TimerHandle, get_reactor
+from .signals import signal_name, signal_number
+from .states import FINAL_STATES, TRANSITIONS, State
 from .transports import TransportSetup
 
 log = logging.getLogger("ipc")
@@ -65,38 +75,28 @@ HOLD_LIMIT: Final = 256
 _READ_SIZE: Final = 64 * 1024
 _EXIT_POLL_INTERVAL: Final = 0.02  # seconds, only where pidfd_open is missing
 _BASH: Final = shutil.which("bash") or "/bin/bash"
+#: Seconds an `error` may wait for its first listener before it counts as unhandled and goes to
+#: stderr (Node throws at once; here a listener attached just after fork() returns must not
+#: race the reactor). Also reported at exit.
+UNHANDLED_ERROR_GRACE: Final = 1.0
+#: Unhandled errors of one child written out in full per report; the rest are counted.
+UNHANDLED_ERRORS_SHOWN: Final = 3
+
+Listeners = list[tuple[str, Callable[..., Any]]]
 
 
-def signal_number(sig: str | int) -> int:
-    """`"SIGTERM"`, `"TERM"`, `15` or `signal.SIGTERM` → 15.
+def seconds(value: object, what: str) -> float:
+    """`value` as a finite number of seconds >= 0.
 
-    :raises InvalidArgumentError: not a signal this system knows.
+    :raises InvalidArgumentError: anything else (a bool, a str, a negative number, NaN, inf).
     """
-    if isinstance(sig, bool):
-        raise InvalidArgumentError(f"signal must be a name or a number, not {sig!r}")
-    if isinstance(sig, int):
-        try:
-            return signal_module.Signals(sig).value
-        except ValueError:
-            raise InvalidArgumentError(f"unknown signal number {sig}") from None
-    if isinstance(sig, str):
-        name = sig.upper()
-        if not name.startswith("SIG"):
-            name = "SIG" + name
-        value = getattr(signal_module.Signals, name, None)
-        if value is not None and not name.startswith("SIG_"):
-            return value.value
-        raise InvalidArgumentError(
-            f"unknown signal {sig!r}; use a name like 'SIGTERM', 'SIGINT', 'SIGKILL' or a number"
-        )
-    raise InvalidArgumentError(f"signal must be a name or a number, not {type(sig).__name__}")
-
-
-def signal_name(signum: int) -> str:
-    try:
-        return signal_module.Signals(signum).name
-    except ValueError:
-        return f"SIG{signum}"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value < float("inf")
+    ):
+        raise InvalidArgumentError(f"{what} must be a number of seconds >= 0, not {value!r}")
+    return float(value)
 
 
 @dataclass
@@ -117,10 +117,13 @@ class LaunchSpec:
     wrapper: list[str] = field(default_factory=list)
     serialization: str = "json"
     max_message_size: int = 64 * 1024 * 1024
-    listeners: dict[str, Callable[..., Any]] | None = None
+    listeners: Listeners = field(default_factory=list)  # (event, fn), attached in this order
     # Called with the new ChildProcess before it starts: an owner that must act on the child
     # from its listeners (exec kills on overflow) learns it before any event can fire.
     on_created: Callable[[ChildProcess], None] | None = None
+    timeout: float = 0.0  # seconds from spawn to kill_signal; 0 = none
+    kill_signal: str | int = "SIGTERM"
+    kill_after: float | None = None  # then SIGKILL this much later if it still runs
 
 
 class ChildProcess:
@@ -133,13 +136,36 @@ class ChildProcess:
         self.spawnfile = spec.argv[0]
         self.spawnargs = list(spec.argv)
         self.pid: int | None = None
-        self.exit_code: int | None = None
-        self.signal_code: str | None = None
+        #: Set once, when the child is reaped: its exit code, or -signum (as `subprocess`).
+        self.returncode: int | None = None
         self.killed = False
-        self.state = "starting"
+        #: True once `timeout` expired and `kill_signal` was sent.
+        self.timed_out = False
+        self.state = State.STARTING
         self.started_at = time.time()
         self.transport = spec.transport.name if spec.transport else None
-        self._emitter = Emitter(self._reactor, on_drained=self._resume_source)
+        #: exec / exec_file children: the `ExecResult` (or `ExecError`) once the child closed.
+        self.result: Future[Any] | None = None
+        self._emitter = Emitter(
+            self._reactor,
+            on_drained=self._resume_source,
+            on_held=self._error_held,
+            report_held=frozenset({"error"}),
+            owner=self,
+        )
+        self._timeout = spec.timeout
+        self._kill_signal = spec.kill_signal
+        self._kill_after = spec.kill_after
+        self._timers: list[TimerHandle] = []
+        self._start_error: SpawnError | None = None
+        self._start_error_retrieved = False
+        self._failure: BaseException | None = None  # a reactor callback of ours raised
+        # `error`s held with no listener since the last report (reactor thread appends; the
+        # report may run at exit on another thread, hence the lock).
+        self._unclaimed: list[BaseException] = []
+        self._unclaimed_lock = threading.Lock()
+        self._exit_handled = False
+        self._exiting = False  # inside `_after_exit`
         self._exited = threading.Event()
         self._closed = threading.Event()
         self._reap_lock = threading.Lock()
@@ -153,7 +179,7 @@ class ChildProcess:
         self._extra_socks: dict[int, socket.socket] = {}  # child fd number -> our end
         self._open_streams = 0
         self._port: MessagePort | None = None
-        for event, fn in (spec.listeners or {}).items():
+        for event, fn in spec.listeners:
             self.on(event, fn)
         if spec.on_created is not None:
             spec.on_created(self)
@@ -191,13 +217,16 @@ class ChildProcess:
         return self._port is not None and self._port.connected
 
     @property
-    def returncode(self) -> int | None:
-        """As `subprocess`: the exit code, or `-signum` for a signal, or None while running."""
-        if self.exit_code is not None:
-            return self.exit_code
-        if self.signal_code is not None:
-            return -signal_number(self.signal_code)
-        return None
+    def exit_code(self) -> int | None:
+        """The exit code; None while running or when a signal ended the child."""
+        rc = self.returncode
+        return rc if rc is not None and rc >= 0 else None
+
+    @property
+    def signal_code(self) -> str | None:
+        """The name of the signal that ended the child (``"SIGKILL"``, ``"SIGRTMIN+1"``)."""
+        rc = self.returncode
+        return signal_name(-rc) if rc is not None and rc < 0 else None
 
     @property
     def closed(self) -> bool:
@@ -231,9 +260,9 @@ class ChildProcess:
                 f"this child has no message channel (it was started with {self.kind}(), not fork())"
             )
             if callback is not None:
-                self._reactor.call_soon(callback, error)
+                self._reactor.call_soon(callback, error)  # the caller's code: not ours
             else:
-                self._reactor.call_soon(self._emit, "error", error)
+                self._reactor.call_soon(self._emit_error, error, owner=self)
             return False
         if handle is not None:
             return self._port.send(message, callback, handle=handle, keep_open=keep_open)
@@ -251,15 +280,22 @@ class ChildProcess:
             raise ChannelClosedError("the channel is already closed")
         self._port.disconnect()
 
-    def kill(self, sig: str | int = "SIGTERM", *, group: bool = True) -> bool:
+    def kill(
+        self, sig: str | int = "SIGTERM", *, group: bool = True, kill_after: float | None = None
+    ) -> bool:
         """Send `sig` to the child's process group (or to its pid alone with `group=False`).
+
+        `kill_after`: if the child still runs that many seconds later (it ignored or handles
+        `sig`), send SIGKILL (as coreutils' ``timeout --kill-after``).
 
         Returns True when the signal was delivered; False when the child has already been
         reaped (its pid may belong to someone else now) or could not be signalled.
 
-        :raises InvalidArgumentError: unknown signal.
+        :raises InvalidArgumentError: unknown signal, or a bad `kill_after`.
         """
         signum = signal_number(sig)
+        if kill_after is not None:
+            kill_after = seconds(kill_after, "kill_after")
         with self._reap_lock:
             if self.pid is None or self.returncode is not None:
                 return False
@@ -273,9 +309,13 @@ class ChildProcess:
             except OSError as exc:
                 error = IPCError(f"kill({signal_name(signum)}) failed: {exc}")
                 error.code = errno.errorcode.get(exc.errno or 0, "EPERM")
-                self._reactor.call_soon(self._emit, "error", error)
+                self._reactor.call_soon(self._emit_error, error, owner=self)
                 return False
         self.killed = True
+        if kill_after is not None and signum != signal_module.SIGKILL:
+            self._timers.append(
+                self._reactor.call_later(kill_after, self._escalate, group, owner=self)
+            )
         return True
 
     def write_stdin(self, data: bytes | str) -> None:
@@ -339,7 +379,7 @@ class ChildProcess:
         process group with `setsid`) still holds its ends open: without this, `close` waits
         for that process. Output it writes afterwards is lost; what was read is kept.
         """
-        self._reactor.call_soon(self._abandon_streams)
+        self._reactor.call_soon(self._abandon_streams, owner=self)
 
     def _abandon_streams(self) -> None:
         for fd in list(self._outputs):
@@ -350,32 +390,52 @@ class ChildProcess:
     def wait(self, timeout: float | None = None) -> int:
         """Block until the child exits; return `returncode`.
 
+        :raises SpawnError: the child never started (the `error` event's error).
         :raises ProcessTimeoutError: still running after `timeout` seconds.
         """
         self._check_not_reactor("wait")
         if not self._exited.wait(timeout):
             raise ProcessTimeoutError(f"pid {self.pid} still running after {timeout} s")
+        self._raise_start_error()
         rc = self.returncode
-        return rc if rc is not None else -1
+        return rc if rc is not None else -1  # -1 only if a callback fault ended our watch
 
     def wait_closed(self, timeout: float | None = None) -> None:
-        """Block until `close` (exit and every stream at end of file)."""
+        """Block until `close` (exit and every stream at end of file).
+
+        :raises SpawnError: the child never started.
+        :raises ProcessTimeoutError: not closed after `timeout` seconds.
+        """
         self._check_not_reactor("wait_closed")
         if not self._closed.wait(timeout):
             raise ProcessTimeoutError(f"pid {self.pid} not closed after {timeout} s")
+        self._raise_start_error()
+
+    def _raise_start_error(self) -> None:
+        if self._start_error is not None:
+            self._start_error_retrieved = True  # raised to the caller: not unhandled
+            raise self._start_error
 
     def __enter__(self) -> ChildProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.returncode is None and self.state != "failed":
-            self.kill("SIGKILL")
-        if self.state != "failed":
-            self.wait()
+        """As `subprocess.Popen`: close the child's stdin (and the channel, so a child that
+        reads messages until the end finishes too), then wait for it to exit. Nothing is
+        killed: `kill()` first (``with`` body, or `timeout=`) to bound the wait."""
+        if self._start_error is not None:
+            return  # it never ran; the `error` event (or stderr) says why
+        self.end_stdin()
+        if self.connected:
+            try:
+                self.disconnect()
+            except ChannelClosedError:  # closed meanwhile: nothing left to close
+                pass
+        self.wait()
 
     def __repr__(self) -> str:
         return (
-            f"<ChildProcess {self.kind} pid={self.pid} state={self.state} "
+            f"<ChildProcess {self.kind} pid={self.pid} state={self.state.value} "
             f"exit_code={self.exit_code} signal={self.signal_code}>"
         )
 
@@ -476,7 +536,6 @@ class ChildProcess:
             self._pidfd = os.pidfd_open(self.pid)
         except OSError:  # kernel before 5.3: fall back to polling waitpid on a timer
             self._pidfd = None
-        self.state = "running"
         for fd, event in ours:
             os.set_blocking(fd, False)
             self._outputs[fd] = (event, 0)
@@ -489,11 +548,11 @@ class ChildProcess:
                 serialization=spec.serialization,
                 max_message_size=spec.max_message_size,
                 on_message=self._on_message,
-                on_error=lambda exc: self._emit("error", exc),
+                on_error=self._emit_error,
                 on_close=self._on_port_closed,
                 on_internal=self._on_internal,
             )
-        self._reactor.call_soon(self._register)
+        self._reactor.call_soon(self._register, owner=self)
 
     def _fail_to_start(self, exc: BaseException, spec: LaunchSpec) -> None:
         code = errno.errorcode.get(getattr(exc, "errno", 0) or 0, "ERR_SPAWN")
@@ -504,37 +563,146 @@ class ChildProcess:
             message = f"spawn {spec.argv[0]}: cwd {spec.cwd!r} is not a directory"
         else:
             message = f"spawn {path} {code}: {getattr(exc, 'strerror', None) or exc}"
-        error = SpawnError(message, code=code, path=str(path))
-        self.state = "failed"
-        self._exited.set()
+        self._start_error = SpawnError(message, code=code, path=str(path))
+        self._reactor.call_soon(self._report_start_error, owner=self)
 
-        def report() -> None:
-            self._emit("error", error)
-            self._emit("close", None, None)
-            self._closed.set()
-            _table.discard(self)
-
-        self._reactor.call_soon(report)
+    def _report_start_error(self) -> None:
+        assert self._start_error is not None
+        self._change_state(State.FAILED, self._start_error)
+        self._closed.set()
+        _table.discard(self)
+        self._emit("close", None, None)
 
     def _register(self) -> None:
         """Reactor thread: watch every fd of this child."""
-        self._emit("spawn")
+        if self.state is State.STARTING:  # (a shutdown on this thread may have reaped it)
+            self._change_state(State.RUNNING)
         # Output before the pidfd: a child that printed and exited before this ran has both
         # ready at once, and epoll reports fds already ready in the order they were added, so
         # its output is read (and emitted) before its exit, as for a child still running.
         for fd in list(self._outputs):
             self._reactor.add_reader(fd, lambda fd=fd: self._on_output(fd))
+        if not self._exited.is_set():
+            self._watch_exit()
+        if self._port is not None:
+            self._port.start()
+        if self._timeout > 0 and not self._exited.is_set():
+            self._timers.append(
+                self._reactor.call_later(self._timeout, self._on_timeout, owner=self)
+            )
+
+    def _watch_exit(self) -> None:
         if self._pidfd is not None:
             self._reactor.add_reader(self._pidfd, self._on_exit_ready)
         else:
             self._poll_exit()
-        if self._port is not None:
-            self._port.start()
 
-    # ---- reactor-thread handlers ----------------------------------------------------------
+    # ---- state and events (reactor thread) ------------------------------------------------
+
+    def _change_state(self, new: State, *args: Any) -> None:
+        """The one place the state changes; it emits the event of the change (`states.py`)."""
+        event = TRANSITIONS[self.state].get(new)
+        if event is None:
+            raise IPCError(f"pid {self.pid}: no change from state {self.state} to {new}")
+        self.state = new
+        if new in FINAL_STATES:
+            self._exited.set()
+        if event == "error":
+            self._emit_error(*args)
+        else:
+            self._emit(event, *args)
 
     def _emit(self, event: str, *args: Any) -> bool:
         return self._emitter.emit(event, *args)
+
+    def _emit_error(self, error: BaseException) -> None:
+        self._emitter.emit("error", error)
+
+    def _error_held(self, event: str, args: tuple[Any, ...]) -> None:
+        """An `error` found no listener: if none comes soon, it goes to stderr. One report
+        (one timer) per child and grace period, however many errors: a sender that goes on
+        after the channel broke makes one per `send()`."""
+        with self._unclaimed_lock:
+            self._unclaimed.append(args[0])
+            first = len(self._unclaimed) == 1
+        if first:
+            _unhandled.add(self)
+            self._reactor.call_later(UNHANDLED_ERROR_GRACE, self._report_unhandled)
+
+    def _report_unhandled(self) -> None:
+        """Write the errors that are still held and were not raised by `wait()` to stderr:
+        the first few in full, then how many more."""
+        with self._unclaimed_lock:
+            errors, self._unclaimed = self._unclaimed, []
+        _unhandled.discard(self)
+        held = self._emitter.held_ids("error")  # one pass over what is held
+        unhandled = [
+            e
+            for e in errors
+            if id(e) in held and not (e is self._start_error and self._start_error_retrieved)
+        ]
+        if not unhandled:
+            return
+        who = f"pid {self.pid}" if self.pid is not None else f"{self.kind} {self.spawnfile}"
+        lines = [
+            f"ipc: Unhandled 'error' event ({who}): {type(e).__name__}: {e}"
+            for e in unhandled[:UNHANDLED_ERRORS_SHOWN]
+        ]
+        more = len(unhandled) - UNHANDLED_ERRORS_SHOWN
+        if more > 0:
+            lines.append(f"ipc: ... and {more} more unhandled 'error' events ({who})")
+        try:
+            print("\n".join(lines), file=sys.stderr, flush=True)
+        except (OSError, ValueError, AttributeError):  # no usable stderr at this point
+            pass
+
+    def reactor_callback_failed(self, exc: BaseException) -> None:
+        """Reactor thread: one of this child's callbacks raised (a bug in ipc). The child gets
+        one `error` event, is killed, reaped and closed; the log gets one line. Nothing else
+        is touched: the reactor has already removed the failed fd handler."""
+        if self._failure is not None:
+            log.debug("pid %s: another callback failed while cleaning up", self.pid, exc_info=exc)
+            self._give_up()
+            return
+        self._failure = exc
+        log.error(
+            "ipc: handling pid %s (%s) failed with %s: %s; the child is stopped and cleaned up",
+            self.pid,
+            self.spawnfile,
+            type(exc).__name__,
+            str(exc).replace("\n", " "),
+        )
+        log.debug("the traceback of that failure", exc_info=exc)
+        error = IPCError(
+            f"ipc failed while handling pid {self.pid}: {type(exc).__name__}: {exc}; "
+            "the child was stopped"
+        )
+        error.code = "ERR_IPC_INTERNAL"
+        error.__cause__ = exc
+        self._emit_error(error)
+        self._abandon_streams()
+        with self._stdin_lock:
+            if self._stdin_fd is not None:
+                os.close(self._stdin_fd)
+                self._stdin_fd = None
+        if self.returncode is None and self.pid is not None:
+            self.kill("SIGKILL")
+            self._watch_exit()  # again: it may be the handler the reactor just removed
+        elif not self._exiting:  # (while `_after_exit` drains, it goes on to `exit` itself)
+            self._after_exit()
+            if not self._exited.is_set():  # the exit path itself is what failed
+                self._give_up()
+        self._maybe_close()
+
+    def _give_up(self) -> None:
+        """A second fault: stop watching this child but end its story, so no waiter hangs."""
+        if self._pidfd is not None:
+            self._reactor.remove_reader(self._pidfd)
+        self._exited.set()
+        if not self._closed.is_set():
+            self._closed.set()
+            _table.discard(self)
+            self._emit("close", self.exit_code, self.signal_code)
 
     def _on_internal(self, msg: Any, handle: socket.socket | None = None) -> None:
         if handle is None:
@@ -603,11 +771,20 @@ class ChildProcess:
         self._emit("disconnect")
         self._stream_closed()
 
+    def _on_timeout(self) -> None:
+        if self.returncode is None:
+            self.timed_out = True
+            self.kill(self._kill_signal, kill_after=self._kill_after)
+
+    def _escalate(self, group: bool) -> None:
+        if self.returncode is None:
+            self.kill("SIGKILL", group=group)
+
     def _poll_exit(self) -> None:
         if self._reap():
             self._after_exit()
         elif self.returncode is None:
-            self._reactor.call_later(_EXIT_POLL_INTERVAL, self._poll_exit)
+            self._reactor.call_later(_EXIT_POLL_INTERVAL, self._poll_exit, owner=self)
 
     def _on_exit_ready(self) -> None:
         if self._reap():
@@ -624,17 +801,26 @@ class ChildProcess:
                 pid, status = self.pid, 0  # someone else reaped it; status unknown
             if pid == 0:
                 return False
-            if os.WIFSIGNALED(status):
-                self.signal_code = signal_name(os.WTERMSIG(status))
-                self.state = "signaled"
-            else:
-                self.exit_code = os.WEXITSTATUS(status)
-                self.state = "exited"
+            # One integer, decoded once (WIFSIGNALED / WTERMSIG / WEXITSTATUS); names are
+            # derived from it only to be shown.
+            self.returncode = os.waitstatus_to_exitcode(status)
             if self._popen is not None:
                 self._popen.returncode = self.returncode  # so Popen never waits or warns
         return True
 
     def _after_exit(self) -> None:
+        """Reactor thread, once reaped: read what the child left, then `exit`."""
+        if self._exit_handled:
+            return
+        self._exit_handled = self._exiting = True
+        try:
+            self._exit()
+        finally:
+            self._exiting = False
+
+    def _exit(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
         if self._pidfd is not None:
             self._reactor.remove_reader(self._pidfd)
             os.close(self._pidfd)
@@ -643,8 +829,17 @@ class ChildProcess:
             if self._stdin_fd is not None:
                 os.close(self._stdin_fd)
                 self._stdin_fd = None
-        self._exited.set()
-        self._emit("exit", self.exit_code, self.signal_code)
+        # Output, messages and a connection it made, written before it died, are read now:
+        # the pidfd may have been found ready before them (or before a connection's first
+        # bytes could even be read), and they must come before `exit`.
+        self._reactor.run_ready_readers(self)
+        if self.state is State.STARTING:  # it ran and ended before the reactor saw it start
+            self._change_state(State.RUNNING)
+        rc = self.returncode
+        assert rc is not None
+        self._change_state(
+            State.SIGNALED if rc < 0 else State.EXITED, self.exit_code, self.signal_code
+        )
         if self._port is not None:
             # A unix/tcp child that never connected will not now. (A connected channel ends
             # when the child's end closes: already, unless a grandchild holds it.)
@@ -686,8 +881,10 @@ def _find_program(program: str, env: dict[str, str]) -> str | None:
     return shutil.which(program, path=env.get("PATH", os.defpath))
 
 
-class _ProcessTable:
-    """The children of this process that have not closed yet (for `children()`/`shutdown()`)."""
+class _ChildSet:
+    """A set of children shared between threads: the children of this process that have not
+    closed yet (`children()`, `shutdown()`), and those with `error`s no listener took yet
+    (reported at interpreter exit too, not only after `UNHANDLED_ERROR_GRACE`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -702,12 +899,33 @@ class _ProcessTable:
             self._children.discard(child)
 
     def snapshot(self) -> list[ChildProcess]:
+        """Oldest first."""
         with self._lock:
             return sorted(self._children, key=lambda c: c.started_at)
 
 
-_table = _ProcessTable()
+_table = _ChildSet()
+_unhandled = _ChildSet()
+
+
+def _report_unhandled_at_exit() -> None:
+    for child in _unhandled.snapshot():
+        child._report_unhandled()
+
+
+atexit.register(_report_unhandled_at_exit)  # runs after shutdown() (atexit is LIFO)
 atexit.register(lambda: shutdown())  # no orphans when the interpreter exits
+
+
+def _reset_after_fork() -> None:
+    """In the child of `os.fork()`: the children started before are the parent's, not ours
+    (its atexit `shutdown()` must not kill them), and a lock may have been held mid-fork."""
+    global _table, _unhandled
+    _table = _ChildSet()
+    _unhandled = _ChildSet()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def children() -> list[ChildProcess]:
@@ -745,7 +963,10 @@ def _wait_exited(child: ChildProcess, deadline: float, on_reactor: bool) -> None
             return
         if on_reactor or not reactor.running:
             if child._reap():
-                child._exited.set()
+                if on_reactor:
+                    child._after_exit()  # the pidfd will not tell us now: exit (and close) here
+                else:
+                    child._exited.set()  # no reactor thread left to deliver events
                 continue
             time.sleep(min(0.01, remaining))
         else:

@@ -8,6 +8,16 @@ through a pipe.
 
 The poller is used directly, not through `selectors`: every message's round trip passes through
 this loop, and the wrapper's per-event key objects and mask translation cost a few µs each time.
+
+Faults stay with their owner. A queued call or timer may be given an *owner* (a child), and an
+fd handler belongs to the owner whose callback registered it (ownership passes from a running
+callback to the fds it watches, as asyncio's context passes on). A callback that raises never
+runs again by itself (a failed fd handler is removed, so a still-readable fd cannot spin the
+loop), and its owner is told, through `reactor_callback_failed(exc)`, to clean itself up; other
+owners never notice. A call without an owner (user code: `ipc.call_soon`) that raises is
+logged, once, and touches no child.
+`run_ready_readers(owner)` drains an owner's readable fds at once (a child's last output and
+messages before its `exit`). After `os.fork()` the child process gets a fresh reactor.
 """
 
 from __future__ import annotations
@@ -20,11 +30,18 @@ import select
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("ipc")
 
 Callback = Callable[[], None]
+
+
+class Owner(Protocol):
+    """What owns reactor callbacks (a child): told once when one of them raised."""
+
+    def reactor_callback_failed(self, exc: BaseException) -> None: ...
+
 
 if hasattr(select, "epoll"):
     _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
@@ -64,11 +81,12 @@ _NOT_OUT, _NOT_IN = ~_OUT, ~_IN
 class TimerHandle:
     """A pending `call_later`; `cancel()` stops it from running."""
 
-    __slots__ = ("_callback", "cancelled", "when")
+    __slots__ = ("_callback", "cancelled", "owner", "when")
 
-    def __init__(self, when: float, callback: Callback) -> None:
+    def __init__(self, when: float, callback: Callback, owner: Owner | None) -> None:
         self.when = when
         self._callback = callback
+        self.owner = owner
         self.cancelled = False
 
     def cancel(self) -> None:
@@ -86,16 +104,19 @@ class Reactor:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._poller.register(self._wake_r, _IN)
-        self._calls: deque[Callback] = deque()
+        self._calls: deque[tuple[Callback, Owner | None]] = deque()
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._timer_ids = itertools.count()
         self._lock = threading.Lock()
         self._wake_pending = False
         self._thread: threading.Thread | None = None
-        # fd -> [reader, writer] and fd -> mask registered with the poller; touched only on
-        # the reactor thread
-        self._handlers: dict[int, list[Callback | None]] = {}
+        self._thread_id: int | None = None
+        # fd -> [reader, writer, owner] and fd -> mask registered with the poller; touched
+        # only on the reactor thread
+        self._handlers: dict[int, list[Any]] = {}
         self._masks: dict[int, int] = {}
+        #: The owner of the callback running now (reactor thread only; None between them).
+        self._owner: Owner | None = None
 
     # ---- running --------------------------------------------------------------------------
 
@@ -107,25 +128,32 @@ class Reactor:
                 thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 thread.start()
                 self._thread = thread
+                self._thread_id = thread.ident
 
     def in_reactor_thread(self) -> bool:
-        return threading.current_thread() is self._thread
+        return threading.get_ident() == self._thread_id
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run `fn(*args)` on the reactor thread, after what is already queued (FIFO)."""
+    def call_soon(self, fn: Callable[..., Any], *args: Any, owner: Owner | None = None) -> None:
+        """Run `fn(*args)` on the reactor thread, after what is already queued (FIFO).
+
+        `owner` is told if it raises (and owns the fds it registers).
+        """
         self.ensure_running()
-        self._calls.append((lambda: fn(*args)) if args else fn)
+        self._calls.append(((lambda: fn(*args)) if args else fn, owner))
         self._wake()
 
-    def call_later(self, delay: float, fn: Callback) -> TimerHandle:
-        """Run `fn()` on the reactor thread after `delay` seconds (monotonic clock)."""
+    def call_later(
+        self, delay: float, fn: Callable[..., Any], *args: Any, owner: Owner | None = None
+    ) -> TimerHandle:
+        """Run `fn(*args)` on the reactor thread after `delay` seconds (monotonic clock)."""
         import time
 
-        handle = TimerHandle(time.monotonic() + max(0.0, delay), fn)
+        callback = (lambda: fn(*args)) if args else fn
+        handle = TimerHandle(time.monotonic() + max(0.0, delay), callback, owner)
         self.call_soon(self._push_timer, handle)
         return handle
 
@@ -161,7 +189,9 @@ class Reactor:
         if handlers is None:
             if callback is None:
                 return
-            handlers = self._handlers[fd] = [None, None]
+            handlers = self._handlers[fd] = [None, None, self._owner]
+        elif handlers[2] is None:
+            handlers[2] = self._owner
         handlers[slot] = callback
         mask = (_IN if handlers[0] else 0) | (_OUT if handlers[1] else 0)
         if mask == self._masks.get(fd):
@@ -198,10 +228,12 @@ class Reactor:
     def _run(self) -> None:
         import time
 
+        self._thread_id = threading.get_ident()  # before any callback asks in_reactor_thread()
         poll = self._poller.poll
         handlers_of = self._handlers.get
         wake_r = self._wake_r
         invoke = self._invoke
+        invoke_fd = self._invoke_fd
         calls = self._calls
         timers = self._timers
         busy = False  # the last round served a child's fd: more may come at once
@@ -233,18 +265,18 @@ class Reactor:
                     continue
                 busy = True
                 if events & _NOT_OUT and handlers[0] is not None:
-                    invoke(handlers[0])
+                    invoke_fd(fd, 0, handlers)
                     handlers = handlers_of(fd)  # the reader may have removed or replaced it
                 if events & _NOT_IN and handlers is not None and handlers[1] is not None:
-                    invoke(handlers[1])
+                    invoke_fd(fd, 1, handlers)
             if timers:
                 now = time.monotonic()
                 while timers and timers[0][0] <= now:
                     _, _, handle = heapq.heappop(timers)
                     if not handle.cancelled:
-                        invoke(handle._callback)
+                        invoke(handle._callback, handle.owner)
             for _ in range(len(calls)):
-                invoke(calls.popleft())
+                invoke(*calls.popleft())
 
     def _drain_wakeups(self) -> None:
         """Empty the wake-up pipe, then allow the next wake-up to write again.
@@ -262,12 +294,78 @@ class Reactor:
             pass
         self._wake_pending = False
 
-    @staticmethod
-    def _invoke(callback: Callback) -> None:
+    def _invoke(self, callback: Callback, owner: Owner | None) -> None:
+        self._owner = owner
         try:
             callback()
-        except Exception:
-            log.exception("ipc callback failed")
+        except Exception as exc:
+            self._callback_failed(exc, owner)
+        finally:
+            self._owner = None
+
+    def _invoke_fd(self, fd: int, slot: int, handlers: list[Any]) -> None:
+        """Run the reader (slot 0) or writer (1) of `fd`; one that raises is removed, so an fd
+        that stays ready cannot run it again and again."""
+        callback, owner = handlers[slot], handlers[2]
+        self._owner = owner
+        try:
+            callback()
+        except Exception as exc:
+            current = self._handlers.get(fd)
+            if current is not None and current[slot] is callback:
+                self._set_handler(fd, slot, None)
+            self._callback_failed(exc, owner)
+        finally:
+            self._owner = None
+
+    @staticmethod
+    def _callback_failed(exc: Exception, owner: Owner | None) -> None:
+        """Tell the owner (it cleans itself up; what it registers meanwhile is still its
+        own), or log it: one record per failure, and a failure never repeats by itself."""
+        if owner is not None:
+            try:
+                owner.reactor_callback_failed(exc)
+                return
+            except Exception:
+                log.exception("ipc: cleaning up after a failed callback failed too")
+                return
+        log.error("ipc callback failed", exc_info=exc)
+
+    def run_ready_readers(self, owner: Owner, max_rounds: int = 64) -> None:
+        """Reactor thread: run the reader of every fd of `owner` while it has something to
+        read (data, end of stream or an error), up to `max_rounds` times each.
+
+        A child's exit is noticed on its own fd; what it wrote before dying waits on others
+        (stdout, the channel, a connection not yet accepted). Reading them first keeps the
+        order the child wrote in: everything before its `exit`. The bound keeps a grandchild
+        that holds a pipe and writes without pause from delaying `exit` for ever.
+        """
+        for _ in range(max_rounds):
+            fds = [fd for fd, h in self._handlers.items() if h[2] is owner and h[0] is not None]
+            if not fds:
+                return
+            poller = select.poll()
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+            ready = [fd for fd, events in poller.poll(0) if events]
+            if not ready:
+                return
+            for fd in ready:
+                handlers = self._handlers.get(fd)
+                if handlers is not None and handlers[0] is not None and handlers[2] is owner:
+                    self._invoke_fd(fd, 0, handlers)
+
+    def _close_after_fork(self) -> None:
+        """In a forked child: this reactor's thread does not exist here; close its fds."""
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            self._poller.close()  # type: ignore[union-attr]
+        except (AttributeError, OSError):
+            pass
 
 
 _default: Reactor | None = None
@@ -282,3 +380,33 @@ def get_reactor() -> Reactor:
             if _default is None:
                 _default = Reactor()
     return _default
+
+
+def _reset_after_fork() -> None:
+    """In the child of `os.fork()`: only the forking thread exists there, so the parent's
+    reactor thread does not. Start afresh (a new reactor on first use), or every call_soon
+    would wait for a thread that will never run."""
+    global _default, _default_lock
+    old, _default = _default, None
+    _default_lock = threading.Lock()
+    if old is not None:
+        old._close_after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def call_soon(fn: Callable[..., Any], *args: Any) -> None:
+    """Run `fn(*args)` on ipc's reactor thread (where every event listener runs), after the
+    callbacks already queued there. From a listener, it runs after the current event."""
+    get_reactor().call_soon(fn, *args)
+
+
+def call_later(delay: float, fn: Callable[..., Any], *args: Any) -> TimerHandle:
+    """Run `fn(*args)` on ipc's reactor thread after `delay` seconds; `.cancel()` the handle
+    to stop it. Keep `fn` quick: every child's events wait while it runs."""
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or delay != delay:
+        from .errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"delay must be a number of seconds, not {delay!r}")
+    return get_reactor().call_later(delay, fn, *args)

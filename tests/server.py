@@ -30,6 +30,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ipc import wire
+
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0
 
@@ -94,7 +96,7 @@ class _Base:
 
     def json(self, method: str, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
         status, _headers, data = self.request(method, path, body, **kw)
-        return status, (json.loads(data) if data else None)
+        return status, (wire.loads(data.decode()) if data else None)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

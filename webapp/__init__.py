@@ -19,8 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. `config` overrides settings by name (see ``webapp.config.DEFAULTS``)."""
-    from . import api, demos, errors, feed, pages, security, tools_api
+    from . import api, demos, errors, feed, openapi, pages, security, tools_api
     from .config import build_config
+    from .jsontext import ExplorerJSONProvider
+    from .schemas import components
     from .services import Services
 
     app = Flask(
@@ -36,10 +38,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             file=sys.stderr,
             flush=True,
         )
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json = ExplorerJSONProvider(app)
 
     security.init_app(app)
     errors.init_app(app)
+    openapi.init_app(app, components(app.config))
     app.register_blueprint(api.bp)
     app.register_blueprint(tools_api.bp)
     app.register_blueprint(demos.bp)
@@ -53,11 +56,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def shutdown_app(app: Flask, grace: float | None = None) -> None:
-    """Stop every child of `app` (TERM, KILL after `grace`) and end its feed connections."""
+def shutdown_app(app: Flask, grace: float | None = None) -> list[Any]:
+    """Stop every child of `app` (TERM, KILL after `grace`) and end its feed connections.
+
+    :returns: the jobs (`webapp.jobs.Job`) whose children were still running.
+    """
     from .services import EXTENSION
 
-    app.extensions[EXTENSION].shutdown(grace)
+    return app.extensions[EXTENSION].shutdown(grace)
 
 
 __all__ = ["create_app", "shutdown_app"]

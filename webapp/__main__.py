@@ -18,9 +18,11 @@ The arbiter waits for that (its graceful timeout is the grace plus a margin) and
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import signal
+import socket
 import sys
 import threading
 from typing import Any
@@ -30,7 +32,20 @@ from gunicorn.app.base import BaseApplication
 from .config import DEFAULTS, new_token
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def port_number(text: str) -> int:
+    """argparse type for --port: a TCP port, or a one-line error (not gunicorn's traceback)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (use 1 to 65535)") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (use 1 to 65535)")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every flag, each with its default in its help (README's "Safe by default" lists the
+    same flags with the same defaults; a test keeps them in step)."""
     parser = argparse.ArgumentParser(
         prog="ipc-explorer",
         description="IPC Explorer: Node's child_process model in Python, explored live.",
@@ -38,7 +53,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--host", default=DEFAULTS["HOST"], help="bind address (default %(default)s)"
     )
-    parser.add_argument("--port", type=int, default=DEFAULTS["PORT"], help="default %(default)s")
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULTS["PORT"],
+        help="TCP port to listen on (default %(default)s)",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also accept requests whose Host header is NAME (repeatable); by default only "
+        "the bound address, localhost, 127.0.0.1 and [::1] with the port are accepted, "
+        "against DNS rebinding",
+    )
     parser.add_argument("--token", default=None, help="access token (default: a random one)")
     parser.add_argument(
         "--allow-any-command",
@@ -47,7 +76,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "for whoever has the token: only on a machine you own)",
     )
     parser.add_argument(
-        "--max-children", type=int, default=DEFAULTS["MAX_CHILDREN"], help="default %(default)s"
+        "--max-children",
+        type=int,
+        default=DEFAULTS["MAX_CHILDREN"],
+        help="children alive at once, jobs and demo children; past it: 429 (default %(default)s)",
     )
     parser.add_argument(
         "--threads",
@@ -83,10 +115,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds between TERM and KILL for the children at stop (default %(default)s)",
     )
     parser.add_argument(
-        "--max-body", type=int, default=DEFAULTS["MAX_CONTENT_LENGTH"], help="request body bytes"
+        "--max-body",
+        type=int,
+        default=DEFAULTS["MAX_CONTENT_LENGTH"],
+        help="bytes of a request body, and of stdin waiting for a child (default %(default)s)",
     )
     parser.add_argument(
-        "--max-message", type=int, default=DEFAULTS["MAX_MESSAGE_BYTES"], help="bytes per message"
+        "--max-message",
+        type=int,
+        default=DEFAULTS["MAX_MESSAGE_BYTES"],
+        help="bytes of one message to a child, as JSON (default %(default)s)",
     )
     parser.add_argument(
         "--max-events-per-job",
@@ -126,7 +164,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workers",
         type=int,
         default=1,
-        help="gunicorn worker processes (default 1; more need --redis)",
+        help="gunicorn worker processes (default %(default)s; more need --redis)",
     )
     parser.add_argument(
         "--name",
@@ -135,7 +173,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "<hostname>:<port>, plus /<pid> per worker with --workers)",
     )
     _add_confinement_args(parser)
-    parser.add_argument("--log-level", default="warning", help="gunicorn's log level")
+    parser.add_argument(
+        "--log-level", default="warning", help="gunicorn's log level (default %(default)s)"
+    )
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     positive = (
         "max_children",
@@ -281,6 +326,7 @@ def app_config(args: argparse.Namespace) -> dict[str, Any]:
         "PORT": args.port,
         "TOKEN": args.token,
         "ALLOW_ANY_COMMAND": args.allow_any_command,
+        "ALLOWED_HOSTS": tuple(args.allow_host),
         "MAX_CHILDREN": args.max_children,
         "SHUTDOWN_GRACE": args.grace,
         "MAX_CONTENT_LENGTH": args.max_body,
@@ -381,10 +427,66 @@ class ExplorerServer(BaseApplication):
                     break
             from . import shutdown_app
 
-            shutdown_app(worker.wsgi, self.app_config["SHUTDOWN_GRACE"])
+            for job in shutdown_app(worker.wsgi, self.app_config["SHUTDOWN_GRACE"]):
+                print(stopped_line(job), flush=True)
 
         # Not a daemon: the worker process waits for the children to be gone before it exits.
         threading.Thread(target=stopper, name="explorer-stopper", daemon=False).start()
+
+
+def stopped_line(job: Any) -> str:
+    """``stopped #3 sleep 60 (pid 1234): SIGTERM``: what stopping did to one job's child."""
+    spec, child = job.spec, job.child
+    label = " ".join([spec.program or spec.command, *spec.args])
+    if len(label) > 60:
+        label = label[:57] + "..."
+    sig = child.signal_code if child is not None else None
+    code = child.exit_code if child is not None else None
+    ended = sig or (f"exit code {code}" if code is not None else "still running")
+    return f"stopped #{job.number} {label} (pid {job.pid}): {ended}"
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why gunicorn could not listen on host:port, as one line, or None when it can.
+
+    gunicorn would retry a taken port five times over five seconds and end in a traceback;
+    a newcomer needs one line that says what to do.
+    """
+    try:
+        error = bind_error(host, port)
+    except socket.gaierror as exc:
+        return f"cannot listen on {host!r}: {exc.strerror}; try --host 127.0.0.1"
+    if error is None:
+        return None
+    if error.errno == errno.EADDRINUSE:
+        return f"port {port} is in use; try `make run PORT={free_port_after(host, port)}`"
+    if error.errno == errno.EACCES:
+        return f"port {port} needs root (ports below 1024 are privileged); try `make run PORT=8000`"
+    return f"cannot listen on {host}:{port}: {error.strerror}"
+
+
+def bind_error(host: str, port: int) -> OSError | None:
+    """Bind host:port as gunicorn will (SO_REUSEADDR) and let go: the error, or None.
+
+    :raises socket.gaierror: `host` is no address.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc
+    return None
+
+
+def free_port_after(host: str, port: int) -> int:
+    """The first port after `port` that is free on `host` now (a suggestion)."""
+    for candidate in range(port + 1, min(port + 100, 65536)):
+        if bind_error(host, candidate) is None:
+            return candidate
+    return port + 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,6 +496,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return agent_main(argv[1:])
     args = parse_args(argv)
+    problem = port_problem(args.host, args.port)
+    if problem:
+        print(problem, file=sys.stderr, flush=True)
+        return 1
     config = app_config(args)
     config["TOKEN"] = args.token or new_token()
     if args.redis:

@@ -1,7 +1,9 @@
 """Blueprint ``/api``: jobs over REST, JSON in and out.
 
 Every handler validates first and acts second, so a refused request changes nothing; every
-refusal is ``{"error": "..."}`` with a 4xx that says how to fix it (errors.py).
+refusal is ``{"error": "..."}`` with a 4xx that says how to fix it (errors.py). Each route says
+what it takes and answers with `operation(...)` (openapi.py): that reads and checks the body
+against schemas.py's shapes, and ``GET /api/openapi.json`` publishes the same shapes.
 """
 
 from __future__ import annotations
@@ -9,30 +11,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, stream_with_context
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 
 from . import validation
 from .errors import ApiError, StoreUnavailable
+from .jsoncheck import ShapeError
+from .openapi import checker, document, operation
+from .schemas import QUERY
 from .services import services
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
-def _body() -> dict[str, Any]:
-    """The JSON object body, or a 400 that says what was wrong with it."""
-    if not request.is_json:
-        raise ApiError(
-            400,
-            "send a JSON object with 'Content-Type: application/json' "
-            f"(got {request.mimetype or 'no content type'})",
-        )
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, 'the body is not valid JSON; send a JSON object like {"kind": ...}')
-    return validation.json_object(body)
-
-
 def _after() -> int:
+    """The ``after`` query parameter, checked against its declared schema (schemas.QUERY)."""
     raw = request.args.get("after", "0")
     try:
         after = int(raw)
@@ -40,12 +32,32 @@ def _after() -> int:
         raise ApiError(
             400, f"'after' must be an integer seq (0 for everything), not {raw!r}"
         ) from None
-    if after < 0:
-        raise ApiError(400, "'after' must be >= 0")
+    try:
+        checker().check(QUERY["after"]["schema"], after, ("after",))
+    except ShapeError as exc:
+        raise ApiError(400, str(exc)) from None
     return after
 
 
+def _wants_ndjson() -> bool:
+    fmt = request.args.get("format")
+    if fmt not in (None, *QUERY["format"]["schema"]["enum"]):
+        raise ApiError(400, f"'format' must be json or ndjson, not {fmt!r}")
+    return fmt == "ndjson" or (
+        fmt is None
+        and request.accept_mimetypes.best_match(["application/json", "application/x-ndjson"])
+        == "application/x-ndjson"
+    )
+
+
+@bp.get("/openapi.json")
+@operation("this description (OpenAPI 3.1)", {200: "OpenAPI"}, tag="meta")
+def openapi_document() -> Response:
+    return jsonify(document(current_app))
+
+
 @bp.get("/programs")
+@operation("the child programs a fork job may name", {200: "Programs"}, tag="programs")
 def programs() -> Response:
     """The child programs a fork job may name."""
     return jsonify(
@@ -57,39 +69,40 @@ def programs() -> Response:
 
 
 @bp.get("/jobs")
+@operation("every job kept", {200: "JobList"})
 def list_jobs() -> Response:
     return jsonify(jobs=services().directory.list())
 
 
 @bp.post("/jobs")
-def create_job() -> tuple[Response, int]:
+@operation("start a job (here, or on the runner its 'host' names)", {201: "Job"}, body="JobRequest")
+def create_job(body: dict[str, Any]) -> tuple[Response, int]:
     """Start a job here, or with ``"host": "<runner>"`` on that runner (GET /api/hosts)."""
-    return jsonify(services().directory.start(_body())), 201
+    return jsonify(services().directory.start(body)), 201
 
 
 @bp.get("/jobs/<job_id>")
+@operation("one job", {200: "Job"})
 def show_job(job_id: str) -> Response:
     return jsonify(services().directory.get(job_id))
 
 
 @bp.delete("/jobs/<job_id>")
+@operation("forget a finished job and its events", {204: None})
 def forget_job(job_id: str) -> tuple[str, int]:
     services().directory.forget(job_id)
     return "", 204
 
 
 @bp.get("/jobs/<job_id>/events")
+@operation("a job's kept events", {200: "EventList"}, query=("after", "format"), ndjson=True)
 def job_events(job_id: str) -> Response:
     """``{"events": [...]}``; NDJSON (one event a line) with ``Accept: application/x-ndjson``
     or ``?format=ndjson`` for export."""
     s = services()
     s.directory.get(job_id)
     after = _after()
-    ndjson = request.args.get("format") == "ndjson" or (
-        request.accept_mimetypes.best_match(["application/json", "application/x-ndjson"])
-        == "application/x-ndjson"
-    )
-    if ndjson:
+    if _wants_ndjson():
 
         def lines() -> Iterator[str]:
             for text in s.bus.iter_texts(job_id, after):
@@ -104,60 +117,53 @@ def job_events(job_id: str) -> Response:
 
 
 @bp.get("/events")
+@operation("every kept event", {200: "EventList"}, query=("after",), tag="events")
 def all_events() -> Response:
     s = services()
     return jsonify(events=s.bus.events(None, _after()), last_seq=s.bus.last_seq)
 
 
 @bp.get("/jobs/<job_id>/output")
+@operation("a job's kept stdout and stderr", {200: "Output"})
 def job_output(job_id: str) -> Response:
     """The job's stdout and stderr as kept (up to MAX_OUTPUT_PER_JOB in all)."""
     return jsonify(services().directory.output(job_id))
 
 
 @bp.post("/jobs/<job_id>/kill")
-def kill_job(job_id: str) -> tuple[Response, int]:
+@operation("signal a job's process group", {202: "Killed"}, body="KillRequest", body_required=False)
+def kill_job(job_id: str, body: dict[str, Any]) -> tuple[Response, int]:
     directory = services().directory
     directory.get(job_id)
-    body = _body() if request.content_length else {}
     sig = validation.signal_name(body.get("signal", "SIGTERM"))
     job, delivered = directory.kill(job_id, sig)
     return jsonify(job=job, signal=sig, delivered=delivered), 202
 
 
 @bp.post("/jobs/<job_id>/send")
-def send_message(job_id: str) -> tuple[Response, int]:
-    directory = services().directory
-    directory.get(job_id)
-    body = _body()
-    if "message" not in body:
-        raise ApiError(400, '\'message\' is required: any JSON value, e.g. {"message": "hi"}')
-    ok = directory.send(job_id, body["message"])
+@operation("send a message to a fork job's child", {202: "Queued"}, body="SendRequest")
+def send_message(job_id: str, body: dict[str, Any]) -> tuple[Response, int]:
+    ok = services().directory.send(job_id, body["message"])
     return jsonify(queued=True, below_high_water=ok), 202
 
 
 @bp.post("/jobs/<job_id>/stdin")
-def write_stdin(job_id: str) -> tuple[Response, int]:
-    directory = services().directory
-    directory.get(job_id)
-    body = _body()
-    data = body.get("data", "")
-    end = body.get("end", False)
-    if not isinstance(data, str):
-        raise ApiError(400, "'data' must be a string (it is written as UTF-8)")
-    if not isinstance(end, bool):
-        raise ApiError(400, "'end' must be true or false")
-    written = directory.write_stdin(job_id, data, end)
+@operation("write to a spawn job's stdin", {202: "Queued"}, body="StdinRequest")
+def write_stdin(job_id: str, body: dict[str, Any]) -> tuple[Response, int]:
+    data, end = body.get("data", ""), body.get("end", False)
+    written = services().directory.write_stdin(job_id, data, end)
     return jsonify(queued=written, end=end), 202
 
 
 @bp.get("/heartbeat")
+@operation("how late the server's ticker runs", {200: "Heartbeat"}, tag="server")
 def heartbeat() -> Response:
     """How late the server's ticker runs right now (see heartbeat.py)."""
     return jsonify(services().heartbeat.snapshot())
 
 
 @bp.get("/hosts")
+@operation("the runners sharing this server's jobs", {200: "HostList"}, tag="server")
 def hosts() -> Response:
     """The runners sharing this server's jobs: name, pid, live children, capacity, last
     heartbeat (just this server without --redis)."""
@@ -165,6 +171,7 @@ def hosts() -> Response:
 
 
 @bp.get("/status")
+@operation("the server's limits and counts", {200: "Status"}, tag="server")
 def status() -> Response:
     """This server's numbers; answers even while Redis is away (``store`` says so)."""
     s = services()
@@ -185,5 +192,7 @@ def status() -> Response:
         feeds={"in_use": s.feeds.in_use, "capacity": s.feeds.capacity},
         allow_any_command=s.policy.allow_any,
         allowed_commands=sorted(s.policy.allowed),
+        command_arguments=s.policy.summaries(),
+        allowed_hosts=list(current_app.config["ALLOWED_HOSTS"]),
         children=s.jobs.guards.status(),  # user, defence, limits, cgroups (guard.py)
     )

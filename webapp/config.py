@@ -11,31 +11,122 @@ import secrets
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .arguments import Arguments, declared
+
 KiB: Final = 1024
 MiB: Final = 1024 * KiB
 
-#: Commands spawn / exec / exec_file may run without ``--allow-any-command``. Each only reads
-#: or prints; none runs code given to it. ``node`` and ``python`` are allowed separately, and
-#: only with one of the shipped programs as their script (see ``security.py``).
-DEFAULT_ALLOWED_COMMANDS: Final = (
-    "cat",
-    "date",
-    "echo",
-    "false",
-    "head",
-    "hostname",
-    "ls",
-    "printf",
-    "pwd",
-    "seq",
-    "sleep",
-    "tail",
-    "true",
-    "uname",
-    "wc",
-    "whoami",
-    "yes",
+#: Commands spawn / exec / exec_file may run without ``--allow-any-command``, each with the
+#: arguments it takes (arguments.py): anything else is a 403 naming the argument. Each only
+#: reads or prints; none runs code given to it, and the options that would change the machine
+#: are left out (``date -s`` / ``--set`` / an ``MMDDhhmm`` operand set the clock, ``hostname
+#: NAME`` / ``-F`` / ``-b`` set the host name) as are those that print a file's lines where
+#: a reader would not look (``date -f FILE``, ``wc --files0-from``). ``node`` and ``python``
+#: are allowed separately, and only with one of the shipped programs as their script (see
+#: ``security.py``).
+#: What no rule here covers: ``cat``, ``head``, ``tail``, ``wc`` and ``ls`` read any file their
+#: user may read (that is what they are for); who that user is decides what they can see.
+_HELP = "--help --version"
+COMMAND_ARGUMENTS: Final[Mapping[str, Arguments]] = declared(
+    [
+        (
+            "cat",
+            Arguments.of(
+                f"-A -b -e -E -n -s -t -T -u -v --show-all --number-nonblank --show-ends "
+                f"--number --squeeze-blank --show-tabs --show-nonprinting {_HELP}",
+                operands="files",
+            ),
+        ),
+        (
+            "date",
+            Arguments.of(
+                f"-u --utc --universal -R --rfc-email --resolution {_HELP}",
+                valued="-d --date --rfc-3339",
+                attached="-I --iso-8601",
+                operands="format",
+                why="date sets the clock with -s/--set or an MMDDhhmm operand, and prints "
+                "the lines of a file with -f, so it takes only what reads the clock",
+            ),
+        ),
+        ("echo", Arguments.of(operands="text")),
+        ("false", Arguments.of(operands="text")),
+        (
+            "head",
+            Arguments.of(
+                f"-q --quiet --silent -v --verbose -z --zero-terminated {_HELP}",
+                valued="-c --bytes -n --lines",
+                operands="files",
+            ),
+        ),
+        (
+            "hostname",
+            Arguments.of(
+                "-a --alias -A --all-fqdns -d --domain -f --fqdn --long -i --ip-address "
+                "-I --all-ip-addresses -s --short -V --version -h --help",
+                why="hostname sets the host name with an operand, -F/--file or -b/--boot, "
+                "so it takes only its read-only flags",
+            ),
+        ),
+        (
+            "ls",
+            Arguments.of(
+                "-a -A -b -B -c -C -d -D -f -F -g -G -h -H -i -k -l -L -m -n -N -o -p -q -Q "
+                "-r -R -s -S -t -u -U -v -x -X -Z -1 --all --almost-all --author --escape "
+                "--ignore-backups --directory --dired --no-group --human-readable --si "
+                "--dereference-command-line --dereference-command-line-symlink-to-dir "
+                "--inode --kibibytes --dereference --numeric-uid-gid --literal "
+                "--hide-control-chars --show-control-chars --quote-name --reverse "
+                f"--recursive --size --context --group-directories-first --full-time {_HELP}",
+                valued="-I --ignore -w --width -T --tabsize --block-size --format --hide "
+                "--indicator-style --quoting-style --sort --time --time-style",
+                attached="--color --hyperlink --classify",
+                operands="files",
+            ),
+        ),
+        ("printf", Arguments.of(operands="text")),
+        ("pwd", Arguments.of(f"-L -P --logical --physical {_HELP}")),
+        (
+            "seq",
+            Arguments.of(
+                f"-w --equal-width {_HELP}",
+                valued="-f --format -s --separator",
+                operands="any",
+                numbers=True,
+            ),
+        ),
+        ("sleep", Arguments.of(_HELP, operands="any")),
+        (
+            "tail",
+            Arguments.of(
+                f"-f -F -q --quiet --silent -v --verbose -z --zero-terminated --retry {_HELP}",
+                valued="-c --bytes -n --lines -s --sleep-interval --pid --max-unchanged-stats",
+                attached="--follow",
+                operands="files",
+            ),
+        ),
+        ("true", Arguments.of(operands="text")),
+        (
+            "uname",
+            Arguments.of(
+                "-a -s -n -r -v -m -p -i -o --all --kernel-name --nodename --kernel-release "
+                "--kernel-version --machine --processor --hardware-platform "
+                f"--operating-system {_HELP}"
+            ),
+        ),
+        (
+            "wc",
+            Arguments.of(
+                f"-c -m -l -L -w --bytes --chars --lines --max-line-length --words {_HELP}",
+                attached="--total",
+                operands="files",
+                why="wc --files0-from reads file names from a file and prints them",
+            ),
+        ),
+        ("whoami", Arguments.of(_HELP)),
+        ("yes", Arguments.of(operands="text")),
+    ]
 )
+DEFAULT_ALLOWED_COMMANDS: Final = tuple(COMMAND_ARGUMENTS)
 
 DEFAULTS: Final[Mapping[str, Any]] = {
     "HOST": "127.0.0.1",
@@ -45,8 +136,13 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "TOKEN_COOKIE": "ipc_explorer_token",
     #: Extra origins (``scheme://host:port``) allowed to open the WebSocket besides our own.
     "ALLOWED_ORIGINS": (),
+    #: Host names accepted besides the bound address, localhost, 127.0.0.1 and [::1] with the
+    #: port (``--allow-host``; Jupyter's ``local_hostnames``). Anything else: 403.
+    "ALLOWED_HOSTS": (),
     "ALLOW_ANY_COMMAND": False,
     "ALLOWED_COMMANDS": DEFAULT_ALLOWED_COMMANDS,
+    #: The arguments each allowed command takes; an allowed command missing here takes none.
+    "COMMAND_ARGUMENTS": COMMAND_ARGUMENTS,
     # ---- limits -----------------------------------------------------------------------------
     #: Children alive at once (jobs and demo children together).
     "MAX_CHILDREN": 32,
@@ -79,7 +175,8 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "COALESCE_BYTES": 64 * KiB,
     #: Events a (re)subscription replays at most; older ones are reported as dropped.
     "MAX_REPLAY_EVENTS": 10000,
-    #: exec / exec_file: max_buffer default and ceiling, timeout ceiling (seconds, 0 = none).
+    #: exec / exec_file: max_buffer default and ceiling; every kind: the ceiling of a request's
+    #: `timeout` (seconds; --max-job-seconds lowers it, 0 there = no server limit).
     "DEFAULT_MAX_BUFFER": 1 * MiB,
     "MAX_MAX_BUFFER": 16 * MiB,
     "MAX_TIMEOUT": 3600.0,

@@ -8,8 +8,9 @@
 ``?runtime=python`` (default) forks the shipped ``compute.py``, ``?runtime=node`` the seeds'
 own Node scripts, unchanged. ``?transport=`` picks the channel. Each child is a job like any
 other, so its events are on the feed. A child that ends without an answer gives ``error``
-(status 502) and an ``error`` event; a child that takes longer than DEMO_TIMEOUT is killed and
-gives ``error`` too (504): a request never hangs.
+(status 502) and an ``error`` event; a child that takes longer than DEMO_TIMEOUT is killed (the
+job's own deadline, on ipc's reactor: no timer thread per request) and gives ``error`` too
+(504): a request never hangs.
 
 ``?mode=inline`` computes in the server's own thread instead, as the seeds warn against:
 ``sum(range(...))`` holds the interpreter for the whole sum, so ``GET /api/heartbeat`` and the
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from flask import Blueprint, Response, request
+
+import ipc
 
 from . import validation
 from .errors import ApiError
@@ -32,6 +35,11 @@ from .services import services
 bp = Blueprint("demos", __name__)
 
 SEED_MESSAGE = "开始计算"  # what the seeds send: "start computing"
+#: Seconds a child that answered may stay after its channel closed before it gets SIGTERM.
+RELEASE_GRACE: Final = 5.0
+#: Seconds past DEMO_TIMEOUT the request waits for the killed child's `close` (a grandchild
+#: holding its pipes could delay it) before it answers 504 anyway.
+CLOSE_GRACE: Final = 10.0
 
 
 @dataclass(frozen=True)
@@ -114,7 +122,7 @@ def run_in_child(program: str, message: Any, transport: str, label: str) -> Any:
     """Fork `program`, send `message`, wait for the first number it sends back.
 
     Returns the number; None when the child ended without one (an ``error`` event says why);
-    ``"timeout"`` after DEMO_TIMEOUT (the child is then killed).
+    ``"timeout"`` after DEMO_TIMEOUT (the job's deadline kills the child).
     """
     s = services()
     found = s.programs.get(program)
@@ -131,6 +139,7 @@ def run_in_child(program: str, message: Any, transport: str, label: str) -> Any:
     def on_close(code: int | None, sig: str | None) -> None:
         answered.set()
 
+    deadline = s.jobs.config["DEMO_TIMEOUT"]
     spec = JobSpec(
         kind="fork",
         argv=[found.path],
@@ -141,19 +150,19 @@ def run_in_child(program: str, message: Any, transport: str, label: str) -> Any:
         message=message,
         has_message=True,
         label=label,
+        timeout=deadline,
+        kill_signal="SIGKILL",
     )
     job = s.jobs.start(spec, hooks={"message": [on_message], "close": [on_close]})
-    deadline = s.jobs.config["DEMO_TIMEOUT"]
-    waited = 0.0
-    while not answered.wait(0.1):
-        waited += 0.1
-        if waited >= deadline or s.jobs.stopping.is_set():
-            _stop(job, "SIGKILL")
-            s.bus.publish(job.id, job.pid, "error", {"message": f"no answer within {deadline} s"})
-            return "timeout"
+    # Set by the answer, or by `close`: the job's deadline (or the server's shutdown) ends it.
+    answered.wait(deadline + CLOSE_GRACE)
     if "sum" in box:
         _release(job)
         return box["sum"]
+    if not answered.is_set() or job.timed_out:
+        _stop(job, "SIGKILL")
+        s.bus.publish(job.id, job.pid, "error", {"message": f"no answer within {deadline} s"})
+        return "timeout"
     reason = (
         job.error["message"]
         if job.error
@@ -172,11 +181,9 @@ def _release(job: Job) -> None:
     if child.connected:
         try:
             child.disconnect()
-        except Exception:
+        except ipc.ChannelClosedError:  # it closed meanwhile
             pass
-    timer = threading.Timer(5.0, _stop, args=(job, "SIGTERM"))
-    timer.daemon = True
-    timer.start()
+    ipc.call_later(RELEASE_GRACE, _stop, job, "SIGTERM")
 
 
 def _stop(job: Job, sig: str) -> None:

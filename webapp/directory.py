@@ -19,6 +19,7 @@ from .bus import EventBus
 from .control import Control
 from .errors import ApiError
 from .jobs import JobService
+from .jsoncheck import Checker, ShapeError
 from .programs_index import ProgramIndex
 from .registry import JobRegistry
 from .security import CommandPolicy
@@ -35,8 +36,12 @@ class JobDirectory:
         bus: EventBus,
         policy: CommandPolicy,
         programs: ProgramIndex,
+        shapes: Checker,
     ) -> None:
         self.jobs = jobs
+        #: The request schemas: a start routed here came through Redis, not through this
+        #: process's HTTP layer, so its body is checked again here.
+        self.shapes = shapes
         self.registry = registry
         self.control = control
         self.bus = bus
@@ -133,7 +138,11 @@ class JobDirectory:
         """Do `op` on this runner: a request made here, or one routed to it."""
         jobs = self.jobs
         if op == "start":
-            spec = validation.parse_job(args["body"], jobs.config, self.policy, self.programs)
+            try:
+                body = self.shapes.check(self.shapes.components["JobRequest"], args["body"])
+            except ShapeError as exc:
+                raise ApiError(400, str(exc)) from None
+            spec = validation.parse_job(body, jobs.config, self.policy, self.programs)
             return jobs.start(spec).to_dict()
         job = jobs.get(args["job"])
         if op == "kill":

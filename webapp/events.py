@@ -36,7 +36,6 @@ computes its replay gaps with the same functions (`evicted_after`, `cut_replay`)
 from __future__ import annotations
 
 import heapq
-import json
 import threading
 import time
 from collections import deque
@@ -44,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import jsontext
 from .bus import EventBus
 
 OUTPUT_TYPES = frozenset({"stdout", "stderr"})
@@ -78,17 +78,12 @@ def check_type(type_: str) -> None:
 
 
 def dumps(event: dict[str, Any]) -> str:
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+    return jsontext.dumps(event)
 
 
 def encode(event: dict[str, Any]) -> bytes:
-    """`event` as UTF-8 JSON. A lone surrogate (a child may send ``"\\ud800"`` in a JSON
-    message) cannot be UTF-8, so such an event is written with ASCII escapes instead: still
-    the same JSON value, and valid UTF-8 for a browser (which closes a feed on invalid text)."""
-    try:
-        return dumps(event).encode()
-    except UnicodeEncodeError:
-        return json.dumps(event, separators=(",", ":"), default=str).encode()
+    """`event` as UTF-8 JSON, whatever a child's message holds (see ``jsontext.py``)."""
+    return jsontext.encode(event)
 
 
 @dataclass

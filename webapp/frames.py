@@ -15,7 +15,6 @@ frames in one read, is what a byte stream does.
 from __future__ import annotations
 
 import base64
-import json
 import struct
 import threading
 import time
@@ -23,6 +22,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ipc import wire
+
+from . import jsontext
 from .errors import ApiError
 
 DEFAULT_LIMIT: Final = 16 * 1024
@@ -172,17 +174,17 @@ def _decode(raw: bytes, serialization: str, complete: bool, first: bool) -> dict
             payload = raw[_BINARY_HEADER.size :]
             if kind == b"B":
                 return {"message": None, "note": f"{len(payload)} raw bytes (binary payload)"}
-            message = json.loads(payload)
+            message = wire.loads(payload.decode())
         else:
-            message = json.loads(raw)
-    except ValueError as exc:
+            message = wire.loads(raw.decode())
+    except ValueError as exc:  # UnicodeDecodeError too
         note = f"not a JSON document ({exc})"
         if first:
             note = "the capture started inside this frame: " + note
         return {"message": None, "note": note}
     # The decoded value as JSON text in its own key order (the API's JSON sorts keys).
-    text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
-    if isinstance(message, dict) and str(message.get("cmd", "")).startswith("NODE_"):
+    text = jsontext.dumps(message)
+    if wire.is_internal(message):
         note = "Node's internal message (not delivered to you)"
         return {"message": message, "message_text": text, "note": note}
     return {"message": message, "message_text": text}

@@ -265,8 +265,10 @@ class JobGuard:
         return delivered
 
     def closed(self) -> None:
-        """Reactor thread (or a failed start): the job is over; so is its cgroup."""
+        """Reactor thread (or a failed start): the job is over; so is its cgroup. Once."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             timers, self._timers = self._timers, []
         for timer in timers:

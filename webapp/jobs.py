@@ -1,34 +1,44 @@
 """The job service: starts `ipc` children for fork / spawn / exec jobs and turns every callback
 into an event on the bus.
 
-A job is one child plus what the explorer shows about it: an id (``j1``, ``j2``, ...), its state,
-exit code and signal (by name), and a bounded copy of its output. This service is the job's
-*runner*: the child lives here; its record is published through the job registry
-(``registry.py``), so that every server sharing the registry shows it. Callbacks run on ipc's
-single reactor thread, so each one only records and publishes; nothing here blocks it.
+A job is one child plus what the explorer shows about it: an unguessable id (a UUID, as
+Jupyter's kernel ids: knowing one job's id tells nothing about another's), a short per-run
+``number`` for people (#1, #2, ...; never a key), and a bounded copy of its output. Its state,
+pid, exit code and signal are the child's own (`ipc.ChildProcess.state`, one vocabulary with
+the browser), never a copy. Callbacks run on ipc's single reactor thread, so each one only
+records and publishes; nothing here blocks it: ipc hands the job its child (`on_created`)
+before any event, so no callback waits for it.
+This service is the job's *runner*: the child lives here; its record is published through the
+job registry (``registry.py``), so that every server sharing the registry shows it (with
+--redis, the ``number`` is given by the registry: one count for every runner).
 
-exec / exec_file jobs run as a spawn with exec's rules on top (buffering up to ``max_buffer``,
-``timeout`` and ``kill_signal``), so their output streams live on the feed like any other job
-instead of arriving in one piece at the end.
+exec / exec_file jobs are ipc's own streaming exec (`ipc.exec(..., wait=False)`): its output
+streams live on the feed like any other job's, and ipc applies ``max_buffer`` and
+``kill_signal`` and builds the result (`child.result`); this module only shows it. The job's
+deadline (``timeout``, or ``--max-job-seconds``) is its guard's (guard.py), for every kind.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import queue
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import ipc
 
 from .bus import EventBus
-from .errors import ApiError
+from .errors import ApiError, StoreUnavailable
 from .guard import CannotConfine, Guards, IsShipped, JobGuard
+from .jsontext import without_nan
 from .registry import JobRegistry
 from .stats import ProcSampler
 
@@ -62,25 +72,21 @@ class JobSpec:
 class Job:
     """One child and its record. Mutated on the reactor thread; read under `lock`."""
 
-    def __init__(self, job_id: str, spec: JobSpec, output_cap: int, host: str = "local") -> None:
+    def __init__(
+        self, job_id: str, spec: JobSpec, output_cap: int, number: int = 0, host: str = "local"
+    ) -> None:
         self.id = job_id
+        self.number = number
         self.spec = spec
         self.host = host  # the runner's name
         self.lock = threading.Lock()
+        #: Set by ipc (`on_created`) before the child starts, so before any of its events.
         self.child: ipc.ChildProcess | None = None
-        self.pid: int | None = None
-        self.state = "starting"
-        self.transport: str | None = None
         self.started_at = time.time()
         self.ended_at: float | None = None
-        self.exit_code: int | None = None
-        self.signal: str | None = None
         self.error: dict[str, Any] | None = None
         self.result: dict[str, Any] | None = None  # exec kinds
         self.closed = threading.Event()
-        #: Set once `child` is assigned: ipc may call `spawn` on its thread before fork()
-        #: has returned to us, and the event needs the pid.
-        self.launched = threading.Event()
         self.output_cap = output_cap
         self.output: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
         self.output_bytes = 0  # all output seen, kept or not
@@ -94,9 +100,30 @@ class Job:
         self.hooks: dict[str, list[Hook]] = {}
         self.stdin_queue: queue.Queue[tuple[bytes, bool]] | None = None
         self.stdin_pending = 0
-        self.exec_overflow: str | None = None
         #: Its confinement, cgroup and end (guard.py); set before the child starts.
         self.guard: JobGuard | None = None
+
+    # What the child says, not a copy of it.
+
+    @property
+    def state(self) -> ipc.State:
+        return self.child.state if self.child is not None else ipc.State.STARTING
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid if self.child is not None else None
+
+    @property
+    def transport(self) -> str | None:
+        return self.child.transport if self.child is not None else None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.child.exit_code if self.child is not None else None
+
+    @property
+    def signal(self) -> str | None:
+        return self.child.signal_code if self.child is not None else None
 
     @property
     def timed_out(self) -> bool:
@@ -112,6 +139,7 @@ class Job:
         with self.lock:
             data = {
                 "id": self.id,
+                "number": self.number,
                 "host": self.host,
                 "kind": spec.kind,
                 "label": spec.label,
@@ -120,7 +148,7 @@ class Job:
                 "command": spec.command,
                 "args": spec.args,
                 "pid": self.pid,
-                "state": self.state,
+                "state": self.state.value,
                 "transport": self.transport,
                 "connected": bool(self.child is not None and self.child.connected),
                 "killed": bool(self.child is not None and self.child.killed),
@@ -199,15 +227,21 @@ class JobService:
     def start(self, spec: JobSpec, hooks: dict[str, list[Hook]] | None = None) -> Job:
         """Start `spec` as a new job; `hooks` are extra callbacks (the demos' answer).
 
-        :raises ApiError: 503 while stopping, 429 at the live-children limit, 400 when ipc
-            refuses the options (e.g. transport "pipe" for a Node child).
+        Once the job holds a slot (it is registered and counts as live), every way out but
+        success goes through one ``finally`` that gives the slot back and releases the job's
+        guard and cgroup (`_give_back`): a refusal from ipc or from the guard, and any failure
+        nobody foresaw.
+
+        :raises ApiError: 503 while stopping or without the job's cgroup, 429 at the
+            live-children limit, 400 when ipc refuses the options (e.g. transport "pipe" for a
+            Node child) or the job cannot run confined.
         """
         if spec.has_message:
             self.check_message(spec.message)
         if self.stopping.is_set():
             raise ApiError(503, "the server is stopping; start the job after it restarts")
         limit = self.config["MAX_CHILDREN"]
-        job_id = f"j{self.registry.next_number()}"
+        number = self.registry.next_number()  # (Redis: a round trip, so not under the lock)
         with self._lock:
             live = sum(1 for job in self._jobs.values() if job.live)
             if live >= limit:
@@ -218,34 +252,53 @@ class JobService:
                     "a higher --max-children",
                     limit=limit,
                 )
-            job = Job(job_id, spec, self.config["MAX_OUTPUT_PER_JOB"], self.registry.runner)
+            job = Job(
+                str(uuid.uuid4()),
+                spec,
+                self.config["MAX_OUTPUT_PER_JOB"],
+                number=number,
+                host=self.registry.runner,
+            )
             job.hooks = {k: list(v) for k, v in (hooks or {}).items()}
             self._jobs[job.id] = job
             trimmed = self._trim()
         for old in trimmed:
             self.registry.drop(old)
             self.bus.forget(old)
+        started = False
         try:
             self.registry.add(job)  # every server sees it from now on
-        except Exception:
-            with self._lock:
-                self._jobs.pop(job.id, None)
+            self._launch(job)
+            started = True
+        except ApiError:
             raise
-        try:
-            try:
-                self._launch(job)
-            finally:
-                job.launched.set()
-        except (ipc.InvalidArgumentError, ipc.SpawnError, ipc.SerializationError, ApiError) as exc:
-            with self._lock:
-                self._jobs.pop(job.id, None)
-            job.closed.set()
-            self.registry.drop(job.id)
-            if isinstance(exc, ApiError):
-                raise
+        except (ipc.InvalidArgumentError, ipc.SpawnError, ipc.SerializationError) as exc:
             raise ApiError(400, str(exc), code=getattr(exc, "code", None)) from None
+        finally:
+            if not started:
+                self._give_back(job)
         self._ensure_sampler()
         return job
+
+    def _give_back(self, job: Job) -> None:
+        """Undo a start that failed: forget the job (its slot is free again), and end what was
+        made before the failure. Without a child, the guard is released here (its cgroup
+        removed); with one, SIGKILL goes to its group and cgroup, ipc reaps it, and its
+        `close` releases the guard as every job's does."""
+        with self._lock:
+            self._jobs.pop(job.id, None)
+        job.closed.set()
+        with contextlib.suppress(StoreUnavailable):  # (Redis away: it made no record then)
+            self.registry.drop(job.id)
+            self.bus.forget(job.id)
+        guard, child = job.guard, job.child
+        if child is not None and child.returncode is None:
+            if guard is not None:
+                guard.kill("SIGKILL")
+            else:
+                child.kill("SIGKILL")
+        elif guard is not None:
+            guard.closed()
 
     def _trim(self) -> list[str]:
         """Take the oldest finished jobs past MAX_JOBS_KEPT out (under `_lock`); returns
@@ -260,48 +313,39 @@ class JobService:
 
     def _launch(self, job: Job) -> None:
         spec = job.spec
-        listeners = self._listeners(job)
         guard = job.guard = self._guard(job)
-        try:
-            if spec.kind == "fork":
-                child = ipc.fork(
-                    spec.argv[0],
-                    spec.args,
-                    transport=spec.transport,
-                    cwd=spec.cwd,
-                    env=guard.env,
-                    silent=True,
-                    max_message_size=self.config["MAX_MESSAGE_BYTES"],
-                    listeners=listeners,
-                    wrapper=guard.wrapper,
-                )
-            else:
-                argv = spec.argv
-                if spec.shell:
-                    argv = ["/bin/sh", "-c", spec.command]
-                if spec.kind == "spawn":
-                    stdio = spec.stdio or ["pipe", "pipe", "pipe"]
-                else:
-                    stdio = ["ignore", "pipe", "pipe"]
-                child = ipc.spawn(
-                    argv[0],
-                    argv[1:],
-                    cwd=spec.cwd,
-                    env=guard.env,
-                    stdio=stdio,
-                    listeners=listeners,
-                    wrapper=guard.wrapper,
-                )
-        except BaseException:
-            guard.closed()
-            raise
-        guard.started(child)
-        with job.lock:
+
+        def created(child: ipc.ChildProcess) -> None:  # before the child starts
             job.child = child
-            job.transport = child.transport
-            if child.pid is not None:
-                job.pid = child.pid
-        job.launched.set()
+            guard.started(child)
+
+        common: dict[str, Any] = {
+            "cwd": spec.cwd,
+            "env": guard.env,
+            "listeners": self._listeners(job),
+            "on_created": created,
+            "wrapper": guard.wrapper,
+            "kill_signal": spec.kill_signal,
+        }
+        # A failure from here on is undone by start's `_give_back` (the guard, the child).
+        if spec.kind == "fork":
+            ipc.fork(
+                spec.argv[0],
+                spec.args,
+                transport=spec.transport,
+                silent=True,
+                max_message_size=self.config["MAX_MESSAGE_BYTES"],
+                **common,
+            )
+        elif spec.kind == "spawn":
+            stdio = spec.stdio or ["pipe", "pipe", "pipe"]
+            ipc.spawn(spec.argv[0], spec.argv[1:], stdio=stdio, **common)
+        elif spec.shell:  # exec with --allow-any-command: the line as the shell reads it
+            ipc.exec(spec.command, wait=False, max_buffer=spec.max_buffer, **common)
+        else:  # exec of a plain command (already split and checked), or exec_file
+            ipc.exec_file(
+                spec.argv[0], spec.argv[1:], wait=False, max_buffer=spec.max_buffer, **common
+            )
 
     def _guard(self, job: Job) -> JobGuard:
         """The job's confinement and cgroup.
@@ -333,12 +377,6 @@ class JobService:
                     print(f"webapp: hook for {event} failed: {exc!r}", file=sys.stderr)
 
         def on_spawn() -> None:
-            job.launched.wait(10)
-            child = job.child
-            with job.lock:
-                job.state = "running"
-                if child is not None:
-                    job.pid = child.pid
             argv = job.spec.argv if not job.spec.shell else ["/bin/sh", "-c", job.spec.command]
             publish(
                 "spawn",
@@ -358,6 +396,7 @@ class JobService:
             run_hooks("spawn")
 
         def on_message(msg: Any) -> None:
+            msg = without_nan(msg)  # a raw child may send NaN, which no browser can parse
             with job.lock:
                 job.messages_in += 1
             publish("message", {"direction": "to_parent", "message": msg})
@@ -371,8 +410,6 @@ class JobService:
 
         def on_exit(code: int | None, sig: str | None) -> None:
             with job.lock:
-                job.exit_code, job.signal = code, sig
-                job.state = "signaled" if sig else "exited"
                 job.ended_at = time.time()
             if job.guard is not None:
                 job.guard.child_exited()
@@ -380,18 +417,16 @@ class JobService:
             run_hooks("exit", code, sig)
 
         def on_close(code: int | None, sig: str | None) -> None:
-            job.launched.wait(10)
             for stream, decoder in job.decoders.items():
                 rest = decoder.decode(b"", final=True)
                 if rest:
                     publish(stream, {"text": rest, "bytes": 0})
+            result = job.child.result if job.child is not None else None
             with job.lock:
                 if job.ended_at is None:
                     job.ended_at = time.time()
-                if job.child is not None and job.child.state == "failed":
-                    job.state = "failed"
-                if job.spec.kind in ("exec", "exec_file"):
-                    job.result = self._exec_result(job, code, sig)
+                if result is not None:  # exec kinds: resolved by ipc before this listener
+                    job.result = _exec_result(job, result)
             if job.guard is not None:
                 job.guard.closed()  # its cgroup goes before anyone hears of `close`
             publish("close", {"code": code, "signal": sig})
@@ -401,11 +436,9 @@ class JobService:
             run_hooks("close", code, sig)
 
         def on_error(exc: BaseException) -> None:
-            job.launched.wait(10)
             info = exc.to_dict() if hasattr(exc, "to_dict") else {"message": str(exc)}
             with job.lock:
                 if isinstance(exc, ipc.SpawnError):
-                    job.state = "failed"
                     job.error = info
             publish("error", info)
             run_hooks("error", exc)
@@ -433,7 +466,7 @@ class JobService:
         return listeners
 
     def _keep_output(self, job: Job, stream: str, data: bytes) -> None:
-        """The bounded copy for GET /output; exec's max_buffer is enforced here too."""
+        """The bounded copy for GET /output (exec's own max_buffer is ipc's business)."""
         with job.lock:
             job.output_bytes += len(data)
             kept = sum(len(b) for b in job.output.values())
@@ -442,45 +475,6 @@ class JobService:
                 job.output_truncated = True
             if room > 0:
                 job.output[stream] += data[:room]
-            overflow = (
-                job.spec.kind in ("exec", "exec_file")
-                and job.exec_overflow is None
-                and len(job.output[stream]) > job.spec.max_buffer
-            )
-            if overflow:
-                job.exec_overflow = stream
-        if overflow and job.child is not None:
-            job.child.kill(job.spec.kill_signal)
-
-    @staticmethod
-    def _exec_result(job: Job, code: int | None, sig: str | None) -> dict[str, Any]:
-        """Node's exec callback in JSON (under `job.lock`): error or not, and why."""
-        limit = job.spec.max_buffer
-
-        def text(stream: str) -> str:
-            return bytes(job.output[stream][:limit]).decode("utf-8", "replace")
-
-        if job.error is not None:
-            reason = job.error.get("message")
-        elif job.exec_overflow:
-            reason = f"{job.exec_overflow} maxBuffer length exceeded ({limit} bytes)"
-        elif job.timed_out:
-            deadline = job.guard.deadline if job.guard is not None else job.spec.timeout
-            reason = f"Command timed out after {deadline} s"
-        elif code != 0:
-            reason = f"Command failed with {'signal ' + sig if sig else f'exit code {code}'}"
-        else:
-            reason = None
-        return {
-            "ok": reason is None,
-            "error": reason,
-            "stdout": text("stdout"),
-            "stderr": text("stderr"),
-            "exit_code": code,
-            "signal": sig,
-            "timed_out": job.timed_out,
-            "max_buffer_exceeded": job.exec_overflow is not None,
-        }
 
     # ---- actions ----------------------------------------------------------------------------
 
@@ -609,13 +603,54 @@ class JobService:
     def _publish_stats(self, job_id: str, pid: int, stats: dict[str, Any]) -> None:
         self.bus.publish(job_id, pid, "stats", stats)
 
-    def shutdown(self, grace: float | None = None) -> None:
-        """Stop every child: TERM to each process group, KILL after `grace`, reap them all."""
+    def shutdown(self, grace: float | None = None) -> list[Job]:
+        """Stop every child: TERM to each process group, KILL after `grace`, reap them all.
+
+        :returns: the jobs that were still running, so the caller can say what it stopped.
+        """
         self.stopping.set()
         if self._sampler is not None:
             self._sampler.stop()
+        running = [job for job in self.live_jobs() if job.child is not None]
         ipc.shutdown(grace=self.config["SHUTDOWN_GRACE"] if grace is None else grace)
         self.guards.shutdown()  # what left the process groups (setsid), and the cgroups
+        return running
+
+
+def _exec_result(job: Job, result: Future[ipc.ExecResult]) -> dict[str, Any]:
+    """ipc's exec result (done) as the JSON of Node's exec callback: error or not, and why."""
+    error = result.exception()
+    if error is None:
+        done = result.result()
+        return {
+            "ok": True,
+            "error": None,
+            "stdout": done.stdout,
+            "stderr": done.stderr,
+            "exit_code": done.exit_code,
+            "signal": None,
+            "timed_out": False,
+            "max_buffer_exceeded": False,
+        }
+    assert isinstance(error, ipc.ExecError)  # the only exception ipc sets on it
+    if job.state == ipc.State.FAILED or error.max_buffer_exceeded:
+        reason = str(error)  # the start failure, or "stdout maxBuffer length exceeded (N bytes)"
+    elif job.timed_out:  # the job's deadline is its guard's
+        deadline = job.guard.deadline if job.guard is not None else job.spec.timeout
+        reason = f"Command timed out after {deadline} s"
+    else:
+        sig, code = error.signal, error.exit_code
+        reason = f"Command failed with {'signal ' + sig if sig else f'exit code {code}'}"
+    return {
+        "ok": False,
+        "error": reason,
+        "stdout": error.stdout,
+        "stderr": error.stderr,
+        "exit_code": error.exit_code,
+        "signal": error.signal,
+        "timed_out": job.timed_out,
+        "max_buffer_exceeded": error.max_buffer_exceeded,
+    }
 
 
 def _own_pid() -> int:

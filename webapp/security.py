@@ -1,9 +1,11 @@
 """Token, Origin check and the command policy.
 
 A page that runs commands is remote code execution if anyone else can reach it, so the app is
-locked by default: every request needs the per-start token (as Jupyter does), the WebSocket
+locked by default: every request must name this server in its Host header (DNS rebinding) and
+carry the per-start token (as Jupyter does), the WebSocket
 refuses foreign origins (cross-site WebSocket hijacking), and spawn / exec run only an
-allowlist of harmless commands unless the operator says ``--allow-any-command``.
+allowlist of harmless commands, each with only the arguments it declares (arguments.py),
+unless the operator says ``--allow-any-command``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from flask import Flask, Response, current_app, jsonify, redirect, request
+
+from .arguments import ArgumentError, Arguments
 
 #: Characters that make a shell do more than run one command with arguments. Quotes and
 #: backslashes are fine: the line is split as sh would (shlex) and run without a shell.
@@ -92,11 +96,21 @@ def is_websocket() -> bool:
 
 
 def check_request() -> Response | None:
-    """`before_request` for the whole app: the token, then the Origin of a WebSocket.
+    """`before_request` for the whole app: the Host, the token, then a WebSocket's Origin.
 
     A valid ``?token=`` on a browser GET sets the cookie and redirects to the clean URL, so the
     token leaves the address bar and the history.
     """
+    problem = host_problem(
+        request.environ.get("HTTP_HOST"),
+        request.environ.get("SERVER_NAME", ""),
+        str(request.environ.get("SERVER_PORT", "")),
+        current_app.config["ALLOWED_HOSTS"],
+    )
+    if problem:
+        response = jsonify(error=problem)
+        response.status_code = 403
+        return response
     token = current_app.config["TOKEN"]
     given, where = request_token()
     if not token_matches(given, token):
@@ -160,6 +174,50 @@ def init_app(app: Flask) -> None:
     app.after_request(after_request)
 
 
+# ---- host ---------------------------------------------------------------------------------
+
+
+#: Names that always reach this machine; with this server's port they are accepted.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def split_host(host: str) -> tuple[str, str | None]:
+    """``"[::1]:8000"`` → ``("[::1]", "8000")``; ``"localhost"`` → ``("localhost", None)``."""
+    if host.startswith("["):
+        name, _, rest = host.partition("]")
+        return name + "]", (rest[1:] if rest.startswith(":") else None)
+    name, colon, port = host.rpartition(":")
+    return (name, port) if colon else (host, None)
+
+
+def host_problem(
+    host: str | None, server_name: str, server_port: str, allowed: Iterable[str] = ()
+) -> str | None:
+    """Why a request with this ``Host`` header must be refused, or None.
+
+    DNS rebinding: a page on attacker.example whose name is made to resolve to 127.0.0.1
+    talks to us from the browser as "its own" site, with ``Host: attacker.example``. So only
+    the names this server is reached by are accepted (as Jupyter's ``local_hostnames``): the
+    bound address, localhost, 127.0.0.1 and [::1] with our port (none at port 80), and the
+    names given with ``--allow-host`` (with any port: a proxy in front may use its own).
+    """
+    name, port = split_host((host or "").strip().lower())
+    if name in {a.lower() for a in allowed}:
+        return None
+    bound = server_name.lower()
+    bound = f"[{bound}]" if ":" in bound and not bound.startswith("[") else bound
+    if name in (*LOOPBACK_HOSTS, bound) and (
+        port == server_port or (port is None and server_port == "80")
+    ):
+        return None
+    shown = name or "''"
+    return (
+        f"Host {host!r} is not a name this server answers to (a guard against DNS "
+        f"rebinding); open http://127.0.0.1:{server_port}/ or start the server with "
+        f"--allow-host {shown} to accept that name"
+    )
+
+
 # ---- origin ---------------------------------------------------------------------------------
 
 
@@ -193,8 +251,10 @@ def origin_problem(
 class CommandPolicy:
     """What spawn / exec / exec_file may run.
 
-    :param allowed: bare command names allowed with any arguments.
+    :param allowed: bare command names allowed.
     :param allow_any: run anything (``--allow-any-command``).
+    :param arguments: the arguments each allowed command takes (config.py's
+        ``COMMAND_ARGUMENTS``); an allowed command missing here takes none.
     :param resolve_program: maps a script argument to a shipped program's path for a given
         runtime (``"python"`` / ``"node"``), or None when it is not a shipped program.
     """
@@ -204,8 +264,10 @@ class CommandPolicy:
         allowed: Iterable[str],
         allow_any: bool,
         resolve_program: Callable[[str, str], str | None],
+        arguments: Mapping[str, Arguments] | None = None,
     ) -> None:
         self.allowed = frozenset(allowed)
+        self.arguments = dict(arguments or {})
         self.allow_any = allow_any
         self.resolve_program = resolve_program
 
@@ -246,6 +308,10 @@ class CommandPolicy:
                 f"({', '.join(sorted(self.allowed))}, and node/python with a shipped program); "
                 "start the server with --allow-any-command to run anything"
             )
+        try:
+            self.arguments.get(command, Arguments()).check(command, args)
+        except ArgumentError as exc:
+            raise PolicyError(str(exc)) from None
         return [command, *args]
 
     def check_shell(self, command: str) -> list[str] | None:
@@ -265,6 +331,12 @@ class CommandPolicy:
         if not words:
             raise PolicyError("command is empty; give a command such as 'echo hello'")
         return self.check_argv(words[0], words[1:])
+
+    def summaries(self) -> dict[str, str]:
+        """What each allowed command takes, by name (for /api/status)."""
+        return {
+            name: self.arguments.get(name, Arguments()).summary() for name in sorted(self.allowed)
+        }
 
     def check_env(self, env: Mapping[str, Any] | None) -> None:
         """Refuse variables that would change which code runs (a loader, the search path)."""

@@ -23,10 +23,12 @@ from .events import MemoryEventBus
 from .feedhub import FeedHub, HubLimits
 from .frames import FrameCaptures
 from .heartbeat import Heartbeat
-from .jobs import JobService
+from .jobs import Job, JobService
+from .jsoncheck import Checker
 from .lab import LabRunner
 from .programs_index import ProgramIndex
 from .registry import JobRegistry, MemoryRegistry, runner_info
+from .schemas import components
 from .security import CommandPolicy
 
 EXTENSION = "ipc_explorer"
@@ -65,7 +67,10 @@ class Services:
         runner = runner_name(config)
         programs = ProgramIndex(config["CATALOG"])
         policy = CommandPolicy(
-            config["ALLOWED_COMMANDS"], config["ALLOW_ANY_COMMAND"], programs.resolve
+            config["ALLOWED_COMMANDS"],
+            config["ALLOW_ANY_COMMAND"],
+            programs.resolve,
+            config["COMMAND_ARGUMENTS"],
         )
         limits = {
             "max_events_per_job": config["MAX_EVENTS_PER_JOB"],
@@ -120,7 +125,9 @@ class Services:
             jobs=jobs,
             registry=registry,
             control=control,
-            directory=JobDirectory(jobs, registry, control, bus, policy, programs),
+            directory=JobDirectory(
+                jobs, registry, control, bus, policy, programs, Checker(components(config))
+            ),
             programs=programs,
             policy=policy,
             heartbeat=Heartbeat(config["HEARTBEAT_INTERVAL"]),
@@ -148,19 +155,21 @@ class Services:
     def init_app(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self
 
-    def shutdown(self, grace: float | None = None) -> None:
+    def shutdown(self, grace: float | None = None) -> list[Job]:
         """Stop answering routed requests, stop the children (their last events still reach
-        the feeds), close every feed with 1001 (going away), leave."""
+        the feeds), close every feed with 1001 (going away), leave. Returns the jobs whose
+        children were still running."""
         self.heartbeat.stop()
         self.control.close()
         self.lab.shutdown()
-        self.jobs.shutdown(grace)
+        stopped = self.jobs.shutdown(grace)
         self.bus.sync(timeout=2.0)  # (Redis) the children's last events reach the feeds
         self.feeds.stop()
         self.bus.close()
         self.registry.close()
         for closer in self.closers:
             closer.close()
+        return stopped
 
 
 def services() -> Services:

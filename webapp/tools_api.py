@@ -6,8 +6,10 @@
 * the trace export (``trace.py``): ``GET /api/trace?job=<id>`` (no job: every kept job);
 * the frame inspector (``frames.py``): ``POST`` / ``GET`` / ``DELETE /api/jobs/<id>/frames``;
 
-Kept apart from ``api.py`` (jobs) because each tool is a service of its own; the JSON error
-rules are the same (errors.py): validate first, act second, a 4xx that says how to fix it.
+Kept apart from ``api.py`` (jobs) because each tool is a service of its own; the rules are
+the same: each route says what it takes and answers with `operation(...)` (openapi.py), which
+reads and checks a body against schemas.py's shapes before the view runs, so it is validated
+and described in ``/api/openapi.json`` at once; a refusal is a 4xx that says how to fix it.
 """
 
 from __future__ import annotations
@@ -19,30 +21,17 @@ from flask import Blueprint, Response, jsonify, request
 
 from . import fdinspect, frames, lab, trace
 from .errors import ApiError
+from .openapi import operation
 from .services import services
 
 bp = Blueprint("tools", __name__, url_prefix="/api")
-
-
-def _body() -> dict[str, Any]:
-    """The JSON object body ({} when there is none), or a 400."""
-    if not request.content_length:
-        return {}
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(
-            400, "the body is not JSON; send a JSON object with 'Content-Type: application/json'"
-        )
-    if not isinstance(body, dict):
-        kind = type(body).__name__
-        raise ApiError(400, f'send a JSON object, e.g. {{"rtt": 1000}}, not a JSON {kind}')
-    return body
 
 
 # ---- transport lab ----------------------------------------------------------------------------
 
 
 @bp.get("/lab")
+@operation("the transport lab: the latest run, the subjects, the bounds", {200: "Lab"}, tag="lab")
 def lab_status() -> Response:
     """The latest run (or null), what can be measured here, the defaults and the bounds."""
     latest = services().lab.latest()
@@ -59,19 +48,28 @@ def lab_status() -> Response:
 
 
 @bp.post("/lab/runs")
-def lab_start() -> tuple[Response, int]:
+@operation(
+    "start a lab run (one at a time: 409 while one runs)",
+    {202: "LabRunAnswer"},
+    body="LabRunRequest",
+    body_required=False,
+    tag="lab",
+)
+def lab_start(body: dict[str, Any]) -> tuple[Response, int]:
     """Start a run: ``{"rtt", "msgs", "big", "warmup", "subjects"}``, all optional. 202; its
     numbers arrive as ``lab`` events on the feed."""
-    run = services().lab.start(_body())
+    run = services().lab.start(body)
     return jsonify(run=run.snapshot()), 202
 
 
 @bp.get("/lab/runs/<run_id>")
+@operation("one lab run", {200: "LabRunAnswer"}, tag="lab")
 def lab_show(run_id: str) -> Response:
     return jsonify(run=services().lab.get(run_id).snapshot())
 
 
 @bp.delete("/lab/runs/<run_id>")
+@operation("cancel a lab run (it kills the child being measured)", {202: "LabRunAnswer"}, tag="lab")
 def lab_cancel(run_id: str) -> tuple[Response, int]:
     runner = services().lab
     run = runner.get(run_id)
@@ -116,6 +114,7 @@ def _running_child_pid(job_id: str) -> tuple[Any, int]:
 
 
 @bp.get("/jobs/<job_id>/fds")
+@operation("a running child's open fds and the server's end of each", {200: "Fds"}, tag="inspect")
 def job_fds(job_id: str) -> Response:
     """The child's open fds from /proc, each matched to the server's fd on its other end."""
     job, pid = _running_child_pid(job_id)
@@ -133,6 +132,12 @@ def job_fds(job_id: str) -> Response:
 
 
 @bp.get("/trace")
+@operation(
+    "the jobs as a Chrome Trace Event Format download",
+    {200: "Trace"},
+    query=("job",),
+    tag="inspect",
+)
 def export_trace() -> Response:
     """Chrome Trace Event Format JSON of one job (``?job=<id>``) or of every kept job, as a
     download that Perfetto (ui.perfetto.dev) and chrome://tracing open."""
@@ -153,28 +158,23 @@ def export_trace() -> Response:
 
 
 @bp.post("/jobs/<job_id>/frames")
-def frames_start(job_id: str) -> tuple[Response, int]:
+@operation(
+    "record the bytes of a fork job's channel from now on",
+    {201: "Capture"},
+    body="FramesRequest",
+    body_required=False,
+    tag="inspect",
+)
+def frames_start(job_id: str, body: dict[str, Any]) -> tuple[Response, int]:
     """Record the bytes of a fork job's channel from now on: ``{"max_bytes": 16384}``."""
     s = services()
     job = _local_job(job_id)
-    body = _body()
-    unknown = sorted(set(body) - {"max_bytes"})
-    if unknown:
-        raise ApiError(400, f"unknown field(s) {', '.join(map(repr, unknown))}; send max_bytes")
-    limit = body.get("max_bytes", frames.DEFAULT_LIMIT)
-    if (
-        isinstance(limit, bool)
-        or not isinstance(limit, int)
-        or not 1024 <= limit <= frames.MAX_LIMIT
-    ):
-        raise ApiError(
-            400, f"'max_bytes' must be an integer from 1024 to {frames.MAX_LIMIT}, not {limit!r}"
-        )
-    capture = s.frames.start(job, limit)
+    capture = s.frames.start(job, body.get("max_bytes", frames.DEFAULT_LIMIT))
     return jsonify(capture.snapshot()), 201
 
 
 @bp.get("/jobs/<job_id>/frames")
+@operation("the bytes recorded so far and the frames they carry", {200: "Capture"}, tag="inspect")
 def frames_show(job_id: str) -> Response:
     """The bytes recorded so far, cut by read()/write(), and the frames they carry."""
     s = services()
@@ -186,6 +186,7 @@ def frames_show(job_id: str) -> Response:
 
 
 @bp.delete("/jobs/<job_id>/frames")
+@operation("stop recording (the bytes kept stay)", {200: "Capture"}, tag="inspect")
 def frames_stop(job_id: str) -> Response:
     s = services()
     return jsonify(s.frames.stop(_local_job(job_id)).snapshot())

@@ -5,7 +5,8 @@ The format (the "Trace Event Format" document, JSON Object Format): ``{"traceEve
 (phase), ``ts`` (microseconds), ``pid``, ``tid`` and ``args``. What each job becomes:
 
 * one **process track** per child (``pid`` = the child's pid), named by ``process_name``
-  metadata (``ph: "M"``) ``"j3 compute.py"`` (viewers add the pid) and ordered by start
+  metadata (``ph: "M"``) ``"#3 compute.py"``: the job's number, as the page shows it (viewers
+  add the pid) and ordered by start
   (``process_sort_index``); its thread is named after the program;
 * the child's **life** as one complete event (``ph: "X"``, ``dur``) from spawn to close (to
   now, with ``args.running``, while it runs);
@@ -13,7 +14,7 @@ The format (the "Trace Event Format" document, JSON Object Format): ``{"traceEve
   (``ph: "i"``, thread scope);
 * **messages** as flow events from sender to receiver: ``ph: "s"`` on the sender's track and
   ``ph: "f"`` with ``bp: "e"`` on the receiver's, one ``id`` per message (flows bind to the
-  enclosing slice, so the server has one thread per job, ``"j3 (parent side)"``, holding a slice
+  enclosing slice, so the server has one thread per job, ``"#3 (parent side)"``, holding a slice
   for that job's life), plus an instant event on the child's track carrying the payload;
 * **output** as counters (``ph: "C"``): the bytes each stream has written so far (a burst is a
   step), and the ``stats`` samples (RSS in MiB, CPU %).
@@ -43,6 +44,13 @@ def _payload(message: Any) -> tuple[str, bool]:
     if len(text) > MAX_PAYLOAD_CHARS:
         return text[:MAX_PAYLOAD_CHARS], True
     return text, False
+
+
+def _job_tag(job: dict[str, Any]) -> str:
+    """``#3``: the job's number as the page shows it (its id, a UUID, names nothing to a
+    person); the id where there is no number."""
+    number = job.get("number")
+    return f"#{number}" if number else str(job["id"])
 
 
 def _job_name(job: dict[str, Any]) -> str:
@@ -132,8 +140,9 @@ def _add_job(
     tid = pid
     side = index  # the server's thread for this job's parent side
     name = _job_name(job)
+    tag = _job_tag(job)
     # Viewers add the pid to the name themselves; only a synthetic one is explained.
-    label = f"{job['id']} {name}"
+    label = f"{tag} {name}"
     if real_pid is None:
         label += " (no pid: it did not start)"
     elif reused:
@@ -141,7 +150,7 @@ def _add_job(
     b.meta("process_name", pid, None, {"name": label})
     b.meta("process_sort_index", pid, None, {"sort_index": index})
     b.meta("thread_name", pid, tid, {"name": name})
-    b.meta("thread_name", b.server_pid, side, {"name": f"{job['id']} (parent side)"})
+    b.meta("thread_name", b.server_pid, side, {"name": f"{tag} (parent side)"})
 
     # A `dropped` notice (history evicted) is stamped when the history is read, not when the
     # events fell out: it marks the start of what is kept and never stretches the life.
@@ -175,7 +184,7 @@ def _add_job(
         args=life,
     )
     b.add(
-        name=f"{job['id']} {name}",
+        name=f"{tag} {name}",
         cat="process",
         ph="X",
         ts=b.ts(start),

@@ -21,7 +21,7 @@ function replies(ctx, id) {
 }
 
 function finished(j) {
-  return j && (j.state === "exited" || j.state === "killed" || j.state === "error");
+  return j && (j.state === "exited" || j.state === "signaled" || j.state === "failed");
 }
 
 export const EXAMPLES = [

@@ -2,7 +2,7 @@
 // Everything on screen comes from the store, which only the WebSocket feed (or a loaded file,
 // in replay) writes to. REST is used for actions (launch, send, kill) and one-off lookups.
 
-import { Store, parseNDJSON } from "./store.js";
+import { Store, jobName, parseNDJSON } from "./store.js";
 import { Feed } from "./feed.js";
 import { api } from "./api.js";
 import { $, h, initTheme, showStatus } from "./ui.js";
@@ -242,7 +242,7 @@ form.addEventListener("submit", async (e) => {
   for (const job of ok) live.upsertJob(job);
   if (ok.length) tree.select(ok[0].id);
   const text = [
-    ok.length ? `Launched ${ok.map((j) => `${j.id} (pid ${j.pid ?? "?"})`).join(", ")}.` : "",
+    ok.length ? `Launched ${ok.map((j) => `${jobName(j)} (pid ${j.pid ?? "?"})`).join(", ")}.` : "",
     bad.length ? `Refused: ${[...new Set(bad)].join("; ")}` : "",
   ].filter(Boolean).join(" ");
   notice(msg, text, bad.length === 0);

@@ -5,7 +5,7 @@
 // messages in one read. Recording is opt-in and bounded (the size limit chosen here).
 
 import { $, h } from "./ui.js";
-import { preview } from "./store.js";
+import { jobName, preview } from "./store.js";
 import { api } from "./api.js";
 
 const POLL_MS = 1000;
@@ -61,7 +61,7 @@ export class FrameView {
     const fork = job.kind === "fork";
     this.recordBtn.disabled = !fork;
     if (!fork) {
-      this.note(`${job.id} is a ${job.kind} job: only a fork job has a message channel.`);
+      this.note(`${jobName(job)} is a ${job.kind} job: only a fork job has a message channel.`);
       return;
     }
     this.note("Not recording. Record, then talk to the child (Send message); bytes already sent are not shown.");

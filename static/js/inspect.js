@@ -6,6 +6,7 @@
 
 import { api } from "./api.js";
 import { $, h } from "./ui.js";
+import { jobName } from "./store.js";
 import { FrameView } from "./frames.js";
 
 const LIVE_MS = 2000;
@@ -36,12 +37,12 @@ async function select(id) {
   traceJob.removeAttribute("aria-disabled");
   traceJob.href = `/api/trace?job=${encodeURIComponent(id)}`;
   traceJob.download = `ipc-explorer-${id}-trace.json`;
-  $("#inspect-title").textContent = id;
+  $("#inspect-title").textContent = "…"; // its #number once its record is read
   try {
     const data = await api.getJob(id);
     if (selected !== id) return;
     selectedJob = data?.job ?? data;
-    $("#inspect-title").textContent = `${id} · ${selectedJob.kind} ${selectedJob.program ?? selectedJob.command ?? ""} · pid ${selectedJob.pid ?? "?"}`;
+    $("#inspect-title").textContent = `${jobName(selectedJob)} · ${selectedJob.kind} ${selectedJob.program ?? selectedJob.command ?? ""} · pid ${selectedJob.pid ?? "?"}`;
   } catch (err) {
     if (selected === id) $("#fds-msg").textContent = err.message;
     return;
@@ -135,7 +136,7 @@ function drawFds(snap) {
   const head = h("div", { class: "fd-row fd-head" },
     h("div", { class: "fd-col-title" }, `server (parent) · pid ${snap.parent_pid}`),
     h("div", {}),
-    h("div", { class: "fd-col-title" }, `child ${job.id ?? ""} · pid ${snap.pid}`));
+    h("div", { class: "fd-col-title" }, `child ${job.id ? jobName(job) : ""} · pid ${snap.pid}`));
   const rows = linked.map((row) => {
     const [label, how] = linkLabel(row, snap);
     const parents = row.peer.fds;

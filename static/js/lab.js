@@ -5,7 +5,7 @@
 // one thing timed here: a round trip browser → server (HTTP) → child → server → browser
 // (WebSocket), to show what the transports' microseconds look like from a page.
 
-import { Store } from "./store.js";
+import { Store, jobName } from "./store.js";
 import { Feed } from "./feed.js";
 import { api } from "./api.js";
 import { $, h, initTheme, showStatus, frameThrottle } from "./ui.js";
@@ -88,7 +88,7 @@ function rows() {
     list.push({
       key: BROWSER,
       label: "through your browser",
-      note: "HTTP POST to the server, which sends to a ping_pong.py child (auto transport); the pong comes back over the WebSocket feed. Timed in this page.",
+      note: `HTTP POST to the server, which sends to a ping_pong.py child (${browser.job ?? "a fork job"}, auto transport); the pong comes back over the WebSocket feed. Timed in this page.`,
       state: browser.state,
       phase: browser.state === "running" ? "rtt" : null,
       rtt_done: browser.done,
@@ -181,13 +181,15 @@ function waitPong(n, ms) {
 }
 
 async function measureBrowser(n) {
-  browser = { state: "running", done: 0, total: n, p50: null, p99: null, error: null };
+  browser = { state: "running", done: 0, total: n, p50: null, p99: null, error: null, job: null };
   draw();
   let jobId = null;
   try {
     const res = await api.createJob({ kind: "fork", program: "ping_pong.py", transport: "auto" });
-    jobId = (res?.job ?? res).id;
+    const job = res?.job ?? res;
+    jobId = job.id;
     browserJob = jobId;
+    browser.job = jobName(job); // "#7": the job as the explorer's tree names it
     const times = [];
     for (let i = -1; i < n; i++) { // ping -1 waits for the child's start-up: not counted
       const pong = waitPong(i, 15000);

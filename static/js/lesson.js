@@ -186,7 +186,7 @@ function updateRun(run) {
     const pct = Math.round((w.progress ?? 0) * 100);
     w.bar.style.width = `${pct}%`;
     w.bar.parentElement.setAttribute("aria-valuenow", pct);
-    w.label.textContent = w.result != null ? "done" : j?.state === "error" || j?.state === "killed" ? j.state : `${pct}%`;
+    w.label.textContent = w.result != null ? "done" : j?.state === "failed" || j?.state === "signaled" ? j.state : `${pct}%`;
   }
   if (run.workers.every((w) => w.result != null)) {
     run.done = true;

@@ -90,20 +90,33 @@ export function byteLength(value) {
   return ENC.encode(s).length;
 }
 
-/** Human-readable state of a job for the tree and the tests ("exited 0", "killed SIGKILL"). */
+/** A job's name for people: its short per-run number (the id is a long random key). */
+export function jobName(job) {
+  return job?.number != null ? `#${job.number}` : "job";
+}
+
+// A job's state uses the library's names (ipc.State), the same the API's `state` field sends:
+// starting, running, exited, signaled (ended by a signal), failed (could not start). `close`
+// is not a state (job.closed), and an `error` event after the start is not an end.
+export const STATES = Object.freeze(["starting", "running", "exited", "signaled", "failed"]);
+
+/** Human-readable state of a job for the tree and the tests ("exited 0", "signaled SIGKILL"). */
 export function stateText(job) {
   switch (job.state) {
     case "exited":
       return `exited ${job.exitCode ?? "?"}`;
-    case "killed":
-      return `killed ${job.signal ?? ""}`.trim();
-    case "error":
-      return "error";
+    case "signaled":
+      return `signaled ${job.signal ?? ""}`.trim();
     case "lost":
       return "lost (runner gone)";
     default:
       return job.state;
   }
+}
+
+/** How a child ended, from its `exit` / `close` data. */
+function endState(signal) {
+  return signal ? "signaled" : "exited";
 }
 
 function newJob(id) {
@@ -188,6 +201,7 @@ export class Store {
     if (!obj || !obj.id) return null;
     const j = this.job(obj.id);
     if (obj.pid != null) j.pid = obj.pid;
+    if (obj.number != null) j.number = obj.number;
     if (obj.ppid != null) j.ppid = obj.ppid;
     if (obj.parent != null) j.parent = obj.parent;
     if (obj.host) j.host = obj.host;
@@ -199,20 +213,11 @@ export class Store {
     if (obj.started_at != null && j.startedAt == null) j.startedAt = obj.started_at;
     if (obj.rss != null) j.rss = obj.rss;
     // The feed is the authority on state; take the REST state only if the feed said nothing.
-    if (j.eventCount === 0 && obj.state) this._setStateFromApi(j, obj);
+    if (j.eventCount === 0 && STATES.includes(obj.state)) j.state = obj.state;
     if (j.exitCode == null && obj.exit_code != null) j.exitCode = obj.exit_code;
     if (j.signal == null && obj.signal != null) j.signal = obj.signal;
     this.changed("jobs");
     return j;
-  }
-
-  _setStateFromApi(j, obj) {
-    const s = obj.state;
-    if (s === "signaled" || s === "killed") j.state = "killed";
-    else if (s === "failed") j.state = "error";
-    else if (s === "exited" || s === "closed") j.state = obj.signal ? "killed" : "exited";
-    else if (s === "running" || s === "starting" || s === "error") j.state = s;
-    else j.state = s;
   }
 
   /** Apply many events at once (replay, gap fill); one change notification. */
@@ -299,7 +304,7 @@ export class Store {
         j.exitAt = ev.t;
         j.exitCode = d.code ?? null;
         j.signal = d.signal ?? null;
-        j.state = j.signal ? "killed" : "exited";
+        j.state = endState(j.signal);
         this._flushPartial(j);
         break;
       case "close":
@@ -307,13 +312,14 @@ export class Store {
         if (j.state === "running" || j.state === "starting") {
           j.exitCode = d.code ?? j.exitCode;
           j.signal = d.signal ?? j.signal;
-          j.state = j.signal ? "killed" : "exited";
+          j.state = endState(j.signal);
         }
         this._flushPartial(j);
         break;
       case "error":
         j.error = d.message ?? d.error ?? preview(d);
-        if (j.state !== "exited" && j.state !== "killed") j.state = "error";
+        // Before `spawn`, an error is the failed start (the server's state is then "failed").
+        if (j.state === "starting") j.state = "failed";
         this._line(j, "sys", `error: ${j.error}`);
         break;
       case "lost":

@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import { h, fmtBytes, fmtMs, fmtClock, adaptiveThrottle, download, copyText } from "./ui.js";
-import { messageDirection, messagePayload, stateText, stringify } from "./store.js";
+import { jobName, messageDirection, messagePayload, stateText, stringify } from "./store.js";
 
 /** Start-up cost of a job: time to `spawn` and to its first message, from the job's start. */
 export function startupCost(j) {
@@ -41,7 +41,7 @@ export class TreeView {
   draw() {
     const jobs = [...this.store.jobs.values()];
     // Output does not change the tree: redraw only when something it shows changed.
-    const sig = `${this.selected}|${jobs.map((j) => `${j.id}:${j.host}:${j.state}:${j.pid}:${j.rss}:${j.label}:${j.spawnAt}:${j.firstMessageAt}:${j.startedAt}:${j.grandchildren.length}`).join(",")}`;
+    const sig = `${this.selected}|${jobs.map((j) => `${j.id}:${j.number}:${j.host}:${j.state}:${j.pid}:${j.rss}:${j.label}:${j.spawnAt}:${j.firstMessageAt}:${j.startedAt}:${j.grandchildren.length}`).join(",")}`;
     if (sig === this.lastSig && this.root.childElementCount) return;
     this.lastSig = sig;
     const byParent = new Map();
@@ -93,7 +93,7 @@ export class TreeView {
     ].filter(Boolean).join(" · ");
     const node = h("div", {
       class: "node", tabindex: 0, role: "button", "aria-selected": String(this.selected === j.id),
-      dataset: { state: j.state, job: j.id },
+      dataset: { state: j.state, job: j.id, number: j.number ?? "" },
       onclick: () => this.select(j.id),
       onkeydown: (e) => {
         if (e.key === "Enter" || e.key === " ") {
@@ -103,7 +103,7 @@ export class TreeView {
       },
     },
     h("span", { class: "dot" }),
-    h("span", { class: "name", title: j.label }, `${j.id} · ${j.label || j.kind || ""}`),
+    h("span", { class: "name", title: j.label }, `${jobName(j)} · ${j.label || j.kind || ""}`),
     h("span", { class: "state", dataset: { state: j.state } }, stateText(j)),
     h("span", { class: "meta" }, meta));
     const li = h("li", { role: "treeitem" }, node);

@@ -88,10 +88,11 @@ def test_launch_n_at_once_and_the_tree_shows_each_child(app: App) -> None:
     page.click("#l-submit")
     msg = page.locator("#launch-msg")
     expect(msg).to_contain_text("Launched", timeout=SLOW)
-    ids = [part.split(" ")[0] for part in msg.inner_text().removeprefix("Launched ").split(", ")]
-    assert len(ids) == 3
-    for job_id in ids:
-        node = page.locator(f'#tree .node[data-job="{job_id}"]')
+    names = [part.split(" ")[0] for part in msg.inner_text().removeprefix("Launched ").split(", ")]
+    assert len(names) == 3 and all(re.fullmatch(r"#\d+", n) for n in names), names
+    for name in names:
+        node = page.locator(f'#tree .node[data-number="{name[1:]}"]')
+        expect(node.locator(".name")).to_contain_text(f"{name} · exit_code.py")
         expect(node).to_have_attribute("data-state", "exited", timeout=SLOW)
         expect(node.locator(".state")).to_have_text("exited 3")
         expect(node.locator(".meta")).to_contain_text("fork")
@@ -109,8 +110,8 @@ def test_kill_with_sigkill_changes_the_state(app: App) -> None:
     expect(page.locator("#console")).to_contain_text("count 1/", timeout=SLOW)
     page.select_option("#kill-signal", "SIGKILL")
     page.click("#kill-form button[type=submit]")
-    expect(node).to_have_attribute("data-state", "killed", timeout=SLOW)
-    expect(node.locator(".state")).to_have_text("killed SIGKILL")
+    expect(node).to_have_attribute("data-state", "signaled", timeout=SLOW)
+    expect(node.locator(".state")).to_have_text("signaled SIGKILL")
     expect(on_timeline(page, selected_job(page)).filter(has_text="exit SIGKILL")).to_be_visible()
 
 
@@ -129,7 +130,7 @@ def test_grandchildren_appear_under_their_parent(app: App) -> None:
     expect(nested).to_have_count(2, timeout=SLOW)
     page.select_option("#kill-signal", "SIGTERM")
     page.click("#kill-form button[type=submit]")
-    expect(node).to_have_attribute("data-state", "killed", timeout=SLOW)
+    expect(node).to_have_attribute("data-state", "signaled", timeout=SLOW)
 
 
 # ---------------------------------------------------------------- 4: consoles
@@ -146,8 +147,8 @@ def test_exec_with_timeout_shows_the_kill_by_signal(app: App) -> None:
     page = app.open("/")
     launch_command(page, "exec", "sleep", "30", timeout="0.5", kill_signal="SIGKILL")
     node = selected_node(page)
-    expect(node).to_have_attribute("data-state", "killed", timeout=SLOW)
-    expect(node.locator(".state")).to_have_text("killed SIGKILL")
+    expect(node).to_have_attribute("data-state", "signaled", timeout=SLOW)
+    expect(node.locator(".state")).to_have_text("signaled SIGKILL")
 
 
 def test_xss_payload_is_shown_as_text(app: App) -> None:
@@ -231,7 +232,7 @@ def test_send_json_to_a_forked_child_and_stdin_to_a_spawned_one(app: App) -> Non
     expect(replies).to_have_count(2, timeout=SLOW)  # the message out and its echo back
     page.select_option("#kill-signal", "SIGTERM")
     page.click("#kill-form button[type=submit]")
-    expect(selected_node(page).locator(".state")).to_have_text("killed SIGTERM", timeout=SLOW)
+    expect(selected_node(page).locator(".state")).to_have_text("signaled SIGTERM", timeout=SLOW)
 
     launch_command(page, "spawn", "cat", "")
     expect(selected_node(page)).to_have_attribute("data-state", "running", timeout=SLOW)
@@ -298,7 +299,7 @@ def test_reconnect_fills_the_gap(app: App) -> None:
     # Meanwhile a job runs to completion: every one of its events happens during the gap.
     job = app.launch({"kind": "fork", "program": "counter.py", "args": ["5", "20"]})
     deadline = time.monotonic() + 30
-    while app.api("GET", f"/api/jobs/{job['id']}").get("state") not in ("exited", "closed"):
+    while app.api("GET", f"/api/jobs/{job['id']}").get("state") != "exited":
         assert time.monotonic() < deadline, "counter.py did not finish"
         page.wait_for_timeout(100)
     expected = app.api("GET", f"/api/jobs/{job['id']}/events?after=0")["events"]
@@ -325,11 +326,11 @@ def test_keyboard_narrow_and_dark(app: App, artifacts_dir: Path) -> None:
     expect(page.locator("#l-submit")).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.locator("#launch-msg")).to_contain_text("Launched", timeout=SLOW)
-    launched = re.search(r"Launched (j\d+)", page.locator("#launch-msg").inner_text())
+    launched = re.search(r"Launched #(\d+)", page.locator("#launch-msg").inner_text())
     assert launched
     # The page selects what it launched once the job reaches the tree; wait for that, so it
     # cannot undo the keyboard selection below.
-    expect(page.locator(f'#tree .node[data-job="{launched[1]}"]')).to_have_attribute(
+    expect(page.locator(f'#tree .node[data-number="{launched[1]}"]')).to_have_attribute(
         "aria-selected", "true", timeout=SLOW
     )
     # A tree node is reachable with Tab and selectable with Enter.

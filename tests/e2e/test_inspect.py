@@ -4,6 +4,7 @@ against the server's, kill it, download a trace and check it against the format.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import traceformat
@@ -12,7 +13,8 @@ from playwright.sync_api import Page, expect
 
 
 def launch_from_form(page: Page, program: str, transport: str = "auto", message: str = "") -> str:
-    """Launch one fork job with the launch panel; the tree selects it. Returns its id."""
+    """Launch one fork job with the launch panel; the tree selects it and the panel names it
+    by its number (#3). Returns its id."""
     page.select_option("#l-kind", "fork")
     page.select_option("#l-program", program)
     page.select_option("#l-transport", transport)
@@ -20,8 +22,13 @@ def launch_from_form(page: Page, program: str, transport: str = "auto", message:
     page.click("#l-submit")
     expect(page.locator("#launch-msg")).to_contain_text("Launched", timeout=SLOW)
     text = page.locator("#launch-msg").inner_text()
-    job_id = text.split("Launched ", 1)[1].split(" ", 1)[0]
-    expect(page.locator("#inspect-title")).to_contain_text(job_id, timeout=SLOW)
+    name = text.split("Launched ", 1)[1].split(" ", 1)[0]
+    assert re.fullmatch(r"#\d+", name), text
+    node = page.locator(f'#tree .node[data-number="{name[1:]}"]')
+    expect(node).to_have_attribute("aria-selected", "true", timeout=SLOW)
+    expect(page.locator("#inspect-title")).to_contain_text(f"{name} · fork {program}", timeout=SLOW)
+    job_id = node.get_attribute("data-job")
+    assert job_id
     return job_id
 
 
@@ -77,7 +84,8 @@ def test_trace_buttons_download_a_valid_trace(app: App, tmp_path: Path) -> None:
     assert traceformat.problems(doc) == []
     assert doc["otherData"]["jobs"] == [job_id]
     names = [e["args"]["name"] for e in doc["traceEvents"] if e["name"] == "process_name"]
-    assert any(name.startswith(f"{job_id} echo.py") for name in names), names
+    number = app.api("GET", f"/api/jobs/{job_id}")["number"]
+    assert any(name.startswith(f"#{number} echo.py") for name in names), names
 
     with page.expect_download() as info:
         page.click("#trace-all")

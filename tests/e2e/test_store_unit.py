@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page
 
+import ipc
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -83,10 +85,17 @@ def test_state_follows_lifecycle_and_duplicates_are_ignored(harness: Page) -> No
         }""",
         events,
     )
-    assert result["states"] == ["running", "running", "running", "running", "killed", "killed"]
+    assert result["states"] == [
+        "running",
+        "running",
+        "running",
+        "running",
+        "signaled",
+        "signaled",
+    ]
     assert result["kept"] == 5
     assert result["messages"] == 2
-    assert result["text"] == "killed SIGKILL"
+    assert result["text"] == "signaled SIGKILL"
     assert result["latency"] == pytest.approx(0.1)
     assert result["lastSeq"] == 5
 
@@ -113,6 +122,42 @@ def test_a_job_knows_its_host_and_a_lost_job_says_so(harness: Page) -> None:
         {"stream": "stdout", "text": "half a li"},
         {"stream": "sys", "text": "lost: runner agent-1 stopped answering"},
     ]
+
+
+def test_the_store_speaks_the_library_s_state_names(harness: Page) -> None:
+    """One vocabulary from ipc to the page: every state the store gives a job is an
+    `ipc.State`, whether it came from the feed or from the REST API."""
+    names = [state.value for state in ipc.State]
+    result = harness.evaluate(
+        """(names) => {
+            const s = new S.Store();
+            const seen = {};
+            const run = (id, events) => {
+                for (const [i, [type, data]] of events.entries()) {
+                    s.apply({seq: (s.lastSeq ?? 0) + 1, job: id, pid: 1, type, t: i, data});
+                }
+                seen[id] = [s.jobs.get(id).state, S.stateText(s.jobs.get(id))];
+            };
+            run('exited', [['spawn', {}], ['exit', {code: 3, signal: null}]]);
+            run('signaled', [['spawn', {}], ['exit', {code: null, signal: 'SIGRTMIN+1'}]]);
+            const spawnError = {type: 'SpawnError', message: 'spawn x ENOENT', code: 'ENOENT'};
+            run('failed', [['error', spawnError], ['close', {code: null, signal: null}]]);
+            run('running', [['spawn', {}], ['error', {type: 'ProtocolError', message: 'bad'}]]);
+            for (const state of names) {
+                s.upsertJob({id: `api-${state}`, state, exit_code: null, signal: null});
+                seen[`api-${state}`] = [s.jobs.get(`api-${state}`).state];
+            }
+            return seen;
+        }""",
+        names,
+    )
+    assert result["exited"] == ["exited", "exited 3"]
+    assert result["signaled"] == ["signaled", "signaled SIGRTMIN+1"]
+    assert result["failed"] == ["failed", "failed"]
+    assert result["running"] == ["running", "running"], "an error is not an end"
+    for state in names:
+        assert result[f"api-{state}"] == [state]
+    assert {v[0] for v in result.values()} <= set(names)
 
 
 def test_scroll_back_is_bounded_and_counts_what_it_dropped(harness: Page) -> None:

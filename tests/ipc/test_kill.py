@@ -182,11 +182,13 @@ def test_kill_group_false_spares_the_grandchild(reap: list) -> None:
     assert wait_gone(gpid)
 
 
-def test_with_block_kills_the_group(reap: list) -> None:
+def test_with_block_reaps_after_a_kill_in_it(reap: list) -> None:
+    """Leaving the block waits (as `subprocess.Popen`); it does not kill by itself."""
     child, gpid = _grandchild(reap)
     with child:
-        pass
-    assert child.signal_code is not None
+        assert child.kill("SIGKILL")
+    assert child.signal_code == "SIGKILL"
+    assert child.returncode == -signal.SIGKILL
     assert wait_gone(gpid)
 
 

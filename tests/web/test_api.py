@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 
 import pytest
 from server import ThreadServer
@@ -120,8 +121,11 @@ def test_spawn_of_a_missing_program_gives_an_error_event(srv: ThreadServer) -> N
         assert lifecycle(events) == ["error", "close"]
 
 
-@pytest.mark.parametrize("sig", ["SIGKILL", "SIGHUP", "TERM", 9])
+@pytest.mark.parametrize(
+    "sig", ["SIGKILL", "SIGHUP", "TERM", 9, "SIGRTMIN+1", int(signal.SIGRTMIN) + 2]
+)
 def test_kill_reports_the_signal_by_name(srv: ThreadServer, sig: str | int) -> None:
+    """Signals without a Python name too: the real-time ones are named as `kill -l` does."""
     job = start(srv, {"kind": "fork", "program": "counter.py", "args": ["100", "50"]})
     wait_for(lambda: srv.json("GET", f"/api/jobs/{job['id']}")[1]["state"] == "running")
     status, answer = srv.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": sig})
@@ -130,6 +134,7 @@ def test_kill_reports_the_signal_by_name(srv: ThreadServer, sig: str | int) -> N
     assert answer["signal"] == name and answer["delivered"] is True
     done = wait_closed(srv, job["id"])
     assert done["signal"] == name and done["exit_code"] is None
+    assert done["state"] == "signaled"
     status, answer = srv.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGTERM"})
     assert status == 409 and "not running" in answer["error"]
 
@@ -184,7 +189,7 @@ BAD = [
         {"kind": "fork", "program": "echo.py", "transport": "carrier-pigeon"},
         None,
         400,
-        "unknown transport",
+        "'transport' must be one of",
     ),
     ("args type", {"kind": "spawn", "command": "echo", "args": "hi"}, None, 400, "list of"),
     ("command type", {"kind": "spawn", "command": 5}, None, 400, "non-empty string"),
@@ -205,7 +210,7 @@ BAD = [
         "unknown signal",
     ),
     ("bad cwd", {"kind": "spawn", "command": "ls", "cwd": "/no/such"}, None, 400, "directory"),
-    ("env type", {"kind": "spawn", "command": "ls", "env": {"A": 1}}, None, 400, "'env'"),
+    ("env type", {"kind": "spawn", "command": "ls", "env": {"A": 1}}, None, 400, "'env['A']'"),
 ]
 
 
@@ -238,6 +243,9 @@ def test_bad_action_requests(srv: ThreadServer) -> None:
     status, answer = srv.json("POST", f"/api/jobs/{jid}/kill", {"signal": [1]})
     assert status == 400
     status, answer = srv.json("POST", f"/api/jobs/{jid}/send", {"msg": 1})
+    assert status == 400 and "unknown field(s) 'msg'" in answer["error"]
+    assert "its fields are message" in answer["error"]
+    status, answer = srv.json("POST", f"/api/jobs/{jid}/send", {})
     assert status == 400 and "'message' is required" in answer["error"]
     status, answer = srv.json("POST", f"/api/jobs/{jid}/stdin", {"data": "x"})
     assert status == 409 and "only spawn jobs" in answer["error"]

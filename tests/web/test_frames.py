@@ -134,7 +134,7 @@ def test_what_cannot_be_captured_is_refused_clearly(srv: Any) -> None:
     assert status == 409 and "only fork jobs have a channel" in body["error"]
     status, body = srv.json("GET", f"/api/jobs/{spawn['id']}/frames")
     assert status == 404 and f"POST /api/jobs/{spawn['id']}/frames" in body["error"]
-    for bad, says in (({"max_bytes": 10}, "from 1024"), ({"limit": 5}, "unknown field")):
+    for bad, says in (({"max_bytes": 10}, "must be >= 1024"), ({"limit": 5}, "unknown field")):
         status, body = srv.json("POST", f"/api/jobs/{spawn['id']}/frames", bad)
         assert status == 400 and says in body["error"], body
     assert srv.json("POST", "/api/jobs/j999999/frames", {})[0] == 404

@@ -113,12 +113,13 @@ def _cmdline(pid: int) -> str:
 @pytest.mark.parametrize(
     ("body", "needle"),
     [
-        ({"rtt": 0}, "'rtt' must be an integer from 10 to 20000"),
-        ({"rtt": True}, "'rtt' must be an integer"),
-        ({"big": 1000}, "'big' must be an integer from 1 to 100"),
-        ({"subjects": []}, "'subjects' must be a non-empty list"),
-        ({"subjects": ["carrier-pigeon"]}, "unknown subject 'carrier-pigeon'"),
+        ({"rtt": 0}, "'rtt' must be >= 10, not 0"),
+        ({"rtt": True}, "'rtt' must be an integer from 10 to 20000, not True"),
+        ({"big": 1000}, "'big' is 1000; the most allowed is 100"),
+        ({"subjects": []}, "'subjects' has 0 items; at least 1 are allowed"),
+        ({"subjects": ["carrier-pigeon"]}, "'subjects[0]' must be one of floor, pipe"),
         ({"rounds": 3}, "unknown field(s) 'rounds'"),
+        ({"rtt": 1.5}, "'rtt' must be an integer"),
     ],
 )
 def test_bad_run_settings_get_a_400_that_says_what_to_change(

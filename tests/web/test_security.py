@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import websocket
-from server import ThreadServer
+from server import LiveServer, ThreadServer
 from webtest import Feed, needs_node, wait_closed
 
 
@@ -137,3 +137,89 @@ def test_allow_any_command_lifts_the_policy() -> None:
         status, job = srv.json("POST", "/api/jobs", {"kind": "exec", "command": "echo a; echo b"})
         assert status == 201, job
         assert wait_closed(srv, job["id"])["result"]["stdout"] == "a\nb\n"
+
+
+# ---- Host header (DNS rebinding) ------------------------------------------------------------
+
+
+def hosts_of(srv: ThreadServer) -> list[str]:
+    return [f"127.0.0.1:{srv.port}", f"localhost:{srv.port}", f"[::1]:{srv.port}"]
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "attacker.example",
+        "attacker.example:{port}",
+        "localhost.attacker.example:{port}",
+        "127.0.0.1:1",
+        "localhost",
+        "127.0.0.2:{port}",
+        "",
+        "[::1]",
+    ],
+)
+def test_a_foreign_host_header_is_403_even_with_the_token(srv: ThreadServer, host: str) -> None:
+    """A page on attacker.example whose name now resolves to 127.0.0.1 (DNS rebinding) sends
+    `Host: attacker.example`; only the names this server answers to get through."""
+    host = host.format(port=srv.port)
+    status, answer = srv.json("GET", "/api/jobs", headers={"Host": host})
+    assert status == 403, answer
+    assert "Host" in answer["error"] and "--allow-host" in answer["error"], answer
+    status, answer = srv.json(
+        "POST", "/api/jobs", {"kind": "spawn", "command": "true"}, headers={"Host": host}
+    )
+    assert status == 403, answer
+
+
+def test_the_bound_address_and_loopback_names_with_the_port_are_accepted(
+    srv: ThreadServer,
+) -> None:
+    for host in hosts_of(srv):
+        assert srv.json("GET", "/api/jobs", headers={"Host": host})[0] == 200, host
+        assert srv.json("GET", "/api/jobs", headers={"Host": host.upper()})[0] == 200, host
+
+
+def test_websocket_with_a_foreign_host_is_403_before_upgrade(srv: ThreadServer) -> None:
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        websocket.create_connection(
+            srv.ws_url, host="attacker.example", suppress_origin=True, timeout=10
+        )
+    assert info.value.status_code == 403
+
+
+def test_allow_host_names_are_accepted() -> None:
+    with ThreadServer({"ALLOWED_HOSTS": ("explorer.test",)}) as srv:
+        for host in (f"explorer.test:{srv.port}", "explorer.test", "EXPLORER.test:443"):
+            assert srv.json("GET", "/api/jobs", headers={"Host": host})[0] == 200, host
+        assert srv.json("GET", "/api/jobs", headers={"Host": "other.test"})[0] == 403
+
+
+# ---- job ids ---------------------------------------------------------------------------------
+
+
+def test_job_ids_are_unguessable_and_jobs_carry_a_short_number(srv: ThreadServer) -> None:
+    jobs = []
+    for _ in range(3):
+        status, job = srv.json("POST", "/api/jobs", {"kind": "spawn", "command": "true"})
+        assert status == 201, job
+        jobs.append(job)
+    ids = [job["id"] for job in jobs]
+    assert len(set(ids)) == 3
+    for job_id in ids:
+        assert len(job_id) >= 22 and job_id.isascii(), job_id  # >= 128 random bits
+        assert srv.json("GET", f"/api/jobs/{job_id}")[0] == 200
+    numbers = [job["number"] for job in jobs]
+    assert numbers == list(range(numbers[0], numbers[0] + 3)), numbers
+    assert srv.json("GET", f"/api/jobs/{numbers[0]}")[0] == 404  # the number is no key
+    assert srv.json("GET", f"/api/jobs/j{numbers[0]}")[0] == 404
+    for job_id in ids:
+        wait_closed(srv, job_id)
+
+
+def test_gunicorn_checks_the_host_against_its_listening_port() -> None:
+    """Under gunicorn SERVER_PORT is the listener's port, not one taken from the Host header."""
+    with LiveServer() as srv:
+        assert srv.json("GET", "/api/jobs", headers={"Host": f"localhost:{srv.port}"})[0] == 200
+        for host in ("attacker.example", f"attacker.example:{srv.port}", "localhost:1"):
+            assert srv.json("GET", "/api/jobs", headers={"Host": host})[0] == 403, host

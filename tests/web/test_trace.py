@@ -51,7 +51,7 @@ def test_one_job_is_a_valid_trace_with_its_life_lifecycle_messages_and_output(
     assert doc["otherData"]["jobs"] == [job["id"]]
 
     names = {e["name"]: e["args"] for e in of_pid(doc, pid, "M")}
-    assert names["process_name"]["name"] == f"{job['id']} counter.py 3 20"
+    assert names["process_name"]["name"] == f"#{job['number']} counter.py 3 20"
     (life,) = [e for e in of_pid(doc, pid, "X") if e["tid"] == pid]
     assert life["name"] == "counter.py 3 20" and life["args"]["running"] is False
     assert life["args"]["exit_code"] == 0
@@ -91,7 +91,7 @@ def test_every_kept_job_gets_a_named_track_of_its_own(srv: Any, finished: dict[s
         if e["ph"] == "M" and e["name"] == "process_name"
     }
     for job in finished.values():
-        assert tracks[job["pid"]].startswith(f"{job['id']} ")
+        assert tracks[job["pid"]].startswith(f"#{job['number']} ")  # as the page names it
     assert len(tracks) == len(kept) + 1  # and the server's
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -13,6 +14,8 @@ from typing import Any
 
 import pytest
 import websocket
+
+from ipc import wire
 
 TIMEOUT = 30.0
 NODE = shutil.which("node")
@@ -69,14 +72,14 @@ class Feed:
                 code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
                 return code, data[2:].decode("utf-8", "replace"), before
             if opcode == websocket.ABNF.OPCODE_TEXT:
-                before.append(json.loads(frame.data))
+                before.append(wire.loads(frame.data.decode()))
 
     def send(self, obj: Any) -> None:
         self.ws.send(obj if isinstance(obj, str) else json.dumps(obj))
 
     def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
         self.ws.settimeout(timeout)
-        msg = json.loads(self.ws.recv())
+        msg = wire.loads(self.ws.recv())
         self.seen.append(msg)
         return msg
 
@@ -169,9 +172,9 @@ def pid_alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] != "Z"
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live process whose ancestry reaches `pid` (from /proc)."""
-    parents: dict[int, int] = {}
+def processes() -> dict[int, tuple[str, int]]:
+    """Every process: pid → (state letter, parent pid), from /proc."""
+    table: dict[int, tuple[str, int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -180,8 +183,18 @@ def descendants(pid: int) -> list[int]:
             except OSError:
                 continue
             fields = stat[stat.rfind(")") + 2 :].split()
-            if fields[0] != "Z":
-                parents[int(entry)] = int(fields[1])
+            table[int(entry)] = (fields[0], int(fields[1]))
+    return table
+
+
+def zombie_children(pid: int) -> list[int]:
+    """Children of `pid` that exited and were not reaped."""
+    return [p for p, (state, ppid) in processes().items() if state == "Z" and ppid == pid]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process whose ancestry reaches `pid` (from /proc)."""
+    parents = {p: ppid for p, (state, ppid) in processes().items() if state != "Z"}
     found, frontier = [], [pid]
     while frontier:
         p = frontier.pop()
@@ -224,3 +237,19 @@ def worker_pid(srv: Any) -> int:
 
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def readme_safe_rows() -> dict[str, str]:
+    """The README's "Safe by default" tables: each row's first flag (in its second column)
+    → that row's default cell, as written (``"2048 MiB"``, ``"`nobody`"``)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    safe = readme.split("### Safe by default", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, str] = {}
+    for line in safe.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        flag = re.match(r"`(--[a-z][a-z-]*)[` ]", cells[1]) if len(cells) >= 3 else None
+        if flag:
+            rows.setdefault(flag.group(1), cells[2])
+    return rows
