@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2etest import App
+from e2etest import App, ensure_jobs
 from playwright.sync_api import Page
 
 
@@ -57,3 +57,13 @@ def app(
     except Exception:  # a crashed page still lets the test report its own failure
         pass
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture(scope="session")
+def fifty_jobs(live: Any) -> Iterator[None]:
+    """At least fifty jobs on the shared server (cheap ones), as the screenshots want; the
+    two that keep running are killed at the end of the session."""
+    running = ensure_jobs(live, 50)
+    yield
+    for job_id in running:
+        live.json("POST", f"/api/jobs/{job_id}/kill", {"signal": "SIGKILL"})
