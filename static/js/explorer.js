@@ -37,6 +37,11 @@ const consoleView = new ConsoleView({
 
 const tree = new TreeView($("#tree"), live, {
   countEl: $("#tree-count"),
+  scrollEl: $("#tree-scroll"),
+  filters: $("#tree-filters"),
+  search: $("#tree-search"),
+  hideFinished: $("#tree-hide-finished"),
+  hiddenEl: $("#tree-hidden"),
   onSelect: (id) => {
     selectedJob = id;
     timeline.selectJob(id);

@@ -138,7 +138,8 @@ export class Timeline {
     this.labelsScroll = h("div", { class: "tl-labels" });
     this.clip = h("div", { class: "tl-clip" }, this.labelsScroll, this.headsScroll);
     this.tip = h("div", { class: "tl-tip", role: "tooltip", hidden: true });
-    this.stage = h("div", { class: "tl-stage" }, this.canvas, this.plot, this.axis, this.clip, this.labelsFixed, this.headsFixed, this.tip);
+    this.empty = h("div", { class: "tl-empty muted", hidden: true }, "No process yet: each one started gets a lane here.");
+    this.stage = h("div", { class: "tl-stage" }, this.canvas, this.plot, this.axis, this.clip, this.labelsFixed, this.headsFixed, this.empty, this.tip);
     this.filler = h("div", { class: "tl-filler" });
     this.scroller = h("div", { class: "tl-scroll" }, this.stage, this.filler);
     this.announce = h("div", { class: "sr-only", "aria-live": "polite" });
@@ -151,7 +152,9 @@ export class Timeline {
     this.heads = new Map(); // lane key -> header element
     this.scroller.addEventListener("scroll", () => {
       this.scrollTop = this.scroller.scrollTop;
-      if (this.ownScroll == null || Math.abs(this.scrollTop - this.ownScroll) > 1) this.toReveal = null; // the user's
+      if (this.ownScroll == null || Math.abs(this.scrollTop - this.ownScroll) > 1) {
+        this.toReveal = null; // the user's
+      }
       this.ownScroll = null;
       this.frame();
     }, { passive: true });
@@ -406,6 +409,8 @@ export class Timeline {
     this.canvas.style.height = `${viewH}px`;
     Object.assign(this.plot.style, { left: `${this.plotL}px`, top: `${AXIS_H}px`, width: `${this.plotR - this.plotL}px`, height: `${viewH - AXIS_H}px` });
     Object.assign(this.clip.style, { top: `${this.scrollTopY}px`, height: `${Math.max(0, viewH - this.scrollTopY)}px` });
+    this.empty.style.left = `${this.plotL + 8}px`;
+    this.empty.style.top = `${AXIS_H + 6}px`;
     this.overview.style.setProperty("--head-w", `${this.headW}px`);
     this.overview.style.setProperty("--plot-right", `${width - this.plotR}px`);
     this.overviewKey = null;
@@ -703,7 +708,9 @@ export class Timeline {
 
       // Labels: the most telling first (lifecycle, then messages, then counts), each in the
       // first row with room, never over another; the rest wait for hover or focus.
-      if (!small && labelCount < MAX_LABELS) {
+      // A lane cut by the edge of the scrolling part gets no labels: no text cut in half.
+      const whole = fixed || (top >= clipTop - 0.5 && top + row.height <= this.viewH + 0.5);
+      if (!small && whole && labelCount < MAX_LABELS) {
         const rowsFor = new LabelRows(plotL, plotR, 2);
         candidates.sort((a, b) => a.prio - b.prio);
         const pool = fixed ? pools.fixed : pools.scroll;
@@ -713,7 +720,7 @@ export class Timeline {
           const spot = rowsFor.place(c.x ?? c.m.x, this.textWidth(c.text), c.rows);
           if (!spot) continue;
           const y = (spot.row === 0 ? top + 2 : top + row.height - LABEL_H - 2) - yBase;
-          labelsTaken.push({ pool, text: c.text, x: spot.x, y, cls: c.count ? "tl-count" : "", seq: c.m.seq, job: row.key });
+          labelsTaken.push({ pool, text: c.text, x: spot.x, y, cls: c.count ? "tl-count" : "", m: c.m, job: row.key });
           c.m.labelled = true;
           labelCount++;
         }
@@ -722,7 +729,7 @@ export class Timeline {
     ctx.restore();
     pools.fixed.begin();
     pools.scroll.begin();
-    for (const l of labelsTaken) l.pool.put(l.text, l.x, l.y, l.cls, { seq: l.seq ?? "", job: l.job });
+    for (const l of labelsTaken) l.pool.put(l.text, l.x, l.y, l.cls, { seq: l.m.seq ?? "", job: l.job })._mark = l.m;
     pools.fixed.end();
     pools.scroll.end();
 
@@ -739,6 +746,8 @@ export class Timeline {
     }
 
     this.drawn = drawn;
+    const empty = this.lanes.all.length === 1;
+    if (this.empty.hidden === empty) this.empty.hidden = !empty;
     this.paintHeads(rows);
     this.showCursorTip();
     if (this.info) {
@@ -809,8 +818,9 @@ export class Timeline {
     let sub = "";
     if (row.kind === "server") name = narrow ? "server" : "server (parent)";
     else if (row.kind === "grand") {
-      name = `grandchild ${row.pid}`;
-      sub = j.state === "running" || j.state === "starting" ? "running" : "ended with its parent";
+      // One line: the lane is low. Known from the pids the child reported.
+      const alive = j.state === "running" || j.state === "starting";
+      name = `grandchild ${row.pid} · ${alive ? "running" : "ended"}`;
     } else {
       name = `${j.id} · ${j.label || j.kind || "job"}`;
       sub = `${j.pid != null ? `pid ${j.pid} · ` : ""}${stateText(j)}`;
@@ -906,7 +916,7 @@ export class Timeline {
     const width = Math.max(4, x1 - x0);
     this.ovWindow.style.transform = `translateX(${left}px)`;
     this.ovWindow.style.width = `${Math.min(width, w - left)}px`;
-    const caption = `${fmtSpan(this.win.span)} in view\nof ${fmtSpan(span)}`;
+    const caption = `${fmtSpan(this.win.span)} in view\n${fmtSpan(span)} recorded`;
     if (this.ovCaption.textContent !== caption) this.ovCaption.textContent = caption;
     this.ovSpan = { first, span, w };
   }
@@ -1013,11 +1023,8 @@ export class Timeline {
       this.drag = null;
       if (!d || d.moved || e.type === "pointercancel") return;
       // A click: a label chooses its mark; a mark or arrow itself; a group zooms in to it.
-      const seq = d.target?.closest?.(".tl-label")?.dataset.seq;
-      if (seq) {
-        const m = this.scene.marks.find((mk) => String(mk.seq) === seq);
-        if (m) return this.choose(m);
-      }
+      const labelled = d.target?.closest?.(".tl-label")?._mark;
+      if (labelled && this.scene.marks.includes(labelled)) return this.choose(labelled);
       const hit = this.hitTest(this.local(e));
       if (hit) this.choose(hit);
     };
@@ -1307,17 +1314,25 @@ function isBad(ev) {
   return ev.type === "error" || (ev.type === "exit" && (ev.data?.signal || ev.data?.code));
 }
 
-/** "exit SIGTERM · close": a close that repeats its exit's status says only that it came. */
+/** "exit SIGTERM · close +1": what a small group of lifecycle marks holds, short. A close
+ *  that repeats its exit's status says only that it came; a spawn or disconnect in the group
+ *  is counted (+1), not spelled out (hover lists everything). */
 function groupLabel(arr, i, j) {
   const parts = [];
   let exit = null;
+  let minor = 0;
   for (let k = i; k < j; k++) {
     const ev = arr[k];
+    if (ev.type === "spawn" || ev.type === "disconnect") {
+      minor++;
+      continue;
+    }
     if (ev.type === "exit") exit = ev.data ?? {};
     const same = ev.type === "close" && exit && (exit.signal ?? null) === (ev.data?.signal ?? null) && (exit.code ?? null) === (ev.data?.code ?? null);
     parts.push(same ? "close" : eventLabel(ev));
   }
-  return parts.join(" · ");
+  if (!parts.length) return arr.slice(i, j).map(eventLabel).join(" · ");
+  return `${parts.join(" · ")}${minor ? ` +${minor}` : ""}`;
 }
 
 function messageLabel(ev) {

@@ -175,13 +175,13 @@ JOB_MIX: list[tuple[int, dict[str, Any]]] = [
 
 
 def ensure_jobs(live: Any, count: int = 50) -> list[str]:
-    """At least `count` jobs known to the shared server (the mix above first, then `true`s),
-    and the ids of the ones this call started that still run (for the caller to kill)."""
+    """The mix above, then as many `true`s as it takes for `count` jobs on the shared server;
+    returns the ids of the ones that keep running (for the caller to kill)."""
     status, data = live.json("GET", "/api/jobs")
     assert status == 200, data
     have = len(data["jobs"])
     running: list[str] = []
-    specs = [spec for n, spec in JOB_MIX for _ in range(n)] if have < count else []
+    specs = [spec for n, spec in JOB_MIX for _ in range(n)]
     specs += [{"kind": "spawn", "command": "true", "args": []}] * max(0, count - have - len(specs))
     for spec in specs:
         status, job = live.json("POST", "/api/jobs", spec)

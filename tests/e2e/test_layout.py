@@ -24,6 +24,11 @@ def test_page_in_light_dark_and_narrow(
     app.open(PAGES[name])
     html = page.locator("html")
     expect(html).to_have_attribute("data-theme", "dark")  # follows the system
+    if name == "examples":  # an example run, so its timeline has something to show
+        page.click('button[data-run="getsum"]')
+        expect(page.locator("#ex-getsum .result")).to_have_attribute(
+            "data-ok", "true", timeout=30_000
+        )
     if name == "explorer":  # the fifty jobs are on screen: the tree lists them all
         expect(page.locator("#tree .node[data-job]")).to_have_count(
             page.evaluate("window.ipcExplorer.store.jobs.size"), timeout=10_000

@@ -107,7 +107,10 @@ def test_zoom_pan_and_fit_with_mouse_and_keys(app: App) -> None:
     page.mouse.move(x, y)
     for _ in range(3):
         page.mouse.wheel(0, -240)
-    page.wait_for_function("(w) => ipcExplorer.timeline.view.end - ipcExplorer.timeline.view.start < w * 0.6", arg=end - start)
+    page.wait_for_function(
+        "(w) => ipcExplorer.timeline.view.end - ipcExplorer.timeline.view.start < w * 0.6",
+        arg=end - start,
+    )
     zoomed = view(page)
     narrower = box(page, "#timeline .tl-ov-window")
     assert narrower["width"] <= window["width"]
@@ -116,7 +119,10 @@ def test_zoom_pan_and_fit_with_mouse_and_keys(app: App) -> None:
     page.keyboard.down("Control")
     page.mouse.wheel(0, 480)
     page.keyboard.up("Control")
-    page.wait_for_function("(w) => ipcExplorer.timeline.view.end - ipcExplorer.timeline.view.start > w * 1.5", arg=zoomed[1] - zoomed[0])
+    page.wait_for_function(
+        "(w) => ipcExplorer.timeline.view.end - ipcExplorer.timeline.view.start > w * 1.5",
+        arg=zoomed[1] - zoomed[0],
+    )
 
     # Drag right: earlier times come into view (the window moves left).
     before = view(page)
@@ -134,11 +140,15 @@ def test_zoom_pan_and_fit_with_mouse_and_keys(app: App) -> None:
     span = lambda v: v[1] - v[0]  # noqa: E731
     v0 = view(page)
     page.keyboard.press("w")
-    page.wait_for_function("(w) => ipcExplorer.timeline.view.end - ipcExplorer.timeline.view.start < w", arg=span(v0))
+    page.wait_for_function(
+        "(w) => ipcExplorer.timeline.view.end - ipcExplorer.timeline.view.start < w", arg=span(v0)
+    )
     v1 = view(page)
     page.keyboard.press("s")
     page.keyboard.press("s")
-    page.wait_for_function("(w) => ipcExplorer.timeline.view.end - ipcExplorer.timeline.view.start > w", arg=span(v1))
+    page.wait_for_function(
+        "(w) => ipcExplorer.timeline.view.end - ipcExplorer.timeline.view.start > w", arg=span(v1)
+    )
     v2 = view(page)
     page.keyboard.press("d")
     page.wait_for_function("(s) => ipcExplorer.timeline.view.start > s", arg=v2[0])
@@ -149,7 +159,9 @@ def test_zoom_pan_and_fit_with_mouse_and_keys(app: App) -> None:
     # + and - as well, and the buttons for those without a wheel.
     v4 = view(page)
     page.click("#tl-zoom-in")
-    page.wait_for_function("(w) => ipcExplorer.timeline.view.end - ipcExplorer.timeline.view.start < w", arg=span(v4))
+    page.wait_for_function(
+        "(w) => ipcExplorer.timeline.view.end - ipcExplorer.timeline.view.start < w", arg=span(v4)
+    )
 
     # Fit all: the window is the whole run, and the overview's marker covers the strip.
     page.click("#tl-fit-all")
@@ -170,8 +182,8 @@ def test_overview_strip_drags_the_window(app: App) -> None:
         page.mouse.wheel(0, -240)
     # The marked window narrows to a part of the strip.
     page.wait_for_function(
-        "document.querySelector('#timeline .tl-ov-window').getBoundingClientRect().width"
-        " < document.querySelector('#timeline .tl-overview-strip').getBoundingClientRect().width * 0.6"
+        "document.querySelector('#timeline .tl-ov-window').getBoundingClientRect().width < 0.6"
+        " * document.querySelector('#timeline .tl-overview-strip').getBoundingClientRect().width"
     )
     marker = box(page, "#timeline .tl-ov-window")
     strip = box(page, "#timeline .tl-overview-strip")
@@ -179,7 +191,11 @@ def test_overview_strip_drags_the_window(app: App) -> None:
     # Drag the marked window along the strip: the view follows.
     page.mouse.move(marker["x"] + marker["width"] / 2, marker["y"] + marker["height"] / 2)
     page.mouse.down()
-    target = strip["x"] + 5 if marker["x"] - strip["x"] > strip["width"] / 3 else strip["x"] + strip["width"] - 5
+    target = (
+        strip["x"] + 5
+        if marker["x"] - strip["x"] > strip["width"] / 3
+        else strip["x"] + strip["width"] - 5
+    )
     page.mouse.move(target, marker["y"] + marker["height"] / 2, steps=6)
     page.mouse.up()
     after = view(page)
@@ -230,7 +246,8 @@ def contrast(page: Page, x: float, y: float) -> float:
           const r = c.getBoundingClientRect();
           const k = c.width / r.width;
           const ctx = c.getContext('2d');
-          const px = (dx) => ctx.getImageData(Math.round((x - r.left + dx) * k), Math.round((y - r.top) * k), 1, 1).data;
+          const px = (dx) => ctx.getImageData(
+            Math.round((x - r.left + dx) * k), Math.round((y - r.top) * k), 1, 1).data;
           const a = px(0);
           let best = 0;
           for (const dx of [-1, 0, 1]) {
@@ -339,7 +356,9 @@ def test_dense_run_labels_never_overlap_and_marks_count_true(app: App, tmp_path:
           const want = new Map();
           for (const e of store.events) {
             if (e.t < start || e.t > end || !tl.scene.lanesInView.includes(e.job)) continue;
-            if (!['spawn','exit','close','error','disconnect','message','stdout','stderr'].includes(e.type)) continue;
+            const drawn = ['spawn', 'exit', 'close', 'error', 'disconnect', 'message', 'stdout',
+                           'stderr'];
+            if (!drawn.includes(e.type)) continue;
             want.set(e.job, (want.get(e.job) ?? 0) + 1);
           }
           return {drawn: Object.fromEntries(drawn), want: Object.fromEntries(want)};
@@ -364,7 +383,8 @@ def test_dense_run_labels_never_overlap_and_marks_count_true(app: App, tmp_path:
         page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
     assert hidden is not None, "no single message without its label: not dense enough"
     payload = page.evaluate(
-        "(s) => JSON.stringify(ipcExplorer.timeline.store.events.find(e => e.seq === s).data.message)",
+        "(s) => JSON.stringify("
+        "ipcExplorer.timeline.store.events.find(e => e.seq === s).data.message)",
         hidden,
     )
     at = point(page, hidden)
@@ -400,9 +420,27 @@ def test_lane_names_and_exit_labels_stay_in_their_lanes(app: App, tmp_path: Path
     for i in range(12):
         job, t = f"j{i + 1}", 1_764_000_000.0 + i * 0.001
         events += [
-            {"job": job, "pid": 100 + i, "type": "spawn", "t": t, "data": {"program": "a-long-program-name.py"}},
-            {"job": job, "pid": 100 + i, "type": "exit", "t": t + 0.5, "data": {"code": None, "signal": "SIGTERM"}},
-            {"job": job, "pid": 100 + i, "type": "close", "t": t + 0.5004, "data": {"code": None, "signal": "SIGTERM"}},
+            {
+                "job": job,
+                "pid": 100 + i,
+                "type": "spawn",
+                "t": t,
+                "data": {"program": "a-long-program-name.py"},
+            },
+            {
+                "job": job,
+                "pid": 100 + i,
+                "type": "exit",
+                "t": t + 0.5,
+                "data": {"code": None, "signal": "SIGTERM"},
+            },
+            {
+                "job": job,
+                "pid": 100 + i,
+                "type": "close",
+                "t": t + 0.5004,
+                "data": {"code": None, "signal": "SIGTERM"},
+            },
         ]
     events.sort(key=lambda e: e["t"])
     trace.write_text("".join(json.dumps({**e, "seq": n}) + "\n" for n, e in enumerate(events, 1)))
@@ -419,7 +457,8 @@ def test_lane_names_and_exit_labels_stay_in_their_lanes(app: App, tmp_path: Path
         outside = page.evaluate(
             """() => [...document.querySelectorAll('#timeline .tl-label')]
               .filter(l => l.checkVisibility()).filter(l => {
-                const head = document.querySelector(`#timeline .tl-lane[data-lane="${l.dataset.job}"]`);
+                const sel = `#timeline .tl-lane[data-lane="${l.dataset.job}"]`;
+                const head = document.querySelector(sel);
                 if (!head) return true;
                 const lane = head.getBoundingClientRect(), r = l.getBoundingClientRect();
                 return r.top < lane.top - 0.5 || r.bottom > lane.bottom + 0.5;
@@ -440,7 +479,8 @@ _START_MEASURING = """() => {
       const end = e.startTime + e.duration;
       m.longFrames.push({ms: Math.round(e.duration),
                          render: Math.round(e.renderStart ? end - e.renderStart : 0),
-                         styleLayout: Math.round(e.styleAndLayoutStart ? end - e.styleAndLayoutStart : 0),
+                         styleLayout: Math.round(
+                           e.styleAndLayoutStart ? end - e.styleAndLayoutStart : 0),
                          scripts: e.scripts.map(x => `${x.invoker} ${Math.round(x.duration)}ms`)});
     }
   }).observe({type: 'long-animation-frame'});
@@ -459,9 +499,10 @@ _STOP_MEASURING = """() => {
   m.running = false;
   const d = m.deltas.slice(1).sort((a, b) => a - b);
   const draws = ipcExplorer.timeline.stats.drawMs.slice().sort((a, b) => a - b);
-  return {frames: d.length, max: +d.at(-1).toFixed(1), p95: +d[Math.floor(d.length * 0.95)].toFixed(1),
+  const at = (a, q) => +a[Math.floor(a.length * q)].toFixed(1);
+  return {frames: d.length, max: +d.at(-1).toFixed(1), p95: at(d, 0.95),
           longTasks: m.longTasks, longFrames: m.longFrames, draws: draws.length,
-          drawMax: +draws.at(-1).toFixed(1), drawP50: +draws[Math.floor(draws.length / 2)].toFixed(1)};
+          drawMax: +draws.at(-1).toFixed(1), drawP50: at(draws, 0.5)};
 }"""
 
 
@@ -497,14 +538,17 @@ def main_thread_cpu(trace: bytes) -> list[float]:
     main = {
         (e["pid"], e["tid"])
         for e in events
-        if e.get("ph") == "M" and e.get("name") == "thread_name"
+        if e.get("ph") == "M"
+        and e.get("name") == "thread_name"
         and e["args"].get("name") == "CrRendererMain"
     }
     return [
         e["tdur"] / 1000
         for e in events
-        if e.get("ph") == "X" and e.get("name") == "ThreadControllerImpl::RunTask"
-        and (e.get("pid"), e.get("tid")) in main and "tdur" in e
+        if e.get("ph") == "X"
+        and e.get("name") == "ThreadControllerImpl::RunTask"
+        and (e.get("pid"), e.get("tid")) in main
+        and "tdur" in e
     ]
 
 
