@@ -634,7 +634,7 @@ export class Timeline {
         }
         ctx.globalAlpha = 1;
         const m = { lane: row.key, track: "msg", type: count === 1 ? "message" : "group", seq: count === 1 ? ev.seq : null, count, arr: msgs, i, j,
-          x: xx, y: top + 5, bx0: xx - 4, bx1: x1 + 4, by0: top, by1: mid + 4, ay0: serverMid, labelled: false, fixed };
+          x: xx, x1, y: top + 5, bx0: xx - 4, bx1: x1 + 4, by0: top, by1: mid + 4, ay0: serverMid, labelled: false, fixed };
         marks.push(m);
         drawn++;
         if (count === 1) candidates.push({ m, prio: 1, text: messageLabel(ev), rows: dir === "to_child" ? [1, 0] : [0, 1] });
@@ -656,7 +656,7 @@ export class Timeline {
         ctx.fillRect(xx - 1, y0, Math.max(2, x1 - xx + 2), small ? 4 : 6);
         ctx.globalAlpha = 1;
         const m = { lane: row.key, track: "out", type: count === 1 ? ev.type : "group", seq: count === 1 ? ev.seq : null, count, arr: outs, i, j,
-          x: xx, y: y0 + 3, bx0: xx - 3, bx1: x1 + 3, by0: y0 - 2, by1: y0 + 8, labelled: false, fixed };
+          x: xx, x1, y: y0 + 3, bx0: xx - 3, bx1: x1 + 3, by0: y0 - 2, by1: y0 + 8, labelled: false, fixed };
         marks.push(m);
         drawn++;
         if (count > 1) candidates.push({ m, prio: 4, text: `×${count}`, count: true, rows: [1, 0], x: x1 });
@@ -692,7 +692,7 @@ export class Timeline {
         }
         ctx.globalAlpha = 1;
         const m = { lane: row.key, track: "life", type: count === 1 ? ev.type : "group", seq: count === 1 ? ev.seq : null, count, arr: life, i, j,
-          x: xx, y: mid, bx0: xx - r - 2, bx1: x1 + r + 2, by0: mid - r - 2, by1: mid + r + 2, labelled: false, fixed };
+          x: xx, x1, y: mid, bx0: xx - r - 2, bx1: x1 + r + 2, by0: mid - r - 2, by1: mid + r + 2, labelled: false, fixed };
         marks.push(m);
         drawn++;
         const below = ev.type === "close" || ev.type === "disconnect";
@@ -1077,22 +1077,23 @@ export class Timeline {
   }
 
   /** The mark under a point of the stage: lifecycle marks first, then messages, then output;
-   *  last, the long part of an arrow (it crosses other lanes). */
+   *  last, the long part of an arrow (it crosses other lanes). Between marks of one kind whose
+   *  boxes touch, the nearest to the pointer. */
   hitTest(p) {
     let best = null;
-    let bestPrio = 9;
+    let bestScore = Infinity;
     const prio = { life: 0, msg: 1, out: 2 };
     for (const m of this.scene.marks) {
-      if (!m.fixed && p.y < this.scrollTopY) {
-        // scrolling lanes are hidden under the pinned ones
-        if (!(m.track === "msg" && p.x >= m.bx0 && p.x <= m.bx1 && p.y >= m.ay0 && p.y <= m.by0)) continue;
-      }
-      let pr = 9;
-      if (p.x >= m.bx0 && p.x <= m.bx1 && p.y >= m.by0 && p.y <= m.by1) pr = prio[m.track];
+      let pr = null;
+      const hidden = !m.fixed && p.y < this.scrollTopY; // scrolling lanes are under the pinned ones
+      if (!hidden && p.x >= m.bx0 && p.x <= m.bx1 && p.y >= m.by0 && p.y <= m.by1) pr = prio[m.track];
       else if (m.track === "msg" && p.x >= m.x - 3 && p.x <= m.x + 3 && p.y >= m.ay0 && p.y <= m.by0) pr = 5;
-      if (pr < bestPrio) {
+      if (pr == null) continue;
+      const dist = p.x < m.x ? m.x - p.x : p.x > m.x1 ? p.x - m.x1 : 0;
+      const score = pr * 1000 + dist + (m.count > 1 ? 0.5 : 0);
+      if (score < bestScore) {
         best = m;
-        bestPrio = pr;
+        bestScore = score;
       }
     }
     return best;

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from e2etest import App, overlapping_text
+from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-from playwright.sync_api import expect
 
 PAGES = {"explorer": "/", "examples": "/examples", "lesson": "/lesson", "lab": "/lab"}
 
@@ -66,3 +66,23 @@ def test_page_in_light_dark_and_narrow(
     page.keyboard.press("Tab")
     expect(page.locator(".skip-link")).to_be_focused()
     expect(html).to_have_attribute("data-theme", "light")  # the choice was kept
+
+
+def test_the_overlap_check_sees_text_over_text(page: Page) -> None:
+    """The check the screenshots rely on: text drawn over text is found; text side by side,
+    hidden, or scrolled out of its box is not."""
+    page.set_content(
+        """<div style="font: 14px/20px monospace">
+          <span style="position:absolute; left:10px; top:10px">exit SIGTERM</span>
+          <span style="position:absolute; left:40px; top:16px">close SIGTERM</span>
+          <span style="position:absolute; left:10px; top:60px">side</span>
+          <span style="position:absolute; left:60px; top:60px">by side</span>
+          <span style="position:absolute; left:10px; top:60px" hidden>hidden</span>
+          <div style="position:absolute; left:10px; top:100px; height:20px; overflow:hidden">
+            <div>in view</div><div>scrolled out</div></div>
+          <span style="position:absolute; left:10px; top:121px">below the box</span>
+        </div>"""
+    )
+    boxes, overlaps = overlapping_text(page)
+    assert boxes == 6  # "scrolled out" and the hidden span are not seen
+    assert len(overlaps) == 1 and "exit SIGTERM" in overlaps[0] and "close SIGTERM" in overlaps[0]

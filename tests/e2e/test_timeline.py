@@ -324,6 +324,19 @@ def test_lanes_are_grouped_collapsed_and_pinned(app: App) -> None:
     assert server["y"] < top
     lane.locator(".tl-pin").click()
     expect(lane.locator(".tl-pin")).to_have_attribute("aria-pressed", "false")
+    # The same from the keyboard: on the timeline, → goes to the selected job's first mark,
+    # C folds its lane, P pins it.
+    page.focus("#timeline .tl-plot")
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#timeline .tl-tip")).to_contain_text(job)
+    page.keyboard.press("c")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    page.keyboard.press("c")
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    page.keyboard.press("p")
+    expect(lane.locator(".tl-pin")).to_have_attribute("aria-pressed", "true")
+    page.keyboard.press("p")
+    expect(lane.locator(".tl-pin")).to_have_attribute("aria-pressed", "false")
     page.select_option("#kill-signal", "SIGTERM")
     page.click("#kill-form button[type=submit]")
     expect(page.locator(f'#tree .node[data-job="{job}"]')).to_have_attribute(
