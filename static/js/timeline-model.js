@@ -3,7 +3,7 @@
 // zoom and pan, the groups dense marks fall into, ticks, and where labels fit. timeline.js
 // turns this into pixels. Everything here is plain data, so it is cheap to redo per frame.
 
-import { messageDirection, messagePayload, preview } from "./store.js";
+import { jobsByParent, messageDirection, messagePayload, preview } from "./store.js";
 
 /** The three tracks of a lane: lifecycle marks, messages (arrows), output ticks. */
 const LIFE = new Set(["spawn", "exit", "close", "error", "disconnect", "dropped"]);
@@ -128,14 +128,7 @@ export const LANE = { server: 28, job: 38, collapsed: 16, grand: 22 };
  * @returns {{fixed: object[], scroll: object[], all: object[]}}
  */
 export function buildLanes(store, { filter = null, collapsed = new Set(), pinned = new Set() } = {}) {
-  const jobs = [...store.jobs.values()].filter((j) => (filter ? filter(j) : true));
-  const ids = new Set(jobs.map((j) => j.id));
-  const kids = new Map();
-  for (const j of jobs) {
-    const p = j.parent && ids.has(j.parent) ? j.parent : null;
-    if (!kids.has(p)) kids.set(p, []);
-    kids.get(p).push(j);
-  }
+  const kids = jobsByParent([...store.jobs.values()].filter((j) => (filter ? filter(j) : true)));
   const all = [{ key: "server", kind: "server", depth: 1, height: LANE.server, hasKids: false, n: 0 }];
   const walk = (j, depth, parentKey) => {
     const own = kids.get(j.id) ?? [];

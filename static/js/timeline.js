@@ -280,14 +280,19 @@ export class Timeline {
     this.moved();
   }
 
-  fitAll() {
-    this.fit = "all";
+  /** Fit the window to `fit` ("all" or "job") now; it keeps fitting while it follows live. */
+  fitTo(fit) {
+    this.fit = fit;
     this.win.ready = false;
     const keep = this.follow;
     this.follow = true;
     this.updateWindow();
     this.follow = keep;
     this.frame();
+  }
+
+  fitAll() {
+    this.fitTo("all");
   }
 
   /** Back to the live default: the last `windowSec` seconds, following new events. */
@@ -301,14 +306,8 @@ export class Timeline {
 
   fitJob() {
     if (!this.selectedJob) return;
-    this.fit = "job";
-    this.win.ready = false;
-    const keep = this.follow;
-    this.follow = true;
-    this.updateWindow();
-    this.follow = keep;
+    this.fitTo("job");
     this.revealLane(this.selectedJob);
-    this.frame();
   }
 
   /** Highlight a job's lanes and arrows (the explorer calls this when the tree selects one). */
@@ -555,9 +554,21 @@ export class Timeline {
       const lane = this.index.lanes.get(row.key);
       if (!lane) continue;
       const d = { row, top, fixed, lane, mid: top + row.height / 2, msg: [], out: [], life: [] };
+      // Each group becomes a mark: its events (arr[i..j)), where it starts and ends on screen.
       for (const track of ["msg", "out", "life"]) {
+        const arr = lane[track];
         const gap = track === "life" && !row.collapsed ? 4 : GAP_PX;
-        forGroups(lane[track], win.start, win.end, pxPerSec, gap, (i, j) => d[track].push(i, j));
+        forGroups(arr, win.start, win.end, pxPerSec, gap, (i, j) => {
+          const ev = arr[i];
+          const count = j - i;
+          // Arrows sit on the middle of a pixel, so a 1 px line is one sharp column.
+          const x0 = track === "msg" ? Math.round(x(ev.t)) + 0.5 : x(ev.t);
+          d[track].push({
+            lane: row.key, track, arr, i, j, count, ev, fixed, labelled: false,
+            type: count === 1 ? ev.type : "group", seq: count === 1 ? ev.seq : null,
+            x: x0, x1: count > 1 ? x(arr[j - 1].t) : x0,
+          });
+        });
       }
       lanesDrawn.push(d);
     }
@@ -575,19 +586,15 @@ export class Timeline {
       if (!d.fixed && d.mid < clipTop) continue;
       const dim = selected && selected !== d.row.key;
       const laneEnd = d.row.collapsed ? d.mid : d.mid - 4;
-      const msgs = d.lane.msg;
-      for (let g = 0; g < d.msg.length; g += 2) {
-        const i = d.msg[g];
-        const j = d.msg[g + 1];
-        const ev = msgs[i];
-        const xx = Math.round(x(ev.t)) + 0.5;
-        const dir = j - i === 1 ? messageDirection(ev) : groupDirection(msgs, i, j);
+      for (const m of d.msg) {
+        const { ev, x: xx } = m;
+        const dir = (m.dir = m.count === 1 ? messageDirection(ev) : groupDirection(m.arr, m.i, m.j));
         const colour = dir === "to_child" ? col.child : dir === "to_parent" ? col.parent : col.muted;
-        const size = j - i === 1 ? (ev._size ??= byteLength(messagePayload(ev))) : 0;
+        const size = m.count === 1 ? (ev._size ??= byteLength(messagePayload(ev))) : 0;
         ctx.globalAlpha = dim ? 0.16 : selected ? 1 : 0.8;
         ctx.strokeStyle = colour;
         ctx.fillStyle = colour;
-        ctx.lineWidth = j - i === 1 ? Math.min(4, 1 + Math.log10(size + 1) / 1.5) + (selected && !dim ? 0.5 : 0) : 1.5;
+        ctx.lineWidth = m.count === 1 ? Math.min(4, 1 + Math.log10(size + 1) / 1.5) + (selected && !dim ? 0.5 : 0) : 1.5;
         ctx.beginPath();
         ctx.moveTo(xx, dir === "to_child" ? serverEnd : laneEnd);
         ctx.lineTo(xx, dir === "to_child" ? laneEnd - 5 : serverEnd + 5);
@@ -611,17 +618,11 @@ export class Timeline {
 
       // Messages: a dot where the arrow meets the lane; a reply's round trip as a thin bracket
       // back to the request it answers; a group as a bar.
-      const msgs = lane.msg;
-      for (let g = 0; g < d.msg.length; g += 2) {
-        const i = d.msg[g];
-        const j = d.msg[g + 1];
-        const ev = msgs[i];
-        const count = j - i;
-        const xx = Math.round(x(ev.t)) + 0.5;
-        const dir = count === 1 ? messageDirection(ev) : groupDirection(msgs, i, j);
+      for (const m of d.msg) {
+        const { ev, count, x: xx, x1 } = m;
+        const dir = m.dir ?? (m.count === 1 ? messageDirection(ev) : groupDirection(m.arr, m.i, m.j));
         ctx.fillStyle = dir === "to_child" ? col.child : dir === "to_parent" ? col.parent : col.muted;
         ctx.globalAlpha = dim ? 0.3 : 1;
-        const x1 = count > 1 ? x(msgs[j - 1].t) : xx;
         if (count > 1) roundRect(ctx, xx - 2, mid - 3, x1 - xx + 4, 6, 3);
         else {
           if (ev._latency != null && !small) {
@@ -633,8 +634,7 @@ export class Timeline {
           ctx.fill();
         }
         ctx.globalAlpha = 1;
-        const m = { lane: row.key, track: "msg", type: count === 1 ? "message" : "group", seq: count === 1 ? ev.seq : null, count, arr: msgs, i, j,
-          x: xx, x1, y: top + 5, bx0: xx - 4, bx1: x1 + 4, by0: top, by1: mid + 4, ay0: serverMid, labelled: false, fixed };
+        Object.assign(m, { y: top + 5, bx0: xx - 4, bx1: x1 + 4, by0: top, by1: mid + 4, ay0: serverMid });
         marks.push(m);
         drawn++;
         if (count === 1) candidates.push({ m, prio: 1, text: messageLabel(ev), rows: dir === "to_child" ? [1, 0] : [0, 1] });
@@ -642,21 +642,14 @@ export class Timeline {
       }
 
       // Output: thin ticks under the midline; a group as a bar.
-      const outs = lane.out;
-      for (let g = 0; g < d.out.length; g += 2) {
-        const i = d.out[g];
-        const j = d.out[g + 1];
-        const ev = outs[i];
-        const xx = x(ev.t);
-        const count = j - i;
-        const x1 = count > 1 ? x(outs[j - 1].t) : xx;
+      for (const m of d.out) {
+        const { ev, count, x: xx, x1 } = m;
         ctx.fillStyle = ev.type === "stderr" ? col.stderr : col.muted;
         ctx.globalAlpha = dim ? 0.3 : 0.85;
         const y0 = small ? mid + 2 : mid + 6;
         ctx.fillRect(xx - 1, y0, Math.max(2, x1 - xx + 2), small ? 4 : 6);
         ctx.globalAlpha = 1;
-        const m = { lane: row.key, track: "out", type: count === 1 ? ev.type : "group", seq: count === 1 ? ev.seq : null, count, arr: outs, i, j,
-          x: xx, x1, y: y0 + 3, bx0: xx - 3, bx1: x1 + 3, by0: y0 - 2, by1: y0 + 8, labelled: false, fixed };
+        Object.assign(m, { y: y0 + 3, bx0: xx - 3, bx1: x1 + 3, by0: y0 - 2, by1: y0 + 8 });
         marks.push(m);
         drawn++;
         if (count > 1) candidates.push({ m, prio: 4, text: `×${count}`, count: true, rows: [1, 0], x: x1 });
@@ -665,13 +658,8 @@ export class Timeline {
       // Lifecycle: a dot per event (close is a ring, so the exit under it stays visible).
       const life = lane.life;
       const r = small ? 3.5 : 5;
-      for (let g = 0; g < d.life.length; g += 2) {
-        const i = d.life[g];
-        const j = d.life[g + 1];
-        const ev = life[i];
-        const xx = x(ev.t);
-        const count = j - i;
-        const x1 = count > 1 ? x(life[j - 1].t) : xx;
+      for (const m of d.life) {
+        const { ev, count, i, j, x: xx, x1 } = m;
         ctx.globalAlpha = dim ? 0.45 : 1;
         if (count > 1) {
           ctx.fillStyle = life.slice(i, j).some(isBad) ? col.bad : col.muted;
@@ -691,8 +679,7 @@ export class Timeline {
           ctx.fill();
         }
         ctx.globalAlpha = 1;
-        const m = { lane: row.key, track: "life", type: count === 1 ? ev.type : "group", seq: count === 1 ? ev.seq : null, count, arr: life, i, j,
-          x: xx, x1, y: mid, bx0: xx - r - 2, bx1: x1 + r + 2, by0: mid - r - 2, by1: mid + r + 2, labelled: false, fixed };
+        Object.assign(m, { y: mid, bx0: xx - r - 2, bx1: x1 + r + 2, by0: mid - r - 2, by1: mid + r + 2 });
         marks.push(m);
         drawn++;
         const below = ev.type === "close" || ev.type === "disconnect";

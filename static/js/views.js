@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import { h, fmtBytes, fmtMs, fmtClock, adaptiveThrottle, download, copyText } from "./ui.js";
-import { messageDirection, messagePayload, stateText, stringify } from "./store.js";
+import { jobsByParent, messageDirection, messagePayload, stateText, stringify } from "./store.js";
 
 /** Start-up cost of a job: time to `spawn` and to its first message, from the job's start. */
 export function startupCost(j) {
@@ -126,13 +126,7 @@ export class TreeView {
       }
       return true;
     });
-    const ids = new Set(shown.map((j) => j.id));
-    const byParent = new Map();
-    for (const j of shown) {
-      const p = j.parent && ids.has(j.parent) ? j.parent : null;
-      if (!byParent.has(p)) byParent.set(p, []);
-      byParent.get(p).push(j);
-    }
+    const byParent = jobsByParent(shown);
     const top = byParent.get(null) ?? [];
     const capped = top.slice(-MAX_ROWS);
 

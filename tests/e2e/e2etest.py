@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 #: Milliseconds to wait for something a child does: a Node child on a busy 2-core box can
 #: take a while to start.
@@ -39,6 +39,31 @@ class App:
     def launch(self, spec: dict) -> dict:
         job = self.api("POST", "/api/jobs", spec)
         return job.get("job", job)
+
+
+def launch_fork(
+    page: Page, program: str, message: str = "", transport: str = "auto", args: str = ""
+) -> str:
+    """Fork `program` from the launch panel as a person does; the id of the job it launched
+    (the page selects it once it is in the tree)."""
+    page.select_option("#l-kind", "fork")
+    page.select_option("#l-program", program)
+    page.select_option("#l-transport", transport)
+    page.fill("#l-message", message)
+    page.fill("#l-args", args)
+    page.fill("#l-count", "1")
+    msg = page.locator("#launch-msg")
+    before = msg.inner_text()
+    selected = page.locator('#tree .node[aria-selected="true"]')
+    earlier = selected.get_attribute("data-job") if selected.count() else None
+    page.click("#l-submit")
+    expect(msg).not_to_have_text(before, timeout=SLOW)  # not an earlier launch's line
+    expect(msg).to_contain_text("Launched", timeout=SLOW)
+    node = page.locator(f'#tree .node[aria-selected="true"]:not([data-job="{earlier}"])')
+    expect(node).to_have_count(1, timeout=SLOW)
+    job_id = node.get_attribute("data-job")
+    assert job_id
+    return job_id
 
 
 # ---------------------------------------------------------------- text that overlaps other text

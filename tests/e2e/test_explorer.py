@@ -12,19 +12,8 @@ import re
 import time
 from pathlib import Path
 
-from e2etest import SLOW, App
+from e2etest import SLOW, App, launch_fork
 from playwright.sync_api import Page, expect
-
-
-def launch_fork(page: Page, program: str, message: str = "", transport: str = "auto") -> None:
-    page.select_option("#l-kind", "fork")
-    page.select_option("#l-program", program)
-    page.select_option("#l-transport", transport)
-    page.fill("#l-message", message)
-    page.fill("#l-args", "")
-    page.fill("#l-count", "1")
-    page.click("#l-submit")
-    expect(page.locator("#launch-msg")).to_contain_text("Launched", timeout=SLOW)
 
 
 def launch_command(page: Page, kind: str, command: str, args: str, **opts: str) -> None:

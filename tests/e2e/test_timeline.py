@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from e2etest import SLOW, App, overlapping_text, write_trace
+from e2etest import SLOW, App, launch_fork, overlapping_text, write_trace
 from playwright.sync_api import Page, expect
 
 
@@ -28,28 +28,6 @@ def box(page: Page, selector: str) -> dict[str, float]:
 def view(page: Page) -> tuple[float, float]:
     start, end = page.evaluate("[ipcExplorer.timeline.view.start, ipcExplorer.timeline.view.end]")
     return start, end
-
-
-def launched_job(page: Page) -> str:
-    """The job the launch panel just launched and selected."""
-    node = page.locator('#tree .node[aria-selected="true"]')
-    expect(node).to_have_count(1, timeout=SLOW)
-    job_id = node.get_attribute("data-job")
-    assert job_id
-    return job_id
-
-
-def launch(page: Page, program: str, args: str = "", message: str = "") -> str:
-    page.select_option("#l-kind", "fork")
-    page.select_option("#l-program", program)
-    page.fill("#l-args", args)
-    page.fill("#l-message", message)
-    page.fill("#l-count", "1")
-    before = page.locator("#launch-msg").inner_text()
-    page.click("#l-submit")
-    expect(page.locator("#launch-msg")).not_to_have_text(before, timeout=SLOW)
-    expect(page.locator("#launch-msg")).to_contain_text("Launched", timeout=SLOW)
-    return launched_job(page)
 
 
 def labels(page: Page, job: str):
@@ -77,14 +55,20 @@ def plot_centre(page: Page) -> tuple[float, float]:
 
 
 def load_trace(page: Page, path: Path, events: int) -> None:
+    """Load an exported run with "Load & replay"; return once the timeline has drawn it."""
     page.set_input_files("#log-load", str(path))
     expect(page.locator("#replay-banner")).to_contain_text(f"{events} events", timeout=SLOW)
+    page.wait_for_function(
+        "(n) => { const t = ipcExplorer.timeline;"
+        " return t.store.events.length === n && t.scene.laneCount === t.store.jobs.size + 1; }",
+        arg=events,
+    )
 
 
 # ---------------------------------------------------------------- zoom, pan, fit, overview
 def test_zoom_pan_and_fit_with_mouse_and_keys(app: App) -> None:
     page = app.open("/")
-    job = launch(page, "progress.py", "12 30")
+    job = launch_fork(page, "progress.py", args="12 30")
     node = page.locator(f'#tree .node[data-job="{job}"]')
     expect(node).to_have_attribute("data-state", "exited", timeout=SLOW)
 
@@ -174,7 +158,7 @@ def test_zoom_pan_and_fit_with_mouse_and_keys(app: App) -> None:
 
 def test_overview_strip_drags_the_window(app: App) -> None:
     page = app.open("/")
-    launch(page, "progress.py", "6 20")
+    launch_fork(page, "progress.py", args="6 20")
     page.click("#tl-fit-all")
     x, y = plot_centre(page)
     page.mouse.move(x, y)
@@ -207,7 +191,7 @@ def test_overview_strip_drags_the_window(app: App) -> None:
 # ---------------------------------------------------------------- arrows, payloads, selection
 def test_click_an_arrow_to_open_its_payload(app: App) -> None:
     page = app.open("/")
-    job = launch(page, "compute.js", message="开始计算")
+    job = launch_fork(page, "compute.js", "开始计算")
     page.click("#tl-fit-job")
     reply = labels(page, job).filter(has_text="50005000")
     expect(reply).to_be_visible(timeout=SLOW)
@@ -263,8 +247,8 @@ def contrast(page: Page, x: float, y: float) -> float:
 
 def test_select_a_job_highlights_its_lanes_and_arrows(app: App) -> None:
     page = app.open("/")
-    first = launch(page, "compute.py", message='{"min": 0, "max": 10}')
-    second = launch(page, "compute.py", message='{"min": 0, "max": 20}')
+    first = launch_fork(page, "compute.py", '{"min": 0, "max": 10}')
+    second = launch_fork(page, "compute.py", '{"min": 0, "max": 20}')
     for job in (first, second):
         expect(page.locator(f'#tree .node[data-job="{job}"]')).to_have_attribute(
             "data-state", "exited", timeout=SLOW
@@ -295,7 +279,7 @@ def test_select_a_job_highlights_its_lanes_and_arrows(app: App) -> None:
 
 def test_lanes_are_grouped_collapsed_and_pinned(app: App) -> None:
     page = app.open("/")
-    job = launch(page, "grandchildren.py", "2 30")
+    job = launch_fork(page, "grandchildren.py", args="2 30")
     lane = page.locator(f'#timeline .tl-lane[data-job="{job}"]')
     expect(lane).to_be_visible(timeout=SLOW)
     grand = page.locator(f'#timeline .tl-lane[data-parent="{job}"]')
@@ -577,8 +561,8 @@ def test_smooth_with_20000_events_on_200_lanes(app: App, tmp_path: Path, browser
     page = app.open("/")
     trace = write_trace(tmp_path / "big.ndjson", jobs=200, events=20_000)
     load_trace(page, trace, 20_000)
-    expect(page.locator("#timeline .tl-lane[data-job]").first).to_be_visible()
-    assert page.evaluate("ipcExplorer.timeline.scene.laneCount") >= 201  # the server's + 200
+    # The replay's lanes: the server's and 200 (the page draws the file at its next frame).
+    page.wait_for_function("ipcExplorer.timeline.scene.laneCount === 201")
     page.click("#tl-fit-all")
     # Let the page settle after loading the file (the process panel and the event log draw
     # the 200 jobs once), so what is measured is the zooming and panning.
