@@ -105,15 +105,46 @@ export class EventIndex {
     if (ev.t > lane.last) lane.last = ev.t;
   }
 
-  /** The events of `job` in [start, end], all tracks, in time order (for keyboard walking). */
-  between(job, start, end) {
+  /**
+   * The event of `job` next to `from` in time order (then seq), over all its tracks: the
+   * first after it (`dir` 1) or the last before it (-1). `from` may be a bare time, `{t}`.
+   * A few binary searches, however many events the lane has (for keyboard walking).
+   */
+  step(job, from, dir) {
     const lane = this.lanes.get(job);
-    if (!lane) return [];
-    const out = [];
+    if (!lane) return null;
+    const t = from.t;
+    const seq = from.seq ?? (dir > 0 ? -Infinity : Infinity);
+    const after = (ev) => ev.t > t || (ev.t === t && (ev.seq ?? 0) > seq);
+    const before = (ev) => ev.t < t || (ev.t === t && (ev.seq ?? 0) < seq);
+    let best = null;
     for (const arr of [lane.life, lane.msg, lane.out]) {
-      for (let i = lowerBound(arr, start); i < arr.length && arr[i].t <= end; i++) out.push(arr[i]);
+      let k;
+      if (dir > 0) {
+        k = t === -Infinity ? 0 : lowerBound(arr, t);
+        while (k < arr.length && !after(arr[k])) k++;
+        if (k < arr.length && (!best || arr[k].t < best.t || (arr[k].t === best.t && arr[k].seq < best.seq))) best = arr[k];
+      } else {
+        k = (t === Infinity ? arr.length : lowerBound(arr, t, 0, true)) - 1;
+        while (k >= 0 && !before(arr[k])) k--;
+        if (k >= 0 && (!best || arr[k].t > best.t || (arr[k].t === best.t && arr[k].seq > best.seq))) best = arr[k];
+      }
     }
-    return out.sort((a, b) => a.t - b.t || (a.seq ?? 0) - (b.seq ?? 0));
+    return best;
+  }
+
+  /** The event of `job` nearest in time to `t`. */
+  nearest(job, t) {
+    const a = this.step(job, { t }, 1);
+    const b = this.step(job, { t }, -1);
+    if (!a || !b) return a ?? b;
+    return a.t - t < t - b.t ? a : b;
+  }
+
+  /** Whether `job` has an event in [start, end]. */
+  hasBetween(job, start, end) {
+    const ev = this.step(job, { t: start }, 1);
+    return !!ev && ev.t <= end;
   }
 }
 

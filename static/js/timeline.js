@@ -89,7 +89,7 @@ export class Timeline {
     this.pinned = new Set();
     this.selectedJob = null;
     this.selectedSeq = null;
-    this.cursor = null; // {lane, seq}: the keyboard's mark
+    this.cursor = null; // {lane, ev}: the keyboard's mark
     this.scrollTop = 0;
     this.drawn = 0;
     this.stats = { draws: 0, drawMs: [] };
@@ -722,7 +722,7 @@ export class Timeline {
 
     // The keyboard's mark and the chosen one get a ring.
     for (const m of marks) {
-      const isCursor = this.cursor && m.seq != null && m.seq === this.cursor.seq;
+      const isCursor = this.cursor && m.count === 1 && m.ev === this.cursor.ev;
       if (!isCursor && (m.seq == null || m.seq !== this.selectedSeq)) continue;
       if (!m.fixed && (m.y < clipTop || m.y > this.viewH)) continue;
       ctx.strokeStyle = col.focus;
@@ -1009,11 +1009,15 @@ export class Timeline {
       const d = this.drag;
       this.drag = null;
       if (!d || d.moved || e.type === "pointercancel") return;
-      // A click: a label chooses its mark; a mark or arrow itself; a group zooms in to it.
+      // A click chooses the mark or arrow under it (a group zooms in to it); on a label with
+      // no mark under the pointer, the label's mark (a label may lie over another's arrow).
+      const p = this.local(e);
+      const hit = this.hitTest(p);
+      const onMark = hit && p.x >= hit.bx0 && p.x <= hit.bx1 && p.y >= hit.by0 && p.y <= hit.by1;
       const labelled = d.target?.closest?.(".tl-label")?._mark;
-      if (labelled && this.scene.marks.includes(labelled)) return this.choose(labelled);
-      const hit = this.hitTest(this.local(e));
-      if (hit) this.choose(hit);
+      if (onMark || !labelled || !this.scene.marks.includes(labelled)) {
+        if (hit) this.choose(hit);
+      } else this.choose(labelled);
     };
     stage.addEventListener("pointerup", end);
     stage.addEventListener("pointercancel", end);
@@ -1098,7 +1102,7 @@ export class Timeline {
     }
     const ev = m.arr[m.i];
     this.selectedSeq = ev.seq;
-    this.cursor = { lane: m.lane, seq: ev.seq };
+    this.cursor = { lane: m.lane, ev };
     this.onSelect(ev);
     this.frame();
   }
@@ -1128,8 +1132,7 @@ export class Timeline {
     return `${eventLabel(ev)} · ${fmtClock(ev.t)} · ${who}`;
   }
 
-  showTip(m, p) {
-    const text = this.tipText(m);
+  showTip(m, p, text = this.tipText(m)) {
     if (this.tip._text !== text) this.tip.textContent = this.tip._text = text;
     this.tip.hidden = false;
     const tw = this.tip.offsetWidth;
@@ -1197,16 +1200,8 @@ export class Timeline {
   }
 
   cursorTime() {
-    if (!this.cursor) return null;
-    const ev = this.findEvent(this.cursor.lane, this.cursor.seq);
+    const ev = this.cursor?.ev;
     return ev && ev.t >= this.win.start && ev.t <= this.win.end ? ev.t : null;
-  }
-
-  findEvent(lane, seq) {
-    const l = this.index.lanes.get(lane);
-    if (!l) return null;
-    for (const arr of [l.life, l.msg, l.out]) for (const ev of arr) if (ev.seq === seq) return ev;
-    return null;
   }
 
   /** Lanes that have events, in order, for the keyboard. */
@@ -1214,27 +1209,26 @@ export class Timeline {
     return [...this.lanes.fixed, ...this.lanes.scroll].filter((r) => r.kind === "job" && this.index.lanes.has(r.key));
   }
 
+  /** The next (dir 1) or previous (-1) mark on the cursor's lane, the first / last (±Infinity);
+   *  with no cursor yet, the first mark in view on the selected job's lane or the first lane. */
   stepMark(dir) {
     const rows = this.jobRows();
     if (!rows.length) return;
     let lane = this.cursor?.lane;
+    let from = this.cursor?.ev;
     if (!lane || !rows.some((r) => r.key === lane)) {
+      const { start, end } = this.win;
       lane = (this.selectedJob && rows.find((r) => r.key === this.selectedJob)?.key)
-        ?? this.scene.lanesInView.find((key) => this.index.between(key, this.win.start, this.win.end).length)
+        ?? this.scene.lanesInView.find((key) => this.index.hasBetween(key, start, end))
         ?? rows[0].key;
+      from = null;
     }
-    const l = this.index.lanes.get(lane);
-    const all = this.index.between(lane, -Infinity, Infinity);
-    if (!all.length || !l) return;
-    let at = this.cursor?.lane === lane ? all.findIndex((ev) => ev.seq === this.cursor.seq) : -1;
-    if (at < 0) {
-      // Start from the first mark in view (or the last, going back).
-      const inView = all.findIndex((ev) => ev.t >= this.win.start);
-      at = dir > 0 ? Math.max(0, inView) - 1 : (inView < 0 ? all.length : inView + 1);
-      if (dir > 0 && at < -1) at = -1;
-    }
-    const next = dir === Infinity ? all.length - 1 : dir === -Infinity ? 0 : Math.min(all.length - 1, Math.max(0, at + dir));
-    this.moveCursor(lane, all[next]);
+    let ev;
+    if (dir === Infinity) ev = this.index.step(lane, { t: Infinity }, -1);
+    else if (dir === -Infinity) ev = this.index.step(lane, { t: -Infinity }, 1);
+    else if (from) ev = this.index.step(lane, from, dir) ?? from;
+    else ev = this.index.step(lane, { t: this.win.start }, 1) ?? this.index.step(lane, { t: Infinity }, -1);
+    if (ev) this.moveCursor(lane, ev);
   }
 
   stepLane(dir) {
@@ -1243,16 +1237,12 @@ export class Timeline {
     const at = rows.findIndex((r) => r.key === this.cursor?.lane);
     const row = rows[Math.min(rows.length - 1, Math.max(0, at < 0 ? 0 : at + dir))];
     // The mark nearest in time to where the cursor was.
-    const t = this.cursorTime() ?? (this.win.start + this.win.end) / 2;
-    const all = this.index.between(row.key, -Infinity, Infinity);
-    if (!all.length) return;
-    let best = all[0];
-    for (const ev of all) if (Math.abs(ev.t - t) < Math.abs(best.t - t)) best = ev;
-    this.moveCursor(row.key, best);
+    const ev = this.index.nearest(row.key, this.cursorTime() ?? (this.win.start + this.win.end) / 2);
+    if (ev) this.moveCursor(row.key, ev);
   }
 
   moveCursor(lane, ev) {
-    this.cursor = { lane, seq: ev.seq };
+    this.cursor = { lane, ev };
     // Keep it in view: pan (the span stays) and scroll the lanes.
     if (ev.t < this.win.start || ev.t > this.win.end) {
       const span = this.win.span;
@@ -1269,31 +1259,25 @@ export class Timeline {
   /** The tooltip at the keyboard's mark, read out once per move. */
   showCursorTip() {
     if (!this.cursor || document.activeElement !== this.plot) return;
-    const m = this.scene.marks.find((mk) => mk.seq === this.cursor.seq);
-    if (!m) {
+    const ev = this.cursor.ev;
+    const m = this.scene.marks.find((mk) => mk.count === 1 && mk.ev === ev);
+    let text;
+    if (m) text = this.showTip(m);
+    else {
       // In a group at this zoom: say so, at the group.
-      const ev = this.findEvent(this.cursor.lane, this.cursor.seq);
-      const g = ev && this.scene.marks.find((mk) => mk.lane === this.cursor.lane && mk.count > 1 && mk.arr[mk.i].t <= ev.t && mk.arr[mk.j - 1].t >= ev.t && mk.arr.includes(ev));
+      const g = this.scene.marks.find((mk) => mk.lane === this.cursor.lane && mk.count > 1 && mk.arr.slice(mk.i, mk.j).includes(ev));
       if (!g) return this.hideTip();
-      const text = `${this.tipText({ arr: [ev], i: 0, j: 1, count: 1, track: g.track })}\n(in a group of ${g.count}: W zooms in)`;
-      this.tip.textContent = this.tip._text = text;
-      this.tip.hidden = false;
-      this.tip.style.transform = `translate(${Math.round(Math.min(g.x + 12, this.width - this.tip.offsetWidth - 4))}px, ${Math.round(Math.min(g.y + 14, this.viewH - this.tip.offsetHeight))}px)`;
-      if (this.announceNext) this.announce.textContent = text;
-      this.announceNext = false;
-      return;
+      text = `${this.tipText({ arr: [ev], i: 0, j: 1, count: 1, track: g.track })}\n(in a group of ${g.count}: W zooms in)`;
+      this.showTip(g, null, text);
     }
-    const text = this.showTip(m);
     if (this.announceNext) this.announce.textContent = text;
     this.announceNext = false;
   }
 
   openCursor() {
     if (!this.cursor) return this.stepMark(1);
-    const ev = this.findEvent(this.cursor.lane, this.cursor.seq);
-    if (!ev) return;
-    this.selectedSeq = ev.seq;
-    this.onSelect(ev);
+    this.selectedSeq = this.cursor.ev.seq;
+    this.onSelect(this.cursor.ev);
     this.frame();
   }
 }

@@ -149,3 +149,38 @@ def test_zoom_keeps_its_anchor_and_ticks_keep_their_distance(harness: Page) -> N
     assert result["min"] > 0.99e-5  # never narrower than the feed's timestamps mean anything
     assert result["gaps"] and min(result["gaps"]) >= 110
     assert result["labels"] == ["1.5 s", "250 ms", "20 µs", "63 s"]
+
+
+def test_keyboard_walk_visits_every_mark_of_a_lane_in_order(harness: Page) -> None:
+    """→ and ← step through a lane's marks across its three tracks, ties in seq order."""
+    result = harness.evaluate(
+        """() => {
+          const s = new S.Store();
+          const types = ['spawn', 'message', 'stdout', 'message', 'stderr', 'exit', 'close'];
+          let seq = 1;
+          for (let k = 0; k < 40; k++) {
+            const type = types[k % types.length];
+            const data = type === 'message' ? {direction: 'to_child', message: k} : {text: 'x'};
+            // Pairs of events share a timestamp, across tracks.
+            s.apply({seq: seq++, job: 'a', pid: 1, type, t: 10 + Math.floor(k / 2), data});
+          }
+          const idx = new TM.EventIndex();
+          idx.update(s);
+          const want = s.events.map(e => e.seq);
+          const fwd = [];
+          const walk = (from, dir) => {
+            const out = [];
+            for (let e = idx.step('a', from, dir); e; e = idx.step('a', e, dir)) out.push(e.seq);
+            return out;
+          };
+          return {want, fwd: walk({t: -Infinity}, 1), back: walk({t: Infinity}, -1),
+                  near: idx.nearest('a', 14.4).t, none: idx.step('zz', {t: 0}, 1),
+                  inView: idx.hasBetween('a', 12.2, 12.8),
+                  notInView: idx.hasBetween('a', 100, 200)};
+        }"""
+    )
+    assert result["fwd"] == result["want"]
+    assert result["back"] == result["want"][::-1]
+    assert result["near"] == 14
+    assert result["none"] is None
+    assert result["inView"] is False and result["notInView"] is False
