@@ -91,6 +91,7 @@ export class Timeline {
     this.selectedSeq = null;
     this.cursor = null; // {lane, ev}: the keyboard's mark
     this.scrollTop = 0;
+    this.stick = true; // the lanes follow the newest (at the bottom) until the user scrolls up
     this.drawn = 0;
     this.stats = { draws: 0, drawMs: [] };
     this.scene = { marks: [], lanes: [], lanesInView: [], laneCount: 0 };
@@ -156,6 +157,7 @@ export class Timeline {
         this.toReveal = null; // the user's
       }
       this.ownScroll = null;
+      this.stick = this.scrollTop >= this.total - this.viewH - 2;
       this.frame();
     }, { passive: true });
   }
@@ -326,6 +328,16 @@ export class Timeline {
     this.frame();
   }
 
+  /** Lanes are in start order, so the newest are at the bottom: while the lanes are scrolled
+   *  to the bottom (as they start), they stay there as new lanes come, as a terminal does. */
+  stickToBottom() {
+    const max = this.total - this.viewH;
+    if (this.stick && !this.toReveal && this.scrollTop < max) {
+      this.scrollTop = max;
+      this.scroller.scrollTop = this.ownScroll = max;
+    }
+  }
+
   scrollToReveal() {
     const id = this.toReveal;
     if (!id || !this.lanes) return;
@@ -369,6 +381,7 @@ export class Timeline {
       this.sized = false;
     }
     this.layout();
+    this.stickToBottom();
     this.scrollToReveal();
     this.updateWindow();
     this.paint();

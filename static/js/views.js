@@ -67,6 +67,13 @@ export class TreeView {
       localStorage.setItem(HIDE_FINISHED_KEY, this.hideFinished ? "1" : "0");
       this.draw();
     });
+    // Jobs are listed in start order, the newest last: while the list is scrolled to its end
+    // (as it starts) it stays there as jobs come, as a terminal does.
+    this.stick = true;
+    this.scrollEl?.addEventListener("scroll", () => {
+      const box = this.scrollEl;
+      this.stick = box.scrollTop >= box.scrollHeight - box.clientHeight - 2;
+    }, { passive: true });
     root.addEventListener("keydown", (e) => this.onKey(e));
     root.addEventListener("click", (e) => this.onClick(e));
     root.addEventListener("focusin", (e) => {
@@ -148,11 +155,10 @@ export class TreeView {
     const stop = this.nodes.find((n) => n.dataset.key === this.focusKey) ?? this.nodes.find((n) => n.getAttribute("aria-selected") === "true") ?? this.nodes[0];
     stop.tabIndex = 0;
     if (hadFocus) (this.nodes.find((n) => n.dataset.key === hadFocus) ?? stop).focus({ preventScroll: true });
-    if (this.revealSelected) {
-      this.revealSelected = false;
-      const sel = this.nodes.find((n) => n.getAttribute("aria-selected") === "true");
-      if (sel) this.reveal(sel);
-    }
+    const sel = this.revealSelected && this.nodes.find((n) => n.getAttribute("aria-selected") === "true");
+    this.revealSelected = false;
+    if (sel) this.reveal(sel);
+    else if (this.stick && this.scrollEl) this.scrollEl.scrollTop = this.scrollEl.scrollHeight;
 
     const live = counts.running;
     if (this.countEl) this.countEl.textContent = `${jobs.length} jobs · ${live} running${shown.length < jobs.length ? ` · ${shown.length} shown` : ""}`;
@@ -204,8 +210,8 @@ export class TreeView {
             h("span", { class: "twisty", "aria-hidden": "true" }),
             h("span", { class: "dot" }),
             h("span", { class: "name" }, `grandchild ${pid}`),
-            h("span", { class: "state", dataset: { state: st } }, st === "ended" ? "ended with its parent" : st),
-            h("span", { class: "meta" }, `pid ${pid} · ppid ${g.ppid ?? j.pid ?? "?"}`)));
+            h("span", { class: "state", dataset: { state: st } }, st),
+            h("span", { class: "meta" }, `pid ${pid} · ppid ${g.ppid ?? j.pid ?? "?"}${st === "ended" ? " · ended with its parent" : ""}`)));
         })));
     }
     return li;
