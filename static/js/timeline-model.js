@@ -188,6 +188,7 @@ export class TimeWindow {
   constructor(start = 0, end = 1) {
     this.start = start;
     this.end = end;
+    this.ready = false; // false until a first view is chosen (a fit, or the user's)
   }
 
   get span() {
