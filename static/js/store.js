@@ -414,4 +414,17 @@ export function parseNDJSON(text) {
   return { events, bad };
 }
 
+/** Jobs by the job they were started from (key null: the server's own), in the order given;
+ *  a job whose parent is not among `jobs` counts as the server's, so it is not lost. */
+export function jobsByParent(jobs) {
+  const ids = new Set(jobs.map((j) => j.id));
+  const byParent = new Map();
+  for (const j of jobs) {
+    const p = j.parent && ids.has(j.parent) ? j.parent : null;
+    if (!byParent.has(p)) byParent.set(p, []);
+    byParent.get(p).push(j);
+  }
+  return byParent;
+}
+
 export { TEXT_TYPES };
