@@ -21,8 +21,8 @@ export function startupCost(j) {
 export function jobPhase(j) {
   if (j.state === "starting" || j.state === "running") return "running";
   if (j.error || j.signal || (j.exitCode != null && j.exitCode !== 0)) return "failed";
-  if (j.state === "exited" || j.state === "closed") return "finished";
-  return "failed"; // killed, error, failed: whatever the name, it did not end well
+  if (j.state === "exited") return "finished";
+  return "failed"; // signaled or failed (ipc.State): it did not end well
 }
 
 const HIDE_FINISHED_KEY = "tree.hideFinished";

@@ -62,7 +62,7 @@ def test_filters_search_and_hide_finished(app: App, fifty_jobs: None) -> None:
 
     failed = choose(page, "failed")
     assert failed, "the fifty jobs include failures"
-    assert all(re.match(r"^(exited [1-9]\d*|killed|error|failed)", s) for s in failed), failed
+    assert all(re.match(r"^(exited [1-9]\d*|signaled|failed)", s) for s in failed), failed
 
     running = choose(page, "running")
     assert running and all(s in ("running", "starting") for s in running), running

@@ -324,7 +324,7 @@ def test_lanes_are_grouped_collapsed_and_pinned(app: App) -> None:
     page.select_option("#kill-signal", "SIGTERM")
     page.click("#kill-form button[type=submit]")
     expect(page.locator(f'#tree .node[data-job="{job}"]')).to_have_attribute(
-        "data-state", "killed", timeout=SLOW
+        "data-state", "signaled", timeout=SLOW
     )
 
 
