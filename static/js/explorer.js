@@ -21,6 +21,8 @@ const timeline = new Timeline($("#timeline"), live, {
     showDetails($("#details"), ev, view);
     if (ev.job && view.jobs.has(ev.job)) tree.select(ev.job);
   },
+  // A lane's name selects its job everywhere (the tree, the console, the timeline).
+  onSelectJob: (id) => tree.select(id),
 });
 
 const consoleView = new ConsoleView({
@@ -35,8 +37,14 @@ const consoleView = new ConsoleView({
 
 const tree = new TreeView($("#tree"), live, {
   countEl: $("#tree-count"),
+  scrollEl: $("#tree-scroll"),
+  filters: $("#tree-filters"),
+  search: $("#tree-search"),
+  hideFinished: $("#tree-hide-finished"),
+  hiddenEl: $("#tree-hidden"),
   onSelect: (id) => {
     selectedJob = id;
+    timeline.selectJob(id);
     const j = view.jobs.get(id);
     $("#job-title").textContent = j ? `${id} · ${j.label || j.kind || ""} · pid ${j.pid ?? "?"}` : "select a process";
     consoleView.show(id);
@@ -321,6 +329,9 @@ $("#log-export").addEventListener("click", () => {
 function setView(store, label) {
   view = store;
   timeline.setStore(store);
+  // A replay is seen whole; live, the last half minute follows the newest events.
+  if (store === live) timeline.followRecent();
+  else timeline.fitAll();
   tree.setStore(store);
   consoleView.setStore(store);
   log.setStore(store);
@@ -336,8 +347,6 @@ $("#log-load").addEventListener("change", async (e) => {
   loaded = events;
   const replay = new Store({ maxEvents: Math.max(100000, events.length) });
   replay.applyAll(events);
-  $("#tl-window").value = "0";
-  timeline.windowSec = 0;
   setView(replay, `Replaying ${file.name}: ${events.length} events${bad ? `, ${bad} unreadable lines skipped` : ""}. Live events keep arriving in the background.`);
   e.target.value = "";
 });

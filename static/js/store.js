@@ -170,6 +170,7 @@ export class Store {
     this.droppedEvents = 0; // dropped from this store's memory (oldest first)
     this.serverDropped = 0; // announced by the server in `dropped` events
     this.jobs = new Map();
+    this.hosts = new Set(); // the runners whose children the jobs are (several with --redis)
     this.lastSeq = null;
     this.firstT = null;
     this.lastT = null;
@@ -204,7 +205,10 @@ export class Store {
     if (obj.number != null) j.number = obj.number;
     if (obj.ppid != null) j.ppid = obj.ppid;
     if (obj.parent != null) j.parent = obj.parent;
-    if (obj.host) j.host = obj.host;
+    if (obj.host) {
+      j.host = obj.host;
+      this.hosts.add(obj.host);
+    }
     if (obj.kind) j.kind = obj.kind;
     if (obj.transport) j.transport = obj.transport;
     const label = obj.program ?? obj.command;
@@ -261,7 +265,10 @@ export class Store {
     if (ev.t != null) j.lastT = ev.t;
     j.eventCount++;
     if (ev.pid != null && j.pid == null) j.pid = ev.pid;
-    if (ev.host && j.host == null) j.host = ev.host;
+    if (ev.host && j.host == null) {
+      j.host = ev.host;
+      this.hosts.add(ev.host);
+    }
     switch (ev.type) {
       case "spawn":
         j.spawnAt = ev.t;
@@ -425,6 +432,19 @@ export function parseNDJSON(text) {
   }
   events.sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
   return { events, bad };
+}
+
+/** Jobs by the job they were started from (key null: the server's own), in the order given;
+ *  a job whose parent is not among `jobs` counts as the server's, so it is not lost. */
+export function jobsByParent(jobs) {
+  const ids = new Set(jobs.map((j) => j.id));
+  const byParent = new Map();
+  for (const j of jobs) {
+    const p = j.parent && ids.has(j.parent) ? j.parent : null;
+    if (!byParent.has(p)) byParent.set(p, []);
+    byParent.get(p).push(j);
+  }
+  return byParent;
 }
 
 export { TEXT_TYPES };

@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import { h, fmtBytes, fmtMs, fmtClock, adaptiveThrottle, download, copyText } from "./ui.js";
-import { jobName, messageDirection, messagePayload, stateText, stringify } from "./store.js";
+import { jobName, jobsByParent, messageDirection, messagePayload, stateText, stringify } from "./store.js";
 
 /** Start-up cost of a job: time to `spawn` and to its first message, from the job's start. */
 export function startupCost(j) {
@@ -14,13 +14,72 @@ export function startupCost(j) {
   };
 }
 
+/**
+ * Where a job stands, in three words the filters use: "running" (starting or running),
+ * "finished" (exited with code 0) or "failed" (another code, a signal, or an error).
+ */
+export function jobPhase(j) {
+  if (j.state === "starting" || j.state === "running") return "running";
+  if (j.error || j.signal || (j.exitCode != null && j.exitCode !== 0)) return "failed";
+  if (j.state === "exited") return "finished";
+  return "failed"; // signaled or failed (ipc.State): it did not end well
+}
+
+const HIDE_FINISHED_KEY = "tree.hideFinished";
+const MAX_ROWS = 500;
+
+/**
+ * The process panel: the server, its jobs (a child job under its parent) and their
+ * grandchildren, each parent with the count of its children. It scrolls inside its own box;
+ * it filters by phase (running / finished / failed) and by text, and can fold finished jobs
+ * away. Keyboard: the WAI-ARIA tree pattern (one tab stop; ↑ ↓ move, → opens or steps in,
+ * ← closes or steps out, Home / End, Enter or Space selects).
+ */
 export class TreeView {
-  constructor(root, store, { onSelect, countEl, serverPid = null } = {}) {
+  constructor(root, store, { onSelect, countEl, serverPid = null, scrollEl = null, filters = null, search = null, hideFinished = null, hiddenEl = null } = {}) {
     this.root = root;
     this.onSelect = onSelect ?? (() => {});
     this.countEl = countEl;
+    this.scrollEl = scrollEl ?? root.parentElement;
+    this.filtersEl = filters;
+    this.searchEl = search;
+    this.hideEl = hideFinished;
+    this.hiddenEl = hiddenEl;
     this.selected = null;
     this.serverPid = serverPid;
+    this.phase = "all";
+    this.query = "";
+    this.collapsed = new Set();
+    this.focusKey = null; // the node that holds the tree's one tab stop
+    this.hideFinished = localStorage.getItem(HIDE_FINISHED_KEY) === "1";
+    if (this.hideEl) this.hideEl.checked = this.hideFinished;
+    // What the user changes shows at once (the list is redrawn now, not at the next tick).
+    filters?.addEventListener("change", (e) => {
+      this.phase = e.target.value;
+      this.draw();
+    });
+    search?.addEventListener("input", () => {
+      this.query = search.value.trim().toLowerCase();
+      this.draw();
+    });
+    hideFinished?.addEventListener("change", () => {
+      this.hideFinished = hideFinished.checked;
+      localStorage.setItem(HIDE_FINISHED_KEY, this.hideFinished ? "1" : "0");
+      this.draw();
+    });
+    // Jobs are listed in start order, the newest last: while the list is scrolled to its end
+    // (as it starts) it stays there as jobs come, as a terminal does.
+    this.stick = true;
+    this.scrollEl?.addEventListener("scroll", () => {
+      const box = this.scrollEl;
+      this.stick = box.scrollTop >= box.scrollHeight - box.clientHeight - 2;
+    }, { passive: true });
+    root.addEventListener("keydown", (e) => this.onKey(e));
+    root.addEventListener("click", (e) => this.onClick(e));
+    root.addEventListener("focusin", (e) => {
+      const node = e.target.closest?.(".node");
+      if (node) this.moveTabStop(node);
+    });
     this.schedule = adaptiveThrottle(() => this.draw(), 100);
     this.setStore(store);
   }
@@ -34,52 +93,102 @@ export class TreeView {
 
   select(id) {
     this.selected = id;
+    this.focusKey = id;
+    this.revealSelected = true;
     this.schedule.now();
     this.onSelect(id);
+  }
+
+  matches(j) {
+    if (!this.query) return true;
+    const grand = (j.grandchildren ?? []).map((g) => g.pid ?? g).join(" ");
+    const text = `${j.id} ${j.label} ${j.kind ?? ""} ${j.transport ?? ""} pid ${j.pid ?? ""} ${stateText(j)} ${jobPhase(j)} ${grand}`.toLowerCase();
+    return text.includes(this.query);
   }
 
   draw() {
     const jobs = [...this.store.jobs.values()];
     // Output does not change the tree: redraw only when something it shows changed.
-    const sig = `${this.selected}|${jobs.map((j) => `${j.id}:${j.number}:${j.host}:${j.state}:${j.pid}:${j.rss}:${j.label}:${j.spawnAt}:${j.firstMessageAt}:${j.startedAt}:${j.grandchildren.length}`).join(",")}`;
+    const sig = `${this.selected}|${this.phase}|${this.query}|${this.hideFinished}|${[...this.collapsed]}|${jobs.map((j) => `${j.id}:${j.number}:${j.host}:${j.state}:${j.pid}:${j.rss}:${j.label}:${j.spawnAt}:${j.firstMessageAt}:${j.startedAt}:${j.grandchildren.length}`).join(",")}`;
     if (sig === this.lastSig && this.root.childElementCount) return;
     this.lastSig = sig;
-    const byParent = new Map();
-    for (const j of jobs) {
-      const p = j.parent && this.store.jobs.has(j.parent) ? j.parent : null;
-      if (!byParent.has(p)) byParent.set(p, []);
-      byParent.get(p).push(j);
+
+    const counts = { all: jobs.length, running: 0, finished: 0, failed: 0 };
+    for (const j of jobs) counts[jobPhase(j)]++;
+    for (const input of this.filtersEl?.querySelectorAll("input") ?? []) {
+      const n = input.closest("label")?.querySelector(".n");
+      if (n) n.textContent = String(counts[input.value] ?? "");
     }
+
+    // Which jobs show: the phase filter, the text, and "hide finished". A child job whose
+    // parent is hidden still shows, at the top level.
+    let hiddenFinished = 0;
+    const shown = jobs.filter((j) => {
+      const phase = jobPhase(j);
+      if (this.phase !== "all" && phase !== this.phase) return false;
+      if (!this.matches(j)) return false;
+      if (this.hideFinished && phase === "finished") {
+        hiddenFinished++;
+        return false;
+      }
+      return true;
+    });
+    const byParent = jobsByParent(shown);
     const top = byParent.get(null) ?? [];
-    const shown = top.slice(-200);
-    // One node per runner (host): the server, and each agent or server sharing its Redis.
+    const capped = top.slice(-MAX_ROWS);
+
+    const serverPid = this.serverPid ?? jobs.find((j) => j.ppid != null && !j.parent)?.ppid ?? null;
+    // One root per runner (host) when the jobs run on several (servers and agents sharing
+    // Redis); otherwise the one server.
     const hosts = new Map();
-    for (const j of shown) {
-      const key = j.host ?? "";
-      if (!hosts.has(key)) hosts.set(key, []);
-      hosts.get(key).push(j);
+    for (const j of capped) {
+      const host = j.host ?? "";
+      if (!hosts.has(host)) hosts.set(host, []);
+      hosts.get(host).push(j);
     }
     if (!hosts.size) hosts.set("", []);
     const several = hosts.size > 1;
     const roots = [...hosts].map(([host, mine]) => {
-      const pid = (!several && this.serverPid) || mine.find((j) => j.ppid != null)?.ppid || null;
-      const name = several ? host || "server" : "server";
+      const key = several ? `host:${host}` : "server";
+      const open = !this.collapsed.has(key);
+      const pid = several ? (mine.find((j) => j.ppid != null)?.ppid ?? null) : serverPid;
       const about = several ? "runner, parent of its jobs" : "the Flask app, parent of every job";
-      const node = h("li", { role: "treeitem", "aria-expanded": "true", dataset: { host } },
-        h("div", { class: "node server-node", dataset: { state: "running" } },
-          h("span", { class: "dot" }), h("span", { class: "name" }, name), h("span", { class: "state", dataset: { state: "running" } }, "running"),
-          h("span", { class: "meta" }, `${!several && host ? `${host} · ` : ""}pid ${pid ?? "?"} · ${about}`)));
-      node.append(h("ul", { role: "group" }, mine.map((j) => this.item(j, byParent))));
-      return node;
+      const count = several ? mine.length : jobs.length;
+      const li = h("li", { role: "none", dataset: { host } },
+        h("div", { class: "node server-node", role: "treeitem", tabindex: -1, "aria-level": 1, "aria-expanded": String(open), "aria-selected": "false", dataset: { state: "running", key } },
+          h("span", { class: "twisty", "aria-hidden": "true" }, open ? "▾" : "▸"),
+          h("span", { class: "dot" }), h("span", { class: "name" }, several ? host || "server" : "server"), h("span", { class: "state", dataset: { state: "running" } }, "running"),
+          h("span", { class: "meta" }, `${!several && host ? `${host} · ` : ""}pid ${pid ?? "?"} · ${about}`,
+            h("span", { class: "kids" }, ` · ${count} job${count === 1 ? "" : "s"}`))));
+      if (open) li.append(h("ul", { role: "group" }, mine.map((j) => this.item(j, byParent, 2))));
+      return li;
     });
+
+    // Keyboard users keep their place: the focused node is focused again after the redraw.
+    const active = document.activeElement;
+    const hadFocus = active && this.root.contains(active) ? active.dataset.key : null;
     this.root.replaceChildren(...roots);
-    if (this.countEl) {
-      const live = jobs.filter((j) => j.state === "running" || j.state === "starting").length;
-      this.countEl.textContent = `${jobs.length} jobs · ${live} running${top.length > shown.length ? ` · showing last ${shown.length}` : ""}`;
+    this.nodes = [...this.root.querySelectorAll(".node")];
+    const stop = this.nodes.find((n) => n.dataset.key === this.focusKey) ?? this.nodes.find((n) => n.getAttribute("aria-selected") === "true") ?? this.nodes[0];
+    stop.tabIndex = 0;
+    if (hadFocus) (this.nodes.find((n) => n.dataset.key === hadFocus) ?? stop).focus({ preventScroll: true });
+    const sel = this.revealSelected && this.nodes.find((n) => n.getAttribute("aria-selected") === "true");
+    this.revealSelected = false;
+    if (sel) this.reveal(sel);
+    else if (this.stick && this.scrollEl) this.scrollEl.scrollTop = this.scrollEl.scrollHeight;
+
+    const live = counts.running;
+    if (this.countEl) this.countEl.textContent = `${jobs.length} jobs · ${live} running${shown.length < jobs.length ? ` · ${shown.length} shown` : ""}`;
+    if (this.hiddenEl) {
+      const parts = [];
+      if (hiddenFinished) parts.push(`${hiddenFinished} finished job${hiddenFinished === 1 ? "" : "s"} folded away ("hide finished")`);
+      if (top.length > capped.length) parts.push(`the oldest ${top.length - capped.length} not listed (showing the newest ${capped.length})`);
+      if (!shown.length && jobs.length) parts.push("no job matches the filters");
+      this.hiddenEl.textContent = parts.join(" · ");
     }
   }
 
-  item(j, byParent) {
+  item(j, byParent, level) {
     const cost = startupCost(j);
     const meta = [
       `pid ${j.pid ?? "?"}`,
@@ -91,38 +200,123 @@ export class TreeView {
       cost.toFirstMessage != null ? `1st msg ${fmtMs(cost.toFirstMessage)}` : null,
       j.rss != null ? `rss ${fmtBytes(j.rss)}` : null,
     ].filter(Boolean).join(" · ");
+    const kids = byParent.get(j.id) ?? [];
+    const grand = (j.grandchildren ?? []).filter((g) => !kids.some((k) => k.pid === (g.pid ?? g)));
+    const n = kids.length + grand.length;
+    const open = n > 0 && !this.collapsed.has(j.id);
     const node = h("div", {
-      class: "node", tabindex: 0, role: "button", "aria-selected": String(this.selected === j.id),
-      dataset: { state: j.state, job: j.id, number: j.number ?? "" },
-      onclick: () => this.select(j.id),
-      onkeydown: (e) => {
-        if (e.key === "Enter" || e.key === " ") {
-          e.preventDefault();
-          this.select(j.id);
-        }
-      },
+      class: "node", role: "treeitem", tabindex: -1, "aria-level": level, "aria-selected": String(this.selected === j.id),
+      "aria-expanded": n ? String(open) : null,
+      dataset: { state: j.state, phase: jobPhase(j), job: j.id, number: j.number ?? "", key: j.id, ...(j.parent ? { parent: j.parent } : {}) },
     },
+    h("span", { class: "twisty", "aria-hidden": "true" }, n ? (open ? "▾" : "▸") : ""),
     h("span", { class: "dot" }),
     h("span", { class: "name", title: j.label }, `${jobName(j)} · ${j.label || j.kind || ""}`),
     h("span", { class: "state", dataset: { state: j.state } }, stateText(j)),
-    h("span", { class: "meta" }, meta));
-    const li = h("li", { role: "treeitem" }, node);
-    const kids = byParent.get(j.id) ?? [];
-    const grand = (j.grandchildren ?? []).filter((g) => !kids.some((k) => k.pid === (g.pid ?? g)));
-    if (kids.length || grand.length) {
+    h("span", { class: "meta" }, meta, n ? h("span", { class: "kids" }, `${n} child${n === 1 ? "" : "ren"}`) : null));
+    const li = h("li", { role: "none" }, node);
+    if (open) {
       li.append(h("ul", { role: "group" },
-        kids.map((k) => this.item(k, byParent)),
+        kids.map((k) => this.item(k, byParent, level + 1)),
         // Grandchildren are known only from what the child reported (their pids): while the
         // child runs they are assumed alive; after, a group kill or their own end took them.
         grand.map((g) => {
+          const pid = g.pid ?? g;
           const st = g.state ?? (j.state === "running" ? "running" : "ended");
-          return h("li", { role: "treeitem" }, h("div", { class: "node", dataset: { state: st } },
-          h("span", { class: "dot" }), h("span", { class: "name" }, `grandchild ${g.pid ?? g}`),
-          h("span", { class: "state", dataset: { state: st } }, st === "ended" ? "ended with its parent" : st),
-          h("span", { class: "meta" }, `pid ${g.pid ?? g} · ppid ${g.ppid ?? j.pid ?? "?"}`)));
+          return h("li", { role: "none" }, h("div", { class: "node", role: "treeitem", tabindex: -1, "aria-level": level + 1, "aria-selected": "false", dataset: { state: st, key: `${j.id}/${pid}`, parent: j.id } },
+            h("span", { class: "twisty", "aria-hidden": "true" }),
+            h("span", { class: "dot" }),
+            h("span", { class: "name" }, `grandchild ${pid}`),
+            h("span", { class: "state", dataset: { state: st } }, st),
+            h("span", { class: "meta" }, `pid ${pid} · ppid ${g.ppid ?? j.pid ?? "?"}${st === "ended" ? " · ended with its parent" : ""}`)));
         })));
     }
     return li;
+  }
+
+  /** Scroll the panel (never the page) so that `node` is in view. */
+  reveal(node) {
+    const box = this.scrollEl;
+    if (!box) return;
+    const r = node.getBoundingClientRect();
+    const b = box.getBoundingClientRect();
+    if (r.top < b.top) box.scrollTop -= b.top - r.top + 4;
+    else if (r.bottom > b.bottom) box.scrollTop += r.bottom - b.bottom + 4;
+  }
+
+  moveTabStop(node) {
+    for (const n of this.nodes ?? []) if (n !== node && n.tabIndex === 0) n.tabIndex = -1;
+    node.tabIndex = 0;
+    this.focusKey = node.dataset.key;
+  }
+
+  focusNode(node) {
+    if (!node) return;
+    this.moveTabStop(node);
+    node.focus({ preventScroll: true });
+    this.reveal(node);
+  }
+
+  toggle(key, open) {
+    if (open) this.collapsed.delete(key);
+    else this.collapsed.add(key);
+    this.focusKey = key;
+    this.draw();
+    this.focusNode(this.nodes.find((n) => n.dataset.key === key));
+  }
+
+  parentOf(node) {
+    const level = Number(node.getAttribute("aria-level"));
+    const i = this.nodes.indexOf(node);
+    for (let k = i - 1; k >= 0; k--) if (Number(this.nodes[k].getAttribute("aria-level")) < level) return this.nodes[k];
+    return null;
+  }
+
+  onClick(e) {
+    const node = e.target.closest(".node");
+    if (!node) return;
+    if (e.target.closest(".twisty") && node.hasAttribute("aria-expanded")) {
+      this.toggle(node.dataset.key, node.getAttribute("aria-expanded") !== "true");
+      return;
+    }
+    if (node.dataset.job) this.select(node.dataset.job);
+  }
+
+  onKey(e) {
+    const node = e.target.closest?.(".node");
+    if (!node || e.altKey || e.ctrlKey || e.metaKey) return;
+    const i = this.nodes.indexOf(node);
+    const expanded = node.getAttribute("aria-expanded");
+    let handled = true;
+    switch (e.key) {
+      case "ArrowDown":
+        this.focusNode(this.nodes[i + 1]);
+        break;
+      case "ArrowUp":
+        this.focusNode(this.nodes[i - 1]);
+        break;
+      case "Home":
+        this.focusNode(this.nodes[0]);
+        break;
+      case "End":
+        this.focusNode(this.nodes.at(-1));
+        break;
+      case "ArrowRight":
+        if (expanded === "false") this.toggle(node.dataset.key, true);
+        else if (expanded === "true") this.focusNode(this.nodes[i + 1]);
+        break;
+      case "ArrowLeft":
+        if (expanded === "true") this.toggle(node.dataset.key, false);
+        else this.focusNode(this.parentOf(node));
+        break;
+      case "Enter":
+      case " ":
+        if (node.dataset.job) this.select(node.dataset.job);
+        break;
+      default:
+        handled = false;
+    }
+    if (handled) e.preventDefault();
   }
 }
 

@@ -1,15 +1,19 @@
 """Fixtures for the end-to-end tests: one real server per session, pages opened with its token,
-and a screenshot per test under the artifacts folder the test command prints."""
+a screenshot per test under the artifacts folder the test command prints, and a harness page
+that loads the browser-side modules on their own (no app) for their unit tests."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2etest import App
+from e2etest import App, ensure_jobs
 from playwright.sync_api import Page
 
 
@@ -57,3 +61,61 @@ def app(
     except Exception:  # a crashed page still lets the test report its own failure
         pass
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture(scope="session")
+def fifty_jobs(live: Any) -> Iterator[None]:
+    """At least fifty jobs on the shared server (cheap ones), as the screenshots want; the
+    two that keep running are killed at the end of the session."""
+    running = ensure_jobs(live, 50)
+    yield
+    for job_id in running:
+        live.json("POST", f"/api/jobs/{job_id}/kill", {"signal": "SIGKILL"})
+
+
+# ---------------------------------------------------------------- the modules, without the app
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def static_url() -> Iterator[str]:
+    """The repository served as static files, so a page can import `static/js/*.js`."""
+    handler = functools.partial(_QuietHandler, directory=str(ROOT))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def harness(
+    page: Page, static_url: str, artifacts_dir: Path, request: pytest.FixtureRequest
+) -> Iterator[Page]:
+    """A page with the store as `window.S` and the timeline's model as `window.TM`."""
+    # A page on the same origin as the modules, so `import` is allowed.
+    page.route(
+        f"{static_url}/harness.html",
+        lambda route: route.fulfill(
+            content_type="text/html",
+            body="<!doctype html><title>harness</title><script type=module>"
+            "import * as store from '/static/js/store.js'; window.S = store;"
+            "import * as model from '/static/js/timeline-model.js'; window.TM = model;"
+            "</script>",
+        ),
+    )
+    page.goto(f"{static_url}/harness.html")
+    page.wait_for_function("window.S !== undefined && window.TM !== undefined")
+    yield page
+    shots = artifacts_dir / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / f"e2e-{request.module.__name__}-harness.png"))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 #: Milliseconds to wait for something a child does: a Node child on a busy 2-core box can
 #: take a while to start.
@@ -38,3 +39,179 @@ class App:
     def launch(self, spec: dict) -> dict:
         job = self.api("POST", "/api/jobs", spec)
         return job.get("job", job)
+
+
+def launch_fork(
+    page: Page, program: str, message: str = "", transport: str = "auto", args: str = ""
+) -> str:
+    """Fork `program` from the launch panel as a person does; the id of the job it launched
+    (the page selects it once it is in the tree)."""
+    page.select_option("#l-kind", "fork")
+    page.select_option("#l-program", program)
+    page.select_option("#l-transport", transport)
+    page.fill("#l-message", message)
+    page.fill("#l-args", args)
+    page.fill("#l-count", "1")
+    msg = page.locator("#launch-msg")
+    before = msg.inner_text()
+    selected = page.locator('#tree .node[aria-selected="true"]')
+    earlier = selected.get_attribute("data-job") if selected.count() else None
+    page.click("#l-submit")
+    expect(msg).not_to_have_text(before, timeout=SLOW)  # not an earlier launch's line
+    expect(msg).to_contain_text("Launched", timeout=SLOW)
+    node = page.locator(f'#tree .node[aria-selected="true"]:not([data-job="{earlier}"])')
+    expect(node).to_have_count(1, timeout=SLOW)
+    job_id = node.get_attribute("data-job")
+    assert job_id
+    return job_id
+
+
+# ---------------------------------------------------------------- text that overlaps other text
+#: Every visible piece of text on the page (text nodes, each line of each one, cut to what its
+#: scrolling / clipping ancestors let show), and the pairs of them whose boxes overlap by more
+#: than a pixel both ways. What a reviewer sees in a screenshot, measured.
+_OVERLAPS_JS = """
+(scope) => {
+  const root = scope ? document.querySelector(scope) : document.body;
+  if (!root) return {boxes: 0, pairs: []};
+  const clips = new Map();
+  // The part of the page an element lets its content show in: the intersection of its own
+  // box and every ancestor's that clips (overflow other than visible).
+  const clipOf = (el) => {
+    if (!el || el === document.documentElement) return null;
+    if (clips.has(el)) return clips.get(el);
+    let clip = clipOf(el.parentElement);
+    const st = getComputedStyle(el);
+    if (st.overflowX !== "visible" || st.overflowY !== "visible") {
+      const r = el.getBoundingClientRect();
+      const mine = {x0: r.left, y0: r.top, x1: r.right, y1: r.bottom};
+      clip = clip ? {x0: Math.max(clip.x0, mine.x0), y0: Math.max(clip.y0, mine.y0),
+                     x1: Math.min(clip.x1, mine.x1), y1: Math.min(clip.y1, mine.y1)} : mine;
+    }
+    clips.set(el, clip);
+    return clip;
+  };
+  const skip = "script,style,template,option,datalist,select,textarea,noscript,title";
+  const boxes = [];
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  let node = 0;
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    node++;
+    const text = n.nodeValue;
+    const start = text.search(/\\S/);
+    if (start < 0) continue;
+    const el = n.parentElement;
+    if (!el || el.closest(skip)) continue;
+    if (!el.checkVisibility({opacityProperty: true, visibilityProperty: true})) continue;
+    const range = document.createRange();
+    range.setStart(n, start);
+    range.setEnd(n, text.trimEnd().length);
+    const clip = clipOf(el);
+    for (const r of range.getClientRects()) {
+      let b = {x0: r.left, y0: r.top, x1: r.right, y1: r.bottom};
+      if (clip) b = {x0: Math.max(b.x0, clip.x0), y0: Math.max(b.y0, clip.y0),
+                     x1: Math.min(b.x1, clip.x1), y1: Math.min(b.y1, clip.y1)};
+      if (b.x1 - b.x0 < 2 || b.y1 - b.y0 < 2) continue;
+      boxes.push({...b, node, text: text.trim().slice(0, 50), where: el.className || el.tagName});
+    }
+  }
+  boxes.sort((a, b) => a.y0 - b.y0);
+  const pairs = [];
+  const tol = 1;
+  for (let i = 0; i < boxes.length; i++) {
+    const a = boxes[i];
+    for (let j = i + 1; j < boxes.length && boxes[j].y0 < a.y1 - tol; j++) {
+      const b = boxes[j];
+      const w = Math.min(a.x1, b.x1) - Math.max(a.x0, b.x0);
+      const h = Math.min(a.y1, b.y1) - Math.max(a.y0, b.y0);
+      // (one text node's own line boxes never overlap; a clipped one may repeat a box)
+      if (w > tol && h > tol && a.node !== b.node) pairs.push([a, b]);
+    }
+  }
+  return {boxes: boxes.length, pairs: pairs.slice(0, 20)};
+}
+"""
+
+
+def overlapping_text(page: Page, scope: str | None = None) -> tuple[int, list[str]]:
+    """(how many text boxes are visible, the pairs that overlap, as readable lines)."""
+    found = page.evaluate(_OVERLAPS_JS, scope)
+    lines = [
+        f"{a['text']!r} ({a['where']}) overlaps {b['text']!r} ({b['where']}) at "
+        f"{round(b['x0'])},{round(b['y0'])}"
+        for a, b in found["pairs"]
+    ]
+    return found["boxes"], lines
+
+
+# ---------------------------------------------------------------- a synthetic run, for replay
+def synthetic_trace(jobs: int, events: int, *, seconds: float = 120.0) -> list[dict[str, Any]]:
+    """`events` events of `jobs` forked children in the feed's one shape, as an exported file
+    holds them: each child spawns, trades request / reply messages with the server, prints,
+    exits (some with a code or a signal) and closes. Deterministic, so a failure reproduces."""
+    t0 = 1_764_000_000.0
+    per_job = max(4, events // jobs)
+    out: list[dict[str, Any]] = []
+    for i in range(jobs):
+        job, pid = f"j{i + 1}", 20_000 + i
+        start = t0 + seconds * 0.6 * i / jobs
+        life = seconds * 0.4 * (0.3 + 0.7 * ((i * 37) % 11) / 10)
+        n = per_job + (events - per_job * jobs if i == jobs - 1 else 0)
+        step = life / n
+
+        def ev(k: int, type_: str, data: dict[str, Any], job=job, pid=pid, start=start, step=step):
+            out.append({"job": job, "pid": pid, "type": type_, "t": start + k * step, "data": data})
+
+        ev(0, "spawn", {"kind": "fork", "program": "synthetic.py", "argv": [], "ppid": 1})
+        for k in range(1, n - 2):
+            if k % 5 == 4:
+                ev(k, "stdout", {"text": f"line {k}\n", "bytes": 8})
+            elif k % 2:
+                ev(k, "message", {"direction": "to_child", "message": {"n": k}})
+            else:
+                ev(k, "message", {"direction": "to_parent", "message": {"n": k - 1, "ok": True}})
+        code, sig = (1, None) if i % 7 == 3 else (None, "SIGTERM") if i % 7 == 5 else (0, None)
+        ev(n - 2, "exit", {"code": code, "signal": sig})
+        ev(n - 1, "close", {"code": code, "signal": sig})
+    out.sort(key=lambda e: e["t"])
+    for seq, e in enumerate(out, 1):
+        e["seq"] = seq
+    return out
+
+
+def write_trace(path: Any, jobs: int, events: int) -> Any:
+    path.write_text("".join(json.dumps(e) + "\n" for e in synthetic_trace(jobs, events)))
+    return path
+
+
+# ---------------------------------------------------------------- fifty jobs on screen
+#: The mix the screenshots and the process panel are tested with: mostly cheap children
+#: (`true` costs a millisecond), a few forked Python children that talk (messages on the
+#: timeline), failures of each kind, and two that keep running (one with grandchildren).
+JOB_MIX: list[tuple[int, dict[str, Any]]] = [
+    (4, {"kind": "fork", "program": "compute.py", "message": {"min": 0, "max": 1000}}),
+    (2, {"kind": "spawn", "command": "false", "args": []}),
+    (1, {"kind": "fork", "program": "crash.py", "args": ["0"]}),
+    (1, {"kind": "exec", "command": "sleep 5", "timeout": 0.1}),
+    (1, {"kind": "spawn", "command": "sleep", "args": ["600"]}),
+    (1, {"kind": "fork", "program": "grandchildren.py", "args": ["2", "600"]}),
+    (2, {"kind": "spawn", "command": "seq", "args": ["1", "3"]}),
+]
+
+
+def ensure_jobs(live: Any, count: int = 50) -> list[str]:
+    """The mix above, then as many `true`s as it takes for `count` jobs on the shared server;
+    returns the ids of the ones that keep running (for the caller to kill)."""
+    status, data = live.json("GET", "/api/jobs")
+    assert status == 200, data
+    have = len(data["jobs"])
+    running: list[str] = []
+    specs = [spec for n, spec in JOB_MIX for _ in range(n)]
+    specs += [{"kind": "spawn", "command": "true", "args": []}] * max(0, count - have - len(specs))
+    for spec in specs:
+        status, job = live.json("POST", "/api/jobs", spec)
+        assert status in (200, 201), job
+        job = job.get("job", job)
+        if spec.get("args") in (["600"], ["2", "600"]):
+            running.append(job["id"])
+    return running

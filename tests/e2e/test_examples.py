@@ -59,14 +59,14 @@ def examples_page(app: App) -> Page:
 def test_example_runs_and_shows_the_seeds_result(examples_page: Page, example: str) -> None:
     run_example(examples_page, example)
     # The live timeline shows this example's children.
-    lanes = examples_page.locator("#ex-timeline svg .lane-label")
+    lanes = examples_page.locator("#ex-timeline .tl-lane")
     expect(lanes.nth(1)).to_be_attached(timeout=SLOW)
 
 
 def test_getsum_on_the_timeline_and_over_http(examples_page: Page) -> None:
     page = examples_page
     run_example(page, "getsum")
-    expect(page.locator("#ex-timeline svg text", has_text="50005000")).to_be_visible()
+    expect(page.locator("#ex-timeline .tl-label", has_text="50005000")).to_be_visible()
     section = page.locator("#ex-getsum")
     section.locator('button[data-endpoint="/getSum"]').click()
     expect(section.locator(".endpoint-result")).to_contain_text("200 “50005000”", timeout=SLOW)

@@ -12,19 +12,8 @@ import re
 import time
 from pathlib import Path
 
-from e2etest import SLOW, App
+from e2etest import SLOW, App, launch_fork
 from playwright.sync_api import Page, expect
-
-
-def launch_fork(page: Page, program: str, message: str = "", transport: str = "auto") -> None:
-    page.select_option("#l-kind", "fork")
-    page.select_option("#l-program", program)
-    page.select_option("#l-transport", transport)
-    page.fill("#l-message", message)
-    page.fill("#l-args", "")
-    page.fill("#l-count", "1")
-    page.click("#l-submit")
-    expect(page.locator("#launch-msg")).to_contain_text("Launched", timeout=SLOW)
 
 
 def launch_command(page: Page, kind: str, command: str, args: str, **opts: str) -> None:
@@ -51,14 +40,23 @@ def selected_job(page: Page) -> str:
     return job_id
 
 
-def pick(mark) -> None:
-    """Choose a timeline mark with the keyboard (arrows of one job may overlap for a mouse)."""
-    mark.focus()
-    mark.press("Enter")
+def on_timeline(page: Page, job_id: str):
+    """The labels the timeline shows for a job (click "Fit job" first to read them all)."""
+    page.click("#tl-fit-job")
+    return page.locator(f'#timeline .tl-label[data-job="{job_id}"]:not([hidden])')
 
 
-def on_timeline(page: Page, job_id: str, selector: str = "text"):
-    return page.locator(f'#timeline svg {selector}[data-job="{job_id}"]')
+def click_arrow(page: Page, job_id: str, direction: str) -> None:
+    """Click the first message arrow of `job_id` going `direction`, where the timeline drew it."""
+    seq = page.evaluate(
+        "([id, dir]) => (ipcExplorer.timeline.store.jobEvents(id)"
+        ".find(e => e.type === 'message' && e.data.direction === dir) ?? {}).seq",
+        [job_id, direction],
+    )
+    assert seq is not None, f"no message {direction} for {job_id}"
+    page.wait_for_function("(s) => ipcExplorer.timeline.pointOf(s) !== null", arg=seq)
+    at = page.evaluate("(s) => ipcExplorer.timeline.pointOf(s)", seq)
+    page.mouse.click(at["x"], at["y"])
 
 
 # ---------------------------------------------------------------- 1, 2, 3: launch, tree, timeline
@@ -70,7 +68,7 @@ def test_fork_compute_shows_50005000_on_the_timeline(app: App) -> None:
     expect(on_timeline(page, job).filter(has_text="50005000")).to_be_visible(timeout=SLOW)
     expect(on_timeline(page, job).filter(has_text="开始计算")).to_be_visible()
     # Click the reply arrow: the details box shows the payload, direction and latency.
-    pick(on_timeline(page, job, '.mark[data-dir="to_parent"]'))
+    click_arrow(page, job, "to_parent")
     details = page.locator("#details")
     expect(details).to_contain_text("child → parent")
     expect(details).to_contain_text("50005000")
@@ -162,7 +160,7 @@ def test_xss_payload_is_shown_as_text(app: App) -> None:
     expect(console).to_contain_text("\ufffd")  # invalid UTF-8 shown as replacement marks
     expect(page.locator("#console script, #console img")).to_have_count(0)
     # The message payload too: on the timeline's details, as text.
-    pick(on_timeline(page, selected_job(page), '.mark[data-dir="to_parent"]'))
+    click_arrow(page, selected_job(page), "to_parent")
     expect(page.locator("#details pre")).to_contain_text("<script>alert(3)</script>")
     # And in the event log (scrolled to, as a person would: off screen it is not drawn).
     page.locator("#log-table").scroll_into_view_if_needed()
@@ -228,7 +226,14 @@ def test_send_json_to_a_forked_child_and_stdin_to_a_spawned_one(app: App) -> Non
     page.fill("#send-input", '{"hello": "世界", "n": 42}')
     page.click("#send-form button")
     expect(page.locator("#talk-msg")).to_contain_text("Sent")
-    replies = on_timeline(page, selected_job(page)).filter(has_text='{"hello":"世界","n":42}')
+    job = selected_job(page)
+    replies = on_timeline(page, job).filter(has_text='{"hello":"世界","n":42}')
+    # The echo comes back within a millisecond: with the job's whole life in view the two
+    # arrows are one group (×2); a click on it zooms in until they come apart.
+    group = page.locator(f'#timeline .tl-label.tl-count[data-job="{job}"]:not([hidden])')
+    expect(replies.or_(group).first).to_be_visible(timeout=SLOW)
+    if group.count():
+        group.first.click()
     expect(replies).to_have_count(2, timeout=SLOW)  # the message out and its echo back
     page.select_option("#kill-signal", "SIGTERM")
     page.click("#kill-form button[type=submit]")
@@ -276,13 +281,13 @@ def test_event_log_filters_exports_and_replays(app: App, tmp_path: Path) -> None
     page.set_input_files("#log-load", str(path))
     banner = page.locator("#replay-banner")
     expect(banner).to_contain_text(f"{len(events)} events")
-    expect(on_timeline(page, job_id).filter(has_text=re.compile(r"^45$"))).to_be_visible()
+    expect(on_timeline(page, job_id).filter(has_text=re.compile(r"^45 · "))).to_be_visible()
     expect(page.locator("#tree .node[data-job]")).to_have_count(1)
     # Play it again in its own time: every event comes back, the answer last.
     page.select_option("#replay-speed", "1")
     page.click("#replay-play")
     expect(page.locator("#replay-progress")).to_have_text(f"{len(events)} / {len(events)} events")
-    expect(on_timeline(page, job_id).filter(has_text=re.compile(r"^45$"))).to_be_visible()
+    expect(on_timeline(page, job_id).filter(has_text=re.compile(r"^45 · "))).to_be_visible()
     page.click("#log-live")
     expect(page.locator("#replay-bar")).to_be_hidden()
 
@@ -338,10 +343,10 @@ def test_keyboard_narrow_and_dark(app: App, artifacts_dir: Path) -> None:
     node.focus()
     page.keyboard.press("Enter")
     expect(node).to_have_attribute("aria-selected", "true")
-    # Timeline marks take focus and Enter shows their details.
-    mark = page.locator('#timeline .mark[tabindex="0"]').first
-    expect(mark).to_be_attached(timeout=SLOW)
-    mark.focus()
+    # The timeline takes focus; the arrow keys walk its marks and Enter shows their details.
+    page.focus("#timeline .tl-plot")
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#timeline .tl-tip")).to_be_visible(timeout=SLOW)
     page.keyboard.press("Enter")
     expect(page.locator("#details pre")).to_be_visible()
 

@@ -40,8 +40,9 @@ def test_the_tree_groups_jobs_by_host_and_lanes_name_theirs(
             expect(group.locator(".server-node")).to_contain_text(host, timeout=SLOW)
             node = group.locator(f'.node[data-job="{job["id"]}"]')
             expect(node).to_have_attribute("data-state", "running", timeout=SLOW)
-        expect(page.locator("#timeline svg").get_by_text("on e2e-agent")).to_be_visible()
-        expect(page.locator("#timeline svg").get_by_text("on e2e-server")).to_be_visible()
+        lanes = page.locator("#timeline .tl-lane-sub")
+        expect(lanes.filter(has_text="on e2e-agent")).to_have_count(1, timeout=SLOW)
+        expect(lanes.filter(has_text="on e2e-server")).to_have_count(1)
 
         # The launch panel offers the other runners and places the job there.
         expect(page.locator("#l-host-field")).to_be_visible(timeout=SLOW)

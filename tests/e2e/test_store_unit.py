@@ -8,57 +8,10 @@ page imports the module and returns results to Python.
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import Page
 
 import ipc
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def static_url() -> Iterator[str]:
-    handler = functools.partial(_QuietHandler, directory=str(ROOT))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-@pytest.fixture
-def harness(page: Page, static_url: str, artifacts_dir: Path) -> Iterator[Page]:
-    # A page on the same origin as the modules, so `import` is allowed.
-    page.route(
-        f"{static_url}/harness.html",
-        lambda route: route.fulfill(
-            content_type="text/html",
-            body="<!doctype html><title>harness</title><script type=module>"
-            "import * as store from '/static/js/store.js'; window.S = store;"
-            "</script>",
-        ),
-    )
-    page.goto(f"{static_url}/harness.html")
-    page.wait_for_function("window.S !== undefined")
-    yield page
-    shots = artifacts_dir / "screenshots"
-    shots.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(shots / "e2e-store-unit-harness.png"))
 
 
 def ev(seq: int, type_: str, data: dict, job: str = "j1") -> dict:
