@@ -326,6 +326,9 @@ class JobService:
             "on_created": created,
             "wrapper": guard.wrapper,
             "kill_signal": spec.kill_signal,
+            # exec's own kill (output over max_buffer) is followed by SIGKILL after the grace,
+            # as the guard's deadline is: a child that ignores kill_signal must still end.
+            "kill_after": guard.grace,
         }
         # A failure from here on is undone by start's `_give_back` (the guard, the child).
         if spec.kind == "fork":

@@ -487,11 +487,13 @@ def test_help_lists_every_limit_and_defence() -> None:
 
 def test_an_exec_timeout_escalates_to_sigkill_when_sigterm_is_ignored(srv: ThreadServer) -> None:
     body = {"kind": "exec_file", "command": "python", "args": ["ignore_term.py", "60"]}
-    job = start(srv, {**body, "timeout": 0.5})
+    # 2 s: the child must have set its handler when the TERM comes (a Python start-up on a
+    # loaded 2-core machine took longer than 0.5 s, and the TERM then simply ended it)
+    job = start(srv, {**body, "timeout": 2})
     done = wait_closed(srv, job["id"])
     assert done["signal"] == "SIGKILL", done
     assert done["timed_out"] is True and done["result"]["timed_out"] is True
-    assert "timed out after 0.5 s" in done["result"]["error"]
+    assert "timed out after 2.0 s" in done["result"]["error"]
     assert "got SIGTERM, ignoring it" in done["result"]["stdout"]  # TERM came first
 
 
@@ -504,12 +506,24 @@ def test_an_exec_timeout_escalates_to_sigkill_when_sigterm_is_ignored(srv: Threa
     ids=["spawn", "fork"],
 )
 def test_spawn_and_fork_jobs_take_a_timeout(srv: ThreadServer, body: dict[str, Any]) -> None:
-    job = start(srv, {**body, "timeout": 0.5, "kill_signal": "SIGTERM"})
-    assert job["timeout"] == 0.5
+    timeout = 0.5 if body["kind"] == "spawn" else 2  # the handler must be set (see above)
+    job = start(srv, {**body, "timeout": timeout, "kill_signal": "SIGTERM"})
+    assert job["timeout"] == timeout
     done = wait_closed(srv, job["id"])
     assert done["timed_out"] is True
     # sleep ends on the TERM; ignore_term.py only on the SIGKILL that follows the grace
     assert done["signal"] == ("SIGTERM" if body["kind"] == "spawn" else "SIGKILL")
+
+
+def test_an_exec_output_overflow_escalates_to_sigkill_when_sigterm_is_ignored() -> None:
+    """Over max_buffer, exec sends its kill_signal; a child that ignores it (here the shell's
+    ignored TERM is inherited by `yes`) ran on until --max-job-seconds (an hour)."""
+    with serve(ALLOW_ANY_COMMAND=True) as own:
+        body = {"kind": "exec", "command": "trap '' TERM; yes", "max_buffer": 1000}
+        job = start(own, body)
+        done = wait_closed(own, job["id"])
+        assert done["signal"] == "SIGKILL", done
+        assert done["result"]["max_buffer_exceeded"] is True and not done["timed_out"]
 
 
 def test_every_job_has_a_wall_clock_limit() -> None:
