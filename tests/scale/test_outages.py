@@ -11,7 +11,7 @@ import threading
 from cluster import AgentProcess, Cluster
 from redis_server import RedisServer
 from scaletest import stdout_text
-from server import ROOT, LiveServer, ThreadServer
+from server import ROOT, LiveServer, ThreadServer, free_port
 from webtest import Feed, wait_closed, wait_for
 
 
@@ -127,7 +127,8 @@ def test_workers_without_redis_are_refused_with_the_reason() -> None:
 def test_a_bad_or_unreachable_redis_is_refused_at_start() -> None:
     done = run_cli("--redis", "http://example.com")
     assert done.returncode == 2 and "redis://HOST:PORT/DB" in done.stderr
-    done = run_cli(env={"IPC_EXPLORER_REDIS": "redis://127.0.0.1:1/0"})  # the variable counts
+    port = str(free_port())  # (a port in use would be refused first)
+    done = run_cli("--port", port, env={"IPC_EXPLORER_REDIS": "redis://127.0.0.1:1/0"})
     assert (
         done.returncode == 2 and "Redis at redis://127.0.0.1:1/0 cannot be reached" in done.stderr
     )
