@@ -25,7 +25,7 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 from gunicorn.app.base import BaseApplication
 
@@ -43,10 +43,18 @@ def port_number(text: str) -> int:
     return port
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line that says what to fix, not a screenful of usage
+    (the full list is one `--help` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every flag, each with its default in its help (README's "Safe by default" lists the
     same flags with the same defaults; a test keeps them in step)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ipc-explorer",
         description="IPC Explorer: Node's child_process model in Python, explored live.",
     )

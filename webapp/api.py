@@ -18,6 +18,7 @@ from .errors import ApiError, StoreUnavailable
 from .jsoncheck import ShapeError
 from .openapi import checker, document, operation
 from .schemas import QUERY
+from .security import accepted_hosts
 from .services import services
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -170,6 +171,32 @@ def hosts() -> Response:
     return jsonify(hosts=services().directory.hosts())
 
 
+#: The settings /api/status reports as `limits` (lower-cased): everything a request, a client
+#: or a job is bounded by here (the children's own limits are under `children`).
+LIMITS = (
+    "MAX_CHILDREN",
+    "MAX_CONTENT_LENGTH",
+    "MAX_MESSAGE_BYTES",
+    "MAX_OUTPUT_PER_JOB",
+    "MAX_EVENTS_PER_JOB",
+    "MAX_HISTORY_BYTES_PER_JOB",
+    "MAX_JOBS_KEPT",
+    "MAX_REPLAY_EVENTS",
+    "MAX_FEEDS",
+    "WS_MAX_MESSAGE_BYTES",
+    "WS_MESSAGE_RATE",
+    "WS_PING_INTERVAL",
+    "SUBSCRIBER_QUEUE_EVENTS",
+    "SUBSCRIBER_QUEUE_BYTES",
+    "MAX_TIMEOUT",
+    "MAX_MAX_BUFFER",
+    "MAX_JOB_SECONDS",
+    "JOB_KILL_GRACE",
+    "DEMO_TIMEOUT",
+    "SHUTDOWN_GRACE",
+)
+
+
 @bp.get("/status")
 @operation("the server's limits and counts", {200: "Status"}, tag="server")
 def status() -> Response:
@@ -193,6 +220,7 @@ def status() -> Response:
         allow_any_command=s.policy.allow_any,
         allowed_commands=sorted(s.policy.allowed),
         command_arguments=s.policy.summaries(),
-        allowed_hosts=list(current_app.config["ALLOWED_HOSTS"]),
+        allowed_hosts=accepted_hosts(current_app.config, request.environ),
+        limits={name.lower(): current_app.config[name] for name in LIMITS},
         children=s.jobs.guards.status(),  # user, defence, limits, cgroups (guard.py)
     )

@@ -417,7 +417,16 @@ def components(config: Mapping[str, Any]) -> dict[str, Any]:
                     "type": "object",
                     "additionalProperties": {"type": "string"},
                 },
-                "allowed_hosts": {"type": "array", "items": {"type": "string"}},
+                "allowed_hosts": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "the Host values accepted (a guard against DNS rebinding)",
+                },
+                "limits": {
+                    "type": "object",
+                    "additionalProperties": {"type": "number"},
+                    "description": "every limit a request, a client or a job has here",
+                },
                 "feeds": {
                     "type": "object",
                     "properties": {

@@ -190,6 +190,17 @@ def split_host(host: str) -> tuple[str, str | None]:
     return (name, port) if colon else (host, None)
 
 
+def accepted_hosts(config: Mapping[str, Any], environ: Mapping[str, Any]) -> list[str]:
+    """The ``Host`` values `host_problem` accepts here, for people to read (/api/status)."""
+    port = str(environ.get("SERVER_PORT", ""))
+    bound = str(environ.get("SERVER_NAME", "")).lower()
+    bound = f"[{bound}]" if ":" in bound and not bound.startswith("[") else bound
+    names = dict.fromkeys((*LOOPBACK_HOSTS, bound))  # in order, once each
+    return [f"{name}:{port}" for name in names if name] + [
+        f"{name} (any port)" for name in config["ALLOWED_HOSTS"]
+    ]
+
+
 def host_problem(
     host: str | None, server_name: str, server_port: str, allowed: Iterable[str] = ()
 ) -> str | None:

@@ -306,3 +306,19 @@ def test_an_unexpected_error_is_a_json_500_and_the_server_carries_on() -> None:
         status, answer = srv.json("GET", "/api/programs")
         assert status == 500 and "RuntimeError" in answer["error"]
         assert srv.json("GET", "/api/jobs")[0] == 200
+
+
+def test_status_reports_every_limit_and_the_accepted_hosts(srv: ThreadServer) -> None:
+    """/api/status is where a user learns what bounds them: every limit in force, by its
+    setting's name, and the Host values this server answers to."""
+    from webapp.api import LIMITS
+
+    status, body = srv.json("GET", "/api/status")
+    assert status == 200, body
+    assert set(body["limits"]) == {name.lower() for name in LIMITS}
+    assert body["limits"]["max_children"] == body["max_children"]
+    assert all(isinstance(v, int | float) and v >= 0 for v in body["limits"].values())
+    port = srv.port
+    assert f"127.0.0.1:{port}" in body["allowed_hosts"]
+    assert f"localhost:{port}" in body["allowed_hosts"]
+    assert f"[::1]:{port}" in body["allowed_hosts"]

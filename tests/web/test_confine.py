@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,9 @@ from webapp.config import DEFAULTS
 from webapp.errors import ApiError
 from webapp.jobs import JobSpec
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SOURCE_FIXTURES = Path(__file__).resolve().parent / "fixtures"
+#: Where the tests' programs are run from: a copy that `nobody` can read (see `_readable`).
+FIXTURES = SOURCE_FIXTURES
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="the server drops privileges only as root")
 try:
@@ -54,6 +58,27 @@ class WithFixtures:
             runtime = "node" if name.endswith(".js") else "python"
             return {"name": name, "runtime": runtime, "path": str(path), "kind": "fork"}
         return catalog.get_program(name)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _readable() -> Iterator[None]:
+    """Run the test programs from a copy in a directory `nobody` can traverse.
+
+    The checkout itself may sit under a mode-700 directory (a clone in /root, or in
+    `mktemp -d` as CI's may): `nobody` could not read report.js there, and the server would
+    rightly fall back to root with no capabilities, which is not what these tests check."""
+    global FIXTURES
+    copy = Path(tempfile.mkdtemp(prefix="ipc-explorer-fixtures-", dir="/tmp"))
+    try:
+        copy.chmod(0o755)
+        for program in SOURCE_FIXTURES.glob("*.*"):
+            shutil.copy(program, copy / program.name)
+            (copy / program.name).chmod(0o644)
+        FIXTURES = copy
+        yield
+    finally:
+        FIXTURES = SOURCE_FIXTURES
+        shutil.rmtree(copy, ignore_errors=True)
 
 
 def serve(**config: Any) -> ThreadServer:

@@ -48,7 +48,11 @@ def test_a_port_out_of_range_is_a_clean_error() -> None:
     done = run_server("--port", "99999")
     assert done.returncode == 2, done
     assert "Traceback" not in done.stderr
-    assert "--port: 99999 is not a port (use 1 to 65535)" in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        "ipc-explorer: argument --port: 99999 is not a port (use 1 to 65535) "
+        "(see ipc-explorer --help)"
+    ], lines  # one line, not the whole usage
 
 
 def test_stop_prints_one_line_per_child_it_stopped() -> None:
