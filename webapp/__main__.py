@@ -393,12 +393,15 @@ class ExplorerServer(BaseApplication):
             "workers": self.app_config["WORKERS"],
             "worker_class": "gthread",
             "threads": self.threads,
-            "graceful_timeout": int(grace) + 6,
+            # The stop takes up to grace (TERM) + 5 s (KILL, reaping) + the cgroups' removal;
+            # past this the arbiter SIGKILLs the worker, and `_child_exit` is the backstop.
+            "graceful_timeout": int(grace) + 12,
             "timeout": 0,  # a WebSocket is a long request; the worker's heartbeat is separate
             "loglevel": self.log_level,
             "accesslog": None,
             "when_ready": self._when_ready,
             "post_worker_init": self._post_worker_init,
+            "child_exit": self._child_exit,
             "worker_int": lambda worker: None,
         }
         for key, value in settings.items():
@@ -440,6 +443,26 @@ class ExplorerServer(BaseApplication):
 
         # Not a daemon: the worker process waits for the children to be gone before it exits.
         threading.Thread(target=stopper, name="explorer-stopper", daemon=False).start()
+
+    def _child_exit(self, arbiter: Any, worker: Any) -> None:
+        """The arbiter's backstop when a worker is gone: whatever it left in its job cgroups
+        (it was SIGKILLed past the graceful timeout, or crashed, before its own stop ended) is
+        killed now, a `setsid` grandchild included, instead of living on as an orphan."""
+        if not self.app_config.get("CGROUPS", True):
+            return
+        from .cgroups import CgroupUnavailable, find_hierarchies, sweep_stale
+
+        try:
+            hierarchies = find_hierarchies()
+        except (CgroupUnavailable, OSError):
+            return
+        killed = set().union(*(sweep_stale(hierarchy) for hierarchy in hierarchies))
+        if killed:
+            print(
+                f"worker {worker.pid} ended without stopping its jobs; killed the "
+                f"{len(killed)} process(es) left in their cgroups",
+                flush=True,
+            )
 
 
 def stopped_line(job: Any) -> str:

@@ -269,22 +269,27 @@ def _limit_memory(version: int, path: Path, limit: int) -> None:
             _write(swap, str(limit) if version == 1 else "0")
 
 
-def sweep_stale(hierarchy: Hierarchy) -> None:
-    """Remove subtrees left by servers that died without cleaning up (their pid is gone)."""
+def sweep_stale(hierarchy: Hierarchy) -> set[int]:
+    """Kill what is left in the subtrees of servers that died without cleaning up (their pid
+    is gone) and remove them. Returns the pids killed (a process is in one cgroup of each
+    hierarchy: the caller takes the union)."""
     try:
         entries = list(hierarchy.own.iterdir())
     except OSError:
-        return
+        return set()
+    killed: set[int] = set()
     for entry in entries:
         match = re.match(rf"^{PREFIX}(\d+)-", entry.name)
         if not match or not entry.is_dir() or _pid_alive(int(match.group(1))):
             continue
         for job_dir in [p for p in entry.iterdir() if p.is_dir()]:
             stale = JobCgroup(hierarchy.version, [job_dir])
+            killed |= stale.pids()
             stale.kill()
             stale.remove()
         with contextlib.suppress(OSError):
             entry.rmdir()
+    return killed
 
 
 def _pid_alive(pid: int) -> bool:

@@ -20,7 +20,15 @@ from typing import Any
 
 import pytest
 from server import LiveServer, ThreadServer
-from webtest import TIMEOUT, needs_node, pid_alive, readme_safe_rows, wait_closed, wait_for
+from webtest import (
+    TIMEOUT,
+    needs_node,
+    pid_alive,
+    readme_safe_rows,
+    wait_closed,
+    wait_for,
+    worker_pid,
+)
 
 from webapp import catalog
 from webapp.__main__ import CONFINEMENT_FLAGS, app_config, parse_args
@@ -583,3 +591,21 @@ def test_the_readme_lists_every_limit_with_its_default() -> None:
     safe = readme.split("### Safe by default", 1)[1].split("\n## ", 1)[0]
     for flag in ("--keep-privileges", "--no-cgroups"):
         assert f"`{flag}`" in safe, flag
+
+
+@needs_cgroup_root
+def test_a_worker_killed_before_its_stop_ended_leaves_no_children() -> None:
+    """gunicorn SIGKILLs a worker whose stop outlasts the graceful timeout (a newcomer's Ctrl-C
+    once left `sleep 60` and a process tree running that way); the arbiter then kills what the
+    worker left in its job cgroups. (While the server runs, a new worker's start sweeps them;
+    a stopping arbiter starts no new worker.)"""
+    with LiveServer(["--grace", "1"]) as own:
+        body = {"kind": "spawn", "command": "sleep", "args": ["60"]}
+        status, job = own.json("POST", "/api/jobs", body)
+        assert status == 201, job
+        child, worker = job["pid"], worker_pid(own)
+        os.kill(worker, signal.SIGSTOP)  # its own stop cannot run, as if it took too long
+        os.kill(own.pid, signal.SIGTERM)  # the arbiter stops: no new worker from now on
+        os.kill(worker, signal.SIGKILL)  # what the arbiter does at the graceful timeout
+        wait_for(lambda: not pid_alive(child), what=f"the job's child {child} to be killed")
+        wait_for(lambda: "killed the 1 process(es) left" in own.log(), what="the arbiter's line")
