@@ -2,16 +2,19 @@
 
 Each folder (tests/ipc, tests/web, tests/e2e) keeps its own fixtures in its own conftest.py;
 this file holds only what all of them need: the artifacts folder, the Playwright launch
-arguments for Debian's Chromium, and the end-of-session check that no child was left behind.
+arguments for Debian's Chromium, a real redis-server for the scale-out tests, and the
+end-of-session check that no child was left behind.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis_server import MISSING, REDIS_SERVER, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("IPC_EXPLORER_ARTIFACTS", ROOT / "test-artifacts"))
@@ -56,6 +59,35 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium not found at {CHROMIUM} (scripts/setup.sh --browser installs it)")
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_FLAGS}
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session (127.0.0.1, a free port, no persistence)."""
+    if REDIS_SERVER is None:
+        pytest.skip(MISSING)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, which it may stop and start again (same port)."""
+    if REDIS_SERVER is None:
+        pytest.skip(MISSING)
+    with RedisServer(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    if not redis_server.ping():  # a test stopped it: start it again
+        redis_server.start()
+    redis_server.command("FLUSHALL")
+    return redis_server.url
 
 
 def _zombie_children(pid: int) -> list[int]:

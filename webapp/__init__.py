@@ -52,6 +52,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     services = Services.build(app.config)
     services.init_app(app)
     services.heartbeat.start()
+    services.start()
     return app
 
 

@@ -1,10 +1,13 @@
-"""``ipc-explorer`` / ``python -m webapp``: serve the app under gunicorn and print its URL.
+"""``ipc-explorer`` / ``python -m webapp``: serve the app under gunicorn and print its URL;
+``ipc-explorer agent ...``: a runner without a web server (``agent.py``).
 
-gunicorn runs with one threaded worker (``-k gthread -w 1 --threads N``): one worker keeps
-every job, event and subscriber in one process, so the feed sees every job. The N request
-threads serve HTTP only: a WebSocket feed holds one just for its handshake, then the feed hub's
-single thread serves it (``feedhub.py``), up to ``--max-feeds`` at once. The URL with the token
-is printed (and flushed) once the port listens, as Jupyter does.
+gunicorn runs threaded workers (``-k gthread --threads N``). By default one worker keeps every
+job, event and subscriber in one process, so the feed sees every job. ``--workers N`` needs
+``--redis URL``: then each worker is a runner of its own and they share jobs and events through
+Redis (docs/scale-out.md). The N request threads serve HTTP only: a WebSocket feed holds one
+just for its handshake, then the feed hub's single thread serves it (``feedhub.py``), up to
+``--max-feeds`` at once (per worker). The URL with the token is printed (and flushed) once the
+port listens, as Jupyter does.
 
 Stopping (Ctrl-C or SIGTERM): the worker's signal handlers only set an event (gunicorn's
 "handlers only enqueue" rule); a stopper thread then ends the feed connections and stops every
@@ -162,6 +165,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULTS["DEMO_TIMEOUT"],
         help="seconds /getSum, /sum, /compute wait for their child (default %(default)s)",
     )
+    add_redis_argument(
+        parser, "everything stays in this process; the password is better given there"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gunicorn worker processes (default %(default)s; more need --redis)",
+    )
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="this server's runner name, shown as the host of its jobs (default "
+        "<hostname>:<port>, plus /<pid> per worker with --workers)",
+    )
     _add_confinement_args(parser)
     parser.add_argument(
         "--log-level", default="warning", help="gunicorn's log level (default %(default)s)"
@@ -175,6 +193,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     positive = (
         "max_children",
         "threads",
+        "workers",
         "max_body",
         "max_message",
         "max_events_per_job",
@@ -190,10 +209,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.grace < 0:
         parser.error("--grace must be >= 0")
+    if args.workers > 1 and not args.redis:
+        parser.error(
+            f"--workers {args.workers} needs --redis URL: each worker is a process with "
+            "children of its own, and only a shared Redis lets every worker's feed and API "
+            "see every job (run redis-server and pass --redis redis://127.0.0.1:6379/0)"
+        )
+    if args.redis:
+        check_redis_url(parser, args.redis)
     _check_confinement_args(parser, args)
     if args.ws_ping_interval <= 0:
         parser.error("--ws-ping-interval must be more than 0 seconds")
     return args
+
+
+def add_redis_argument(parser: argparse.ArgumentParser, without: str) -> None:
+    """``--redis URL``, defaulting to $IPC_EXPLORER_REDIS (a command line shows in `ps`)."""
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("IPC_EXPLORER_REDIS") or None,
+        help="redis://[:PASSWORD@]HOST:PORT/DB: share jobs and events with every server and "
+        f"agent started with the same URL (default: $IPC_EXPLORER_REDIS; without: {without})",
+    )
+
+
+def check_redis_url(parser: argparse.ArgumentParser, url: str) -> None:
+    from .redis_store import check_url
+
+    try:
+        check_url(url)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 #: (flag, setting, type, help) of the children's confinement; 0 means no limit for each.
@@ -300,6 +347,17 @@ def app_config(args: argparse.Namespace) -> dict[str, Any]:
         "WS_PING_INTERVAL": args.ws_ping_interval,
         "MAX_JOBS_KEPT": args.max_jobs_kept,
         "DEMO_TIMEOUT": args.demo_timeout,
+        "REDIS_URL": args.redis,
+        "WORKERS": args.workers,
+        "RUNNER_NAME": args.name,
+        **confinement_config(args),
+    }
+
+
+def confinement_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The children's confinement settings from the flags `_add_confinement_args` added (the
+    server's and the agent's: both start children)."""
+    return {
         "CHILD_USER": args.child_user,
         "KEEP_PRIVILEGES": args.keep_privileges,
         "CGROUPS": not args.no_cgroups,
@@ -318,7 +376,7 @@ def display_url(host: str, port: int, token: str) -> str:
 
 
 class ExplorerServer(BaseApplication):
-    """gunicorn, configured in code: one gthread worker, our app, our stop procedure."""
+    """gunicorn, configured in code: gthread workers, our app, our stop procedure."""
 
     def __init__(self, config: dict[str, Any], threads: int, log_level: str) -> None:
         self.app_config = config
@@ -332,7 +390,7 @@ class ExplorerServer(BaseApplication):
         grace = self.app_config["SHUTDOWN_GRACE"]
         settings = {
             "bind": [bind],
-            "workers": 1,
+            "workers": self.app_config["WORKERS"],
             "worker_class": "gthread",
             "threads": self.threads,
             # The stop takes up to grace (TERM) + 5 s (KILL, reaping) + the cgroups' removal;
@@ -463,6 +521,11 @@ def free_port_after(host: str, port: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["agent"]:
+        from .agent import main as agent_main
+
+        return agent_main(argv[1:])
     args = parse_args(argv)
     problem = port_problem(args.host, args.port)
     if problem:
@@ -470,6 +533,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     config = app_config(args)
     config["TOKEN"] = args.token or new_token()
+    if args.redis:
+        from .agent import check_redis
+        from .services import runner_name
+
+        # With several workers each name gets the worker's pid: none can clash.
+        problem = check_redis(args.redis, runner_name(config) if args.workers == 1 else None)
+        if problem:
+            print(f"ipc-explorer: {problem}", file=sys.stderr, flush=True)
+            return 2
     ExplorerServer(config, args.threads, args.log_level).run()
     return 0
 

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 
 from . import validation
-from .errors import ApiError
+from .errors import ApiError, StoreUnavailable
 from .jsoncheck import ShapeError
 from .openapi import checker, document, operation
 from .schemas import QUERY
@@ -72,29 +72,26 @@ def programs() -> Response:
 @bp.get("/jobs")
 @operation("every job kept", {200: "JobList"})
 def list_jobs() -> Response:
-    return jsonify(jobs=[job.to_dict() for job in services().jobs.list()])
+    return jsonify(jobs=services().directory.list())
 
 
 @bp.post("/jobs")
-@operation("start a job", {201: "Job"}, body="JobRequest")
+@operation("start a job (here, or on the runner its 'host' names)", {201: "Job"}, body="JobRequest")
 def create_job(body: dict[str, Any]) -> tuple[Response, int]:
-    s = services()
-    spec = validation.parse_job(body, s.jobs.config, s.policy, s.programs)
-    job = s.jobs.start(spec)
-    return jsonify(job.to_dict()), 201
+    """Start a job here, or with ``"host": "<runner>"`` on that runner (GET /api/hosts)."""
+    return jsonify(services().directory.start(body)), 201
 
 
 @bp.get("/jobs/<job_id>")
 @operation("one job", {200: "Job"})
 def show_job(job_id: str) -> Response:
-    return jsonify(services().jobs.get(job_id).to_dict())
+    return jsonify(services().directory.get(job_id))
 
 
 @bp.delete("/jobs/<job_id>")
 @operation("forget a finished job and its events", {204: None})
 def forget_job(job_id: str) -> tuple[str, int]:
-    jobs = services().jobs
-    jobs.forget(jobs.get(job_id))
+    services().directory.forget(job_id)
     return "", 204
 
 
@@ -104,7 +101,7 @@ def job_events(job_id: str) -> Response:
     """``{"events": [...]}``; NDJSON (one event a line) with ``Accept: application/x-ndjson``
     or ``?format=ndjson`` for export."""
     s = services()
-    s.jobs.get(job_id)
+    s.directory.get(job_id)
     after = _after()
     if _wants_ndjson():
 
@@ -131,44 +128,31 @@ def all_events() -> Response:
 @operation("a job's kept stdout and stderr", {200: "Output"})
 def job_output(job_id: str) -> Response:
     """The job's stdout and stderr as kept (up to MAX_OUTPUT_PER_JOB in all)."""
-    job = services().jobs.get(job_id)
-    with job.lock:
-        data = {
-            "stdout": job.output["stdout"].decode("utf-8", "replace"),
-            "stderr": job.output["stderr"].decode("utf-8", "replace"),
-            "bytes": job.output_bytes,
-            "truncated": job.output_truncated,
-            "limit": job.output_cap,
-        }
-    return jsonify(data)
+    return jsonify(services().directory.output(job_id))
 
 
 @bp.post("/jobs/<job_id>/kill")
 @operation("signal a job's process group", {202: "Killed"}, body="KillRequest", body_required=False)
 def kill_job(job_id: str, body: dict[str, Any]) -> tuple[Response, int]:
-    jobs = services().jobs
-    job = jobs.get(job_id)
+    directory = services().directory
+    directory.get(job_id)
     sig = validation.signal_name(body.get("signal", "SIGTERM"))
-    delivered = jobs.kill(job, sig)
-    return jsonify(job=job.to_dict(), signal=sig, delivered=delivered), 202
+    job, delivered = directory.kill(job_id, sig)
+    return jsonify(job=job, signal=sig, delivered=delivered), 202
 
 
 @bp.post("/jobs/<job_id>/send")
 @operation("send a message to a fork job's child", {202: "Queued"}, body="SendRequest")
 def send_message(job_id: str, body: dict[str, Any]) -> tuple[Response, int]:
-    jobs = services().jobs
-    job = jobs.get(job_id)
-    ok = jobs.send(job, body["message"])
+    ok = services().directory.send(job_id, body["message"])
     return jsonify(queued=True, below_high_water=ok), 202
 
 
 @bp.post("/jobs/<job_id>/stdin")
 @operation("write to a spawn job's stdin", {202: "Queued"}, body="StdinRequest")
 def write_stdin(job_id: str, body: dict[str, Any]) -> tuple[Response, int]:
-    jobs = services().jobs
-    job = jobs.get(job_id)
     data, end = body.get("data", ""), body.get("end", False)
-    written = jobs.write_stdin(job, data.encode(), end)
+    written = services().directory.write_stdin(job_id, data, end)
     return jsonify(queued=written, end=end), 202
 
 
@@ -177,6 +161,14 @@ def write_stdin(job_id: str, body: dict[str, Any]) -> tuple[Response, int]:
 def heartbeat() -> Response:
     """How late the server's ticker runs right now (see heartbeat.py)."""
     return jsonify(services().heartbeat.snapshot())
+
+
+@bp.get("/hosts")
+@operation("the runners sharing this server's jobs", {200: "HostList"}, tag="server")
+def hosts() -> Response:
+    """The runners sharing this server's jobs: name, pid, live children, capacity, last
+    heartbeat (just this server without --redis)."""
+    return jsonify(hosts=services().directory.hosts())
 
 
 #: The settings /api/status reports as `limits` (lower-cased): everything a request, a client
@@ -208,12 +200,21 @@ LIMITS = (
 @bp.get("/status")
 @operation("the server's limits and counts", {200: "Status"}, tag="server")
 def status() -> Response:
+    """This server's numbers; answers even while Redis is away (``store`` says so)."""
     s = services()
+    store = s.bus.health()
+    try:
+        jobs: int | None = len(s.directory.list())
+        last_seq: int | None = s.bus.last_seq
+    except StoreUnavailable:
+        jobs = last_seq = None
     return jsonify(
+        runner=s.registry.runner,
+        store=store,
         live_children=s.jobs.live_count(),
         max_children=s.jobs.config["MAX_CHILDREN"],
-        jobs=len(s.jobs.list()),
-        last_seq=s.bus.last_seq,
+        jobs=jobs,
+        last_seq=last_seq,
         subscribers=s.bus.subscriber_count(),
         feeds={"in_use": s.feeds.in_use, "capacity": s.feeds.capacity},
         allow_any_command=s.policy.allow_any,

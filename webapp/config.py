@@ -215,6 +215,19 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     #: The catalogue of shipped child programs: None = `webapp.catalog`; tests may pass any
     #: object with `list_programs()` and `get_program(name)`.
     "CATALOG": None,
+    # ---- scale-out (docs/scale-out.md) ------------------------------------------------------
+    #: ``redis://[:password@]HOST:PORT/DB``: share jobs and events with every server and agent
+    #: started with the same URL. None: everything in this process (the embedded default).
+    "REDIS_URL": None,
+    #: This process's runner name (``host`` of its jobs and events); None: ``<hostname>:<port>``.
+    "RUNNER_NAME": None,
+    #: "server" (serves the web app and runs the jobs started through it) or "agent".
+    "RUNNER_KIND": "server",
+    #: gunicorn workers (more than 1 only with REDIS_URL: each worker is a runner of its own).
+    "WORKERS": 1,
+    #: Seconds between a runner's heartbeats, and without one before it is declared lost.
+    "RUNNER_HEARTBEAT": 2.0,
+    "RUNNER_TTL": 8.0,
 }
 
 

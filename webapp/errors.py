@@ -28,6 +28,13 @@ class ApiError(Exception):
         return response
 
 
+class StoreUnavailable(ApiError):
+    """The shared store (Redis, with --redis) cannot be reached: the request was not done."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, message)
+
+
 _HINTS = {
     404: "no such URL; the API is under /api (GET /api/jobs, POST /api/jobs, ...)",
     405: "this URL does not take that method",

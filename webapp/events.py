@@ -1,6 +1,7 @@
 """The event bus: numbered events, bounded history, bounded subscribers, replay after a seq.
 
-Every event is one JSON object ``{"seq", "job", "pid", "type", "t", "data"}`` (DESIGN.md).
+Every event is one JSON object ``{"seq", "job", "pid", "type", "t", "data", "host"}``
+(DESIGN.md; ``host`` names the runner the event is about).
 `seq` is global and strictly increasing, so a browser that reconnects says "after 41" and gets
 42, 43, ... with nothing missed and nothing twice, as long as those events are still kept.
 
@@ -26,6 +27,10 @@ Each event is encoded once, when it is published: its UTF-8 JSON bytes are what 
 subscriber gets (a feed frames them as they are). Only a merged chunk is encoded again, for the
 subscriber it was merged for. A subscriber tells its consumer that it has something through
 `notify` (the feed hub's wake-up), so nothing has to poll it.
+
+`MemoryEventBus` is the embedded implementation of the `bus.EventBus` interface; the Redis one
+(``redis_bus.py``) keeps its history in Redis but fans out through the same `Subscriber`, and
+computes its replay gaps with the same functions (`evicted_after`, `cut_replay`).
 """
 
 from __future__ import annotations
@@ -34,15 +39,17 @@ import heapq
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import jsontext
+from .bus import EventBus
 
 OUTPUT_TYPES = frozenset({"stdout", "stderr"})
 #: Never dropped for a slow subscriber (they are few; a page must learn that a job ended).
-LIFECYCLE_TYPES = frozenset({"spawn", "exit", "close", "error", "disconnect"})
+#: ``lost``: the runner that owned the job stopped answering (scale-out), so it never closes.
+LIFECYCLE_TYPES = frozenset({"spawn", "exit", "close", "error", "disconnect", "lost"})
 EVENT_TYPES = frozenset(
     {
         "spawn",
@@ -55,12 +62,19 @@ EVENT_TYPES = frozenset(
         "disconnect",
         "stats",
         "dropped",
+        "lost",
         "lab",
     }
 )  # and fd3, fd4, ...: output of a spawn's extra stdio pipes
 # ``lab``: the transport lab's progress (webapp/lab.py). Not a job's event: ``job`` is null,
 # ``pid`` the server's, and ``data`` the whole run as it stands (LabRun.snapshot), so the
 # latest one is all a page needs.
+
+
+def check_type(type_: str) -> None:
+    """:raises ValueError: `type_` is not an event type (nor ``fd<N>``)."""
+    if type_ not in EVENT_TYPES and not (type_[:2] == "fd" and type_[2:].isdigit()):
+        raise ValueError(f"unknown event type {type_!r}")
 
 
 def dumps(event: dict[str, Any]) -> str:
@@ -101,20 +115,67 @@ class _History:
         else:
             self.evicted.append([old.seq, old.seq])
 
-    def evicted_after(self, after: int) -> tuple[int, int, int]:
-        """(count, first, last) of evicted seqs greater than `after`."""
-        count, first, last = 0, 0, 0
-        for lo, hi in reversed(self.evicted):
-            if hi <= after:
-                break
-            lo = max(lo, after + 1)
-            count += hi - lo + 1
-            first = lo
-            last = last or hi
-        return count, first, last
+
+def evicted_after(runs: list[list[int]], after: int) -> tuple[int, int, int]:
+    """(count, first, last) of evicted seqs greater than `after`.
+
+    `runs` are ``[first, last]`` runs of consecutive evicted seqs, oldest first, or
+    ``[first, last, count]`` for a run that stands for `count` evictions spread over that
+    range (Redis merges its oldest runs so that their list stays bounded); a notice that
+    starts inside such a run counts at most the seqs it covers.
+    """
+    count, first, last = 0, 0, 0
+    for run in reversed(runs):
+        lo, hi = run[0], run[1]
+        if hi <= after:
+            break
+        span = hi - lo + 1
+        events = run[2] if len(run) > 2 else span
+        lo = max(lo, after + 1)
+        count += min(events, hi - lo + 1)
+        first = lo
+        last = last or hi
+    return count, first, last
 
 
-def dropped_event(job: str | None, count: int, first: int, last: int, reason: str) -> dict:
+def contiguous_gap(after: int, last_evicted: int) -> tuple[int, int, int]:
+    """For an all-jobs replay: (count, first, after') of the gap right after `after`, up to
+    the newest evicted seq of any job. The gap is kept contiguous, so that a client that takes
+    the notice's seq as its last one never sees a smaller seq afterwards: kept events inside it
+    (other jobs' older events) are skipped and counted too."""
+    if last_evicted > after:
+        return last_evicted - after, after + 1, last_evicted
+    return 0, after + 1, after
+
+
+def cut_replay(
+    job: str | None,
+    asked: int,
+    items: list[_Kept],
+    gap: tuple[int, int, int],
+    max_replay: int,
+    reason: str = "history_limit",
+) -> tuple[list[_Kept], dict | None]:
+    """The replay's `items` (oldest first) cut to the newest `max_replay`, and the notice for
+    the gap right after `asked`: `gap` is (count, first, last) of what is no longer kept."""
+    count, first, last = gap
+    if len(items) > max_replay:
+        cut = len(items) - max_replay
+        last = items[cut - 1].seq
+        if job is None:
+            first, count = asked + 1, last - asked
+        else:
+            first = first if count else items[0].seq
+            count += cut
+        items = items[cut:]
+    if not count:
+        return items, None
+    return items, dropped_event(job, count, first, last, reason)
+
+
+def dropped_event(
+    job: str | None, count: int, first: int, last: int, reason: str, host: str | None = None
+) -> dict:
     return {
         "seq": last,
         "job": job,
@@ -122,6 +183,7 @@ def dropped_event(job: str | None, count: int, first: int, last: int, reason: st
         "type": "dropped",
         "t": time.time(),
         "data": {"count": count, "from_seq": first, "to_seq": last, "reason": reason},
+        "host": host,
     }
 
 
@@ -338,12 +400,14 @@ class Subscriber:
             self._cond.notify_all()
 
 
-class EventBus:
-    """Numbers, keeps and fans out events. Thread-safe; `publish` never blocks on a client."""
+class MemoryEventBus(EventBus):
+    """The embedded bus: numbers, keeps and fans out events in this process. Thread-safe;
+    `publish` never blocks on a client."""
 
     def __init__(
         self,
         *,
+        host: str = "local",
         max_events_per_job: int = 2000,
         max_bytes_per_job: int = 2 * 1024 * 1024,
         subscriber_events: int = 1000,
@@ -351,16 +415,17 @@ class EventBus:
         coalesce_bytes: int = 64 * 1024,
         max_replay: int = 10000,
     ) -> None:
+        super().__init__(
+            host=host,
+            subscriber_events=subscriber_events,
+            subscriber_bytes=subscriber_bytes,
+            coalesce_bytes=coalesce_bytes,
+            max_replay=max_replay,
+        )
         self.max_events_per_job = max_events_per_job
         self.max_bytes_per_job = max_bytes_per_job
-        self.subscriber_events = subscriber_events
-        self.subscriber_bytes = subscriber_bytes
-        self.coalesce_bytes = coalesce_bytes
-        self.max_replay = max_replay
-        self._lock = threading.Lock()
         self._seq = 0
         self._histories: dict[str | None, _History] = {}
-        self._subscribers: set[Subscriber] = set()
 
     @property
     def last_seq(self) -> int:
@@ -368,11 +433,15 @@ class EventBus:
             return self._seq
 
     def publish(
-        self, job: str | None, pid: int | None, type_: str, data: dict[str, Any] | None = None
+        self,
+        job: str | None,
+        pid: int | None,
+        type_: str,
+        data: dict[str, Any] | None = None,
+        host: str | None = None,
     ) -> dict[str, Any]:
         """Number `type_` event of `job`, keep it, hand it to every interested subscriber."""
-        if type_ not in EVENT_TYPES and not (type_[:2] == "fd" and type_[2:].isdigit()):
-            raise ValueError(f"unknown event type {type_!r}")
+        check_type(type_)
         with self._lock:
             self._seq += 1
             event = {
@@ -382,6 +451,7 @@ class EventBus:
                 "type": type_,
                 "t": time.time(),
                 "data": data or {},
+                "host": host or self.host,
             }
             kept = _Kept(self._seq, event, encode(event))
             history = self._histories.get(job)
@@ -399,91 +469,41 @@ class EventBus:
                     sub.push(kept)
             return event
 
-    def subscribe(
-        self, job: str | None = None, after: int | None = None, output_rate: int | None = None
-    ) -> tuple[Subscriber, int]:
-        """A subscriber to `job` (None: all), with the replay of everything after `after`
-        (None: nothing, only what happens from now on). Returns it and the seq it starts at.
-
-        Atomic with `publish`: no event falls between the replay and the live queue.
-        """
-        sub = Subscriber(
-            job, self.subscriber_events, self.subscriber_bytes, self.coalesce_bytes, output_rate
-        )
-        with self._lock:
-            start = self._seq
-            if after is not None and after < start:
-                items, notice = self._replay(job, max(after, 0))
-                sub.preload(items, notice)
-            self._subscribers.add(sub)
-        return sub, start
-
-    def unsubscribe(self, sub: Subscriber) -> None:
-        with self._lock:
-            self._subscribers.discard(sub)
-        sub.close()
-
-    def subscriber_count(self) -> int:
-        with self._lock:
-            return len(self._subscribers)
-
-    def events(self, job: str | None = None, after: int = 0) -> list[dict[str, Any]]:
-        """The kept events after `after` (of one job, or all), oldest first, plus a leading
-        ``dropped`` notice when some that were asked for are no longer kept."""
-        with self._lock:
-            items, notice = self._replay(job, after)
-        head = [notice] if notice is not None else []
-        return head + [kept.event for kept in items]
-
-    def iter_texts(self, job: str | None = None, after: int = 0) -> Iterator[str]:
-        """As `events`, encoded (for NDJSON export)."""
-        with self._lock:
-            items, notice = self._replay(job, after)
-        if notice is not None:
-            yield dumps(notice)
-        for kept in items:
-            yield kept.text
-
     def forget(self, job: str) -> None:
         """Drop a job's history (DELETE /api/jobs/<id>). Its seqs are then simply absent from
         replays of all jobs: deleted on purpose, not dropped."""
         with self._lock:
             self._histories.pop(job, None)
 
+    def _delivered(self) -> int:
+        return self._seq  # publish numbers and delivers in one step, under the lock
+
     # ---- internals (under the lock) -------------------------------------------------------
 
-    def _replay(self, job: str | None, after: int) -> tuple[list[_Kept], dict | None]:
-        """Kept events after `after`, and the notice for a gap right after `after`.
+    def _replay(
+        self, job: str | None, after: int, upto: int | None = None
+    ) -> tuple[list[_Kept], dict | None]:
+        """Kept events after `after`, and the notice for a gap right after `after` (`upto`
+        is always the last seq here: numbering and delivery are one step).
 
-        The gap is kept contiguous, so that a client that takes the notice's seq as its last
-        one never sees a smaller seq afterwards: for all jobs, kept events inside the gap
-        (other jobs' older events) are skipped and counted too. For one job the evicted
+        For all jobs the gap is contiguous (see `contiguous_gap`); for one job the evicted
         events are always its oldest, so its gap is exact.
         """
+        with self._lock:
+            return self._replay_locked(job, after)
+
+    def _replay_locked(self, job: str | None, after: int) -> tuple[list[_Kept], dict | None]:
         asked = after
         if job is not None:
             history = self._histories.get(job)
             if history is None:
                 return [], None
-            count, first, last = history.evicted_after(after)
+            gap = evicted_after(history.evicted, after)
             items = [k for k in history.events if k.seq > after]
         else:
             last = max((h.evicted[-1][1] for h in self._histories.values() if h.evicted), default=0)
-            first, count = after + 1, 0
-            if last > after:
-                after = last
-                count = last - first + 1
+            gap = contiguous_gap(after, last)
+            after = gap[2]
             streams = [[k for k in h.events if k.seq > after] for h in self._histories.values()]
             items = list(heapq.merge(*streams, key=lambda k: k.seq))
-        if len(items) > self.max_replay:
-            cut = len(items) - self.max_replay
-            last = items[cut - 1].seq
-            if job is None:
-                first, count = asked + 1, last - asked
-            else:
-                first = first if count else items[0].seq
-                count += cut
-            items = items[cut:]
-        if not count:
-            return items, None
-        return items, dropped_event(job, count, first, last, "history_limit")
+        return cut_replay(job, asked, items, gap, self.max_replay)

@@ -29,6 +29,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
+from .errors import ApiError
 from .events import Subscriber
 from .feedhub import FeedConnection
 from .services import Services, services
@@ -157,14 +158,17 @@ class FeedSession:
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate < 1):
             self.reject("'output_rate' must be a number of bytes per second >= 1, or null")
             return
-        if job is not None:
-            try:
-                self.s.jobs.get(job)
-            except Exception:
+        try:
+            if job is not None:
+                self.s.directory.get(job)
+            self.unsubscribe()
+            self.sub, start = self.s.bus.subscribe(job, after, rate)
+        except ApiError as exc:  # no such job; the shared store cannot be reached
+            if exc.status == 404:
                 self.reject(f'no job {_short(job)}; subscribe with "job": null for every job')
-                return
-        self.unsubscribe()
-        self.sub, start = self.s.bus.subscribe(job, after, rate)
+            else:
+                self.reject(exc.message)
+            return
         hub, conn = self.conn.hub, self.conn
         self.sub.notify = lambda: hub.ready(conn)
         self.conn.send_text(

@@ -8,6 +8,9 @@ pid, exit code and signal are the child's own (`ipc.ChildProcess.state`, one voc
 the browser), never a copy. Callbacks run on ipc's single reactor thread, so each one only
 records and publishes; nothing here blocks it: ipc hands the job its child (`on_created`)
 before any event, so no callback waits for it.
+This service is the job's *runner*: the child lives here; its record is published through the
+job registry (``registry.py``), so that every server sharing the registry shows it (with
+--redis, the ``number`` is given by the registry: one count for every runner).
 
 exec / exec_file jobs are ipc's own streaming exec (`ipc.exec(..., wait=False)`): its output
 streams live on the feed like any other job's, and ipc applies ``max_buffer`` and
@@ -18,7 +21,7 @@ deadline (``timeout``, or ``--max-job-seconds``) is its guard's (guard.py), for 
 from __future__ import annotations
 
 import codecs
-import itertools
+import contextlib
 import json
 import queue
 import sys
@@ -32,10 +35,11 @@ from typing import Any
 
 import ipc
 
-from .errors import ApiError
-from .events import EventBus
+from .bus import EventBus
+from .errors import ApiError, StoreUnavailable
 from .guard import CannotConfine, Guards, IsShipped, JobGuard
 from .jsontext import without_nan
+from .registry import JobRegistry
 from .stats import ProcSampler
 
 Hook = Callable[..., None]
@@ -68,10 +72,13 @@ class JobSpec:
 class Job:
     """One child and its record. Mutated on the reactor thread; read under `lock`."""
 
-    def __init__(self, job_id: str, spec: JobSpec, output_cap: int, number: int = 0) -> None:
+    def __init__(
+        self, job_id: str, spec: JobSpec, output_cap: int, number: int = 0, host: str = "local"
+    ) -> None:
         self.id = job_id
         self.number = number
         self.spec = spec
+        self.host = host  # the runner's name
         self.lock = threading.Lock()
         #: Set by ipc (`on_created`) before the child starts, so before any of its events.
         self.child: ipc.ChildProcess | None = None
@@ -133,6 +140,7 @@ class Job:
             data = {
                 "id": self.id,
                 "number": self.number,
+                "host": self.host,
                 "kind": spec.kind,
                 "label": spec.label,
                 "program": spec.program,
@@ -162,20 +170,35 @@ class Job:
                 data["result"] = self.result
         return data
 
+    def output_dict(self) -> dict[str, Any]:
+        """The stdout and stderr kept (up to the output cap in all)."""
+        with self.lock:
+            return {
+                "stdout": self.output["stdout"].decode("utf-8", "replace"),
+                "stderr": self.output["stderr"].decode("utf-8", "replace"),
+                "bytes": self.output_bytes,
+                "truncated": self.output_truncated,
+                "limit": self.output_cap,
+            }
+
 
 class JobService:
-    """Owns every job: starting, limits, kill / send / stdin, forgetting, shutdown."""
+    """Owns this runner's jobs: starting, limits, kill / send / stdin, forgetting, shutdown."""
 
     def __init__(
-        self, config: dict[str, Any], bus: EventBus, is_shipped: IsShipped | None = None
+        self,
+        config: dict[str, Any],
+        bus: EventBus,
+        registry: JobRegistry,
+        is_shipped: IsShipped | None = None,
     ) -> None:
         self.config = config
         self.bus = bus
+        self.registry = registry
         self.guards = Guards(config, is_shipped)
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
-        self._numbers = itertools.count(1)
         self._sampler: ProcSampler | None = None
 
     # ---- queries ----------------------------------------------------------------------------
@@ -218,6 +241,7 @@ class JobService:
         if self.stopping.is_set():
             raise ApiError(503, "the server is stopping; start the job after it restarts")
         limit = self.config["MAX_CHILDREN"]
+        number = self.registry.next_number()  # (Redis: a round trip, so not under the lock)
         with self._lock:
             live = sum(1 for job in self._jobs.values() if job.live)
             if live >= limit:
@@ -232,13 +256,18 @@ class JobService:
                 str(uuid.uuid4()),
                 spec,
                 self.config["MAX_OUTPUT_PER_JOB"],
-                number=next(self._numbers),
+                number=number,
+                host=self.registry.runner,
             )
             job.hooks = {k: list(v) for k, v in (hooks or {}).items()}
             self._jobs[job.id] = job
-            self._trim()
+            trimmed = self._trim()
+        for old in trimmed:
+            self.registry.drop(old)
+            self.bus.forget(old)
         started = False
         try:
+            self.registry.add(job)  # every server sees it from now on
             self._launch(job)
             started = True
         except ApiError:
@@ -259,7 +288,9 @@ class JobService:
         with self._lock:
             self._jobs.pop(job.id, None)
         job.closed.set()
-        self.bus.forget(job.id)
+        with contextlib.suppress(StoreUnavailable):  # (Redis away: it made no record then)
+            self.registry.drop(job.id)
+            self.bus.forget(job.id)
         guard, child = job.guard, job.child
         if child is not None and child.returncode is None:
             if guard is not None:
@@ -269,14 +300,16 @@ class JobService:
         elif guard is not None:
             guard.closed()
 
-    def _trim(self) -> None:
-        """Forget the oldest finished jobs past MAX_JOBS_KEPT (under `_lock`)."""
+    def _trim(self) -> list[str]:
+        """Take the oldest finished jobs past MAX_JOBS_KEPT out (under `_lock`); returns
+        their ids, for the registry and the bus to forget (outside the lock)."""
         excess = len(self._jobs) - self.config["MAX_JOBS_KEPT"]
         if excess <= 0:
-            return
-        for job_id in [j.id for j in self._jobs.values() if not j.live][:excess]:
+            return []
+        old = [j.id for j in self._jobs.values() if not j.live][:excess]
+        for job_id in old:
             del self._jobs[job_id]
-            self.bus.forget(job_id)
+        return old
 
     def _launch(self, job: Job) -> None:
         spec = job.spec
@@ -551,6 +584,7 @@ class JobService:
             raise ApiError(409, f"job {job.id} is still running; kill it first")
         with self._lock:
             self._jobs.pop(job.id, None)
+        self.registry.drop(job.id)
         self.bus.forget(job.id)
 
     # ---- stats and shutdown -----------------------------------------------------------------

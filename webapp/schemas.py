@@ -93,6 +93,14 @@ def _job_kind(kind: str, fields: Mapping[str, Any], required: list[str]) -> dict
             "additionalProperties": _argv_string("a string"),
             "description": 'an object of string to string, e.g. {"LANG": "C"}',
         },
+        "host": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 256,
+            **_NO_NUL,
+            "description": "the runner that starts it (GET /api/hosts; with --redis a server "
+            "worker or an agent); default: this server",
+        },
     }
     return {
         "type": "object",
@@ -145,7 +153,16 @@ def components(config: Mapping[str, Any]) -> dict[str, Any]:
         "description": "a job: one child process and what the explorer knows about it",
         "properties": {
             "id": {"type": "string", "description": "the job's unguessable id"},
-            "number": {"type": "integer", "description": "a short number for people, per run"},
+            "number": {
+                "type": "integer",
+                "description": "a short number for people (per run; with --redis, one count "
+                "for every runner)",
+            },
+            "host": {"type": "string", "description": "the runner whose child it is"},
+            "lost": {
+                "type": "object",
+                "description": "state 'lost': when and why its runner was declared gone",
+            },
             "kind": {"enum": list(KINDS)},
             "label": {"type": ["string", "null"]},
             "program": {"type": ["string", "null"]},
@@ -187,6 +204,7 @@ def components(config: Mapping[str, Any]) -> dict[str, Any]:
             "type": {"type": "string"},
             "t": {"type": "number"},
             "data": {"type": ["object", "null"]},
+            "host": {"type": ["string", "null"], "description": "the runner it is about"},
         },
         "required": ["seq", "type", "t"],
     }
@@ -351,13 +369,47 @@ def components(config: Mapping[str, Any]) -> dict[str, Any]:
             "required": ["programs"],
         },
         "Heartbeat": {"type": "object"},
+        "HostList": {
+            "type": "object",
+            "properties": {
+                "hosts": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "kind": {"enum": ["server", "agent"]},
+                            "hostname": {"type": "string"},
+                            "pid": {"type": "integer"},
+                            "live_children": {"type": "integer"},
+                            "capacity": {"type": "integer"},
+                            "last_heartbeat": {"type": "number"},
+                            "heartbeat_age": {"type": "number"},
+                        },
+                        "required": ["name", "pid", "live_children", "capacity"],
+                    },
+                }
+            },
+            "required": ["hosts"],
+        },
         "Status": {
             "type": "object",
             "properties": {
+                "runner": {"type": "string", "description": "this server's runner name"},
+                "store": {
+                    "type": "object",
+                    "description": "where jobs and events live (memory, or Redis and whether "
+                    "it can be reached now)",
+                    "properties": {
+                        "kind": {"enum": ["memory", "redis"]},
+                        "ok": {"type": "boolean"},
+                    },
+                    "required": ["kind", "ok"],
+                },
                 "live_children": {"type": "integer"},
                 "max_children": {"type": "integer"},
-                "jobs": {"type": "integer"},
-                "last_seq": {"type": "integer"},
+                "jobs": {"type": ["integer", "null"], "description": "null while Redis is away"},
+                "last_seq": {"type": ["integer", "null"]},
                 "subscribers": {"type": "integer"},
                 "allow_any_command": {"type": "boolean"},
                 "allowed_commands": {"type": "array", "items": {"type": "string"}},

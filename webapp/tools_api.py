@@ -80,12 +80,29 @@ def lab_cancel(run_id: str) -> tuple[Response, int]:
 # ---- fd inspector -----------------------------------------------------------------------------
 
 
+def _local_job(job_id: str) -> Any:
+    """The job, if its child runs in this process: its fds and channel bytes can only be read
+    where it runs.
+
+    :raises ApiError: 404 unknown job, 409 a job of another runner (with --redis).
+    """
+    s = services()
+    record = s.directory.get(job_id)
+    if record.get("host", s.registry.runner) != s.registry.runner:
+        raise ApiError(
+            409,
+            f"job {job_id} runs on runner {record['host']!r}, not in this server: its fds and "
+            "channel bytes can be read only where its child runs",
+        )
+    return s.jobs.get(job_id)
+
+
 def _running_child_pid(job_id: str) -> tuple[Any, int]:
     """The job and its pid, while the child runs (not yet reaped: the pid is still its own).
 
     :raises ApiError: 404 unknown job, 409 a job whose child is not running.
     """
-    job = services().jobs.get(job_id)
+    job = _local_job(job_id)
     child = job.child
     if child is None or job.pid is None or child.returncode is not None or not job.live:
         raise ApiError(
@@ -128,9 +145,8 @@ def export_trace() -> Response:
     job_id = request.args.get("job")
     if job_id is not None and not job_id:
         raise ApiError(400, "'job' is empty; give a job id (GET /api/jobs) or leave it out for all")
-    jobs = [s.jobs.get(job_id)] if job_id is not None else s.jobs.list()
-    records = [job.to_dict() for job in jobs]
-    events = {job.id: s.bus.events(job.id) for job in jobs}
+    records = [s.directory.get(job_id)] if job_id is not None else s.directory.list()
+    events = {record["id"]: s.bus.events(record["id"]) for record in records}
     document = trace.build(records, events, server_pid=os.getpid())
     name = f"ipc-explorer-{job_id or 'all'}-trace.json"
     response = jsonify(document)
@@ -152,7 +168,7 @@ def export_trace() -> Response:
 def frames_start(job_id: str, body: dict[str, Any]) -> tuple[Response, int]:
     """Record the bytes of a fork job's channel from now on: ``{"max_bytes": 16384}``."""
     s = services()
-    job = s.jobs.get(job_id)
+    job = _local_job(job_id)
     capture = s.frames.start(job, body.get("max_bytes", frames.DEFAULT_LIMIT))
     return jsonify(capture.snapshot()), 201
 
@@ -162,7 +178,7 @@ def frames_start(job_id: str, body: dict[str, Any]) -> tuple[Response, int]:
 def frames_show(job_id: str) -> Response:
     """The bytes recorded so far, cut by read()/write(), and the frames they carry."""
     s = services()
-    job = s.jobs.get(job_id)
+    job = _local_job(job_id)
     capture = s.frames.get(job.id)
     if capture.full:
         s.frames.release(job, capture)  # full: stop paying for the tap
@@ -173,4 +189,4 @@ def frames_show(job_id: str) -> Response:
 @operation("stop recording (the bytes kept stay)", {200: "Capture"}, tag="inspect")
 def frames_stop(job_id: str) -> Response:
     s = services()
-    return jsonify(s.frames.stop(s.jobs.get(job_id)).snapshot())
+    return jsonify(s.frames.stop(_local_job(job_id)).snapshot())

@@ -43,6 +43,7 @@ export const api = {
   forget: (id) => call("DELETE", `/api/jobs/${encodeURIComponent(id)}`),
   output: (id) => call("GET", `/api/jobs/${encodeURIComponent(id)}/output`),
   programs: () => call("GET", "/api/programs"),
+  hosts: () => call("GET", "/api/hosts"),
   heartbeat: () => call("GET", "/api/heartbeat"),
   // the tools (webapp/tools_api.py)
   lab: () => call("GET", "/api/lab"),

@@ -207,12 +207,31 @@ function buildSpec() {
   return spec;
 }
 
+// With --redis, other runners (server workers, agents) can start the child: offer them.
+async function loadHosts() {
+  try {
+    const { hosts = [] } = await api.hosts();
+    const sel = $("#l-host");
+    const chosen = sel.value;
+    sel.replaceChildren(h("option", { value: "" }, "this server"),
+      ...hosts.slice(1).map((r) => h("option", { value: r.name }, `${r.name} (${r.kind}, ${r.live_children}/${r.capacity})`)));
+    sel.value = [...sel.options].some((o) => o.value === chosen) ? chosen : "";
+    $("#l-host-field").hidden = hosts.length < 2;
+  } catch {
+    $("#l-host-field").hidden = true; // no runners to offer: launch here
+  }
+}
+loadHosts();
+$("#l-host").addEventListener("focus", loadHosts);
+
 form.addEventListener("submit", async (e) => {
   e.preventDefault();
   const msg = $("#launch-msg");
   let spec;
   try {
     spec = buildSpec();
+    const host = $("#l-host").value;
+    if (host && !$("#l-host-field").hidden) spec.host = host;
   } catch (err) {
     notice(msg, err.message, false);
     return;

@@ -1,7 +1,8 @@
 // The event store: every page's single source of truth, fed by the WebSocket feed (or by a
 // loaded NDJSON file for replay). Pure logic, no DOM, so it can be tested on its own.
 //
-// Events keep the one shape of DESIGN.md: {seq, job, pid, type, t, data}. The store keeps them
+// Events keep the one shape of DESIGN.md: {seq, job, pid, type, t, data, host} (host: the
+// runner whose child it is, when servers and agents share Redis). The store keeps them
 // all (up to `maxEvents`, oldest dropped and counted) and derives per-job state from them:
 // views ask the store, they never keep their own copies.
 
@@ -106,6 +107,8 @@ export function stateText(job) {
       return `exited ${job.exitCode ?? "?"}`;
     case "signaled":
       return `signaled ${job.signal ?? ""}`.trim();
+    case "lost":
+      return "lost (runner gone)";
     default:
       return job.state;
   }
@@ -122,6 +125,7 @@ function newJob(id) {
     pid: null,
     ppid: null,
     parent: null,
+    host: null, // the runner that owns the child
     kind: null,
     label: "",
     transport: null,
@@ -166,6 +170,7 @@ export class Store {
     this.droppedEvents = 0; // dropped from this store's memory (oldest first)
     this.serverDropped = 0; // announced by the server in `dropped` events
     this.jobs = new Map();
+    this.hosts = new Set(); // the runners whose children the jobs are (several with --redis)
     this.lastSeq = null;
     this.firstT = null;
     this.lastT = null;
@@ -200,6 +205,10 @@ export class Store {
     if (obj.number != null) j.number = obj.number;
     if (obj.ppid != null) j.ppid = obj.ppid;
     if (obj.parent != null) j.parent = obj.parent;
+    if (obj.host) {
+      j.host = obj.host;
+      this.hosts.add(obj.host);
+    }
     if (obj.kind) j.kind = obj.kind;
     if (obj.transport) j.transport = obj.transport;
     const label = obj.program ?? obj.command;
@@ -256,6 +265,10 @@ export class Store {
     if (ev.t != null) j.lastT = ev.t;
     j.eventCount++;
     if (ev.pid != null && j.pid == null) j.pid = ev.pid;
+    if (ev.host && j.host == null) {
+      j.host = ev.host;
+      this.hosts.add(ev.host);
+    }
     switch (ev.type) {
       case "spawn":
         j.spawnAt = ev.t;
@@ -315,6 +328,13 @@ export class Store {
         // Before `spawn`, an error is the failed start (the server's state is then "failed").
         if (j.state === "starting") j.state = "failed";
         this._line(j, "sys", `error: ${j.error}`);
+        break;
+      case "lost":
+        // Its runner stopped answering: the job will never close; say so, do not wait.
+        j.state = "lost";
+        j.error = d.message ?? "its runner stopped answering";
+        this._flushPartial(j);
+        this._line(j, "sys", `lost: ${j.error}`);
         break;
       case "stats":
         if (d.rss != null) j.rss = d.rss;

@@ -823,7 +823,9 @@ export class Timeline {
       name = `grandchild ${row.pid} · ${alive ? "running" : "ended"}`;
     } else {
       name = `${j.id} · ${j.label || j.kind || "job"}`;
-      sub = `${j.pid != null ? `pid ${j.pid} · ` : ""}${stateText(j)}`;
+      // With several runners (servers and agents sharing Redis) each lane names its host.
+      const host = j.host && this.store.hosts.size > 1 ? `on ${j.host} · ` : "";
+      sub = `${host}${j.pid != null ? `pid ${j.pid} · ` : ""}${stateText(j)}`;
     }
     const sig = `${name}|${sub}|${row.collapsed}|${row.pinned}|${row.hasKids}|${row.depth}|${this.selectedJob === j?.id}|${row.height}`;
     if (el._sig === sig) return;

@@ -109,7 +109,7 @@ export class TreeView {
   draw() {
     const jobs = [...this.store.jobs.values()];
     // Output does not change the tree: redraw only when something it shows changed.
-    const sig = `${this.selected}|${this.phase}|${this.query}|${this.hideFinished}|${[...this.collapsed]}|${jobs.map((j) => `${j.id}:${j.number}:${j.state}:${j.pid}:${j.rss}:${j.label}:${j.spawnAt}:${j.firstMessageAt}:${j.startedAt}:${j.grandchildren.length}`).join(",")}`;
+    const sig = `${this.selected}|${this.phase}|${this.query}|${this.hideFinished}|${[...this.collapsed]}|${jobs.map((j) => `${j.id}:${j.number}:${j.host}:${j.state}:${j.pid}:${j.rss}:${j.label}:${j.spawnAt}:${j.firstMessageAt}:${j.startedAt}:${j.grandchildren.length}`).join(",")}`;
     if (sig === this.lastSig && this.root.childElementCount) return;
     this.lastSig = sig;
 
@@ -138,19 +138,36 @@ export class TreeView {
     const capped = top.slice(-MAX_ROWS);
 
     const serverPid = this.serverPid ?? jobs.find((j) => j.ppid != null && !j.parent)?.ppid ?? null;
-    const serverOpen = !this.collapsed.has("server");
-    const server = h("li", { role: "none" },
-      h("div", { class: "node server-node", role: "treeitem", tabindex: -1, "aria-level": 1, "aria-expanded": String(serverOpen), "aria-selected": "false", dataset: { state: "running", key: "server" } },
-        h("span", { class: "twisty", "aria-hidden": "true" }, serverOpen ? "▾" : "▸"),
-        h("span", { class: "dot" }), h("span", { class: "name" }, "server"), h("span", { class: "state", dataset: { state: "running" } }, "running"),
-        h("span", { class: "meta" }, `pid ${serverPid ?? "?"} · the Flask app, parent of every job`,
-          h("span", { class: "kids" }, ` · ${jobs.length} job${jobs.length === 1 ? "" : "s"}`))));
-    if (serverOpen) server.append(h("ul", { role: "group" }, capped.map((j) => this.item(j, byParent, 2))));
+    // One root per runner (host) when the jobs run on several (servers and agents sharing
+    // Redis); otherwise the one server.
+    const hosts = new Map();
+    for (const j of capped) {
+      const host = j.host ?? "";
+      if (!hosts.has(host)) hosts.set(host, []);
+      hosts.get(host).push(j);
+    }
+    if (!hosts.size) hosts.set("", []);
+    const several = hosts.size > 1;
+    const roots = [...hosts].map(([host, mine]) => {
+      const key = several ? `host:${host}` : "server";
+      const open = !this.collapsed.has(key);
+      const pid = several ? (mine.find((j) => j.ppid != null)?.ppid ?? null) : serverPid;
+      const about = several ? "runner, parent of its jobs" : "the Flask app, parent of every job";
+      const count = several ? mine.length : jobs.length;
+      const li = h("li", { role: "none", dataset: { host } },
+        h("div", { class: "node server-node", role: "treeitem", tabindex: -1, "aria-level": 1, "aria-expanded": String(open), "aria-selected": "false", dataset: { state: "running", key } },
+          h("span", { class: "twisty", "aria-hidden": "true" }, open ? "▾" : "▸"),
+          h("span", { class: "dot" }), h("span", { class: "name" }, several ? host || "server" : "server"), h("span", { class: "state", dataset: { state: "running" } }, "running"),
+          h("span", { class: "meta" }, `${!several && host ? `${host} · ` : ""}pid ${pid ?? "?"} · ${about}`,
+            h("span", { class: "kids" }, ` · ${count} job${count === 1 ? "" : "s"}`))));
+      if (open) li.append(h("ul", { role: "group" }, mine.map((j) => this.item(j, byParent, 2))));
+      return li;
+    });
 
     // Keyboard users keep their place: the focused node is focused again after the redraw.
     const active = document.activeElement;
     const hadFocus = active && this.root.contains(active) ? active.dataset.key : null;
-    this.root.replaceChildren(server);
+    this.root.replaceChildren(...roots);
     this.nodes = [...this.root.querySelectorAll(".node")];
     const stop = this.nodes.find((n) => n.dataset.key === this.focusKey) ?? this.nodes.find((n) => n.getAttribute("aria-selected") === "true") ?? this.nodes[0];
     stop.tabIndex = 0;

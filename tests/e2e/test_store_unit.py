@@ -53,6 +53,30 @@ def test_state_follows_lifecycle_and_duplicates_are_ignored(harness: Page) -> No
     assert result["lastSeq"] == 5
 
 
+def test_a_job_knows_its_host_and_a_lost_job_says_so(harness: Page) -> None:
+    """Scale-out: events carry the runner's name; a `lost` event ends the job's wait."""
+    events = [
+        {**ev(1, "spawn", {}), "host": "agent-1"},
+        {**ev(2, "stdout", {"text": "half a li"}), "host": "agent-1"},
+        {**ev(3, "lost", {"message": "runner agent-1 stopped answering"}), "host": "agent-1"},
+    ]
+    result = harness.evaluate(
+        """(events) => {
+            const s = new S.Store();
+            s.applyAll(events);
+            const j = s.jobs.get('j1');
+            return {host: j.host, state: j.state, text: S.stateText(j), lines: j.lines};
+        }""",
+        events,
+    )
+    assert result["host"] == "agent-1"
+    assert result["state"] == "lost" and result["text"] == "lost (runner gone)"
+    assert result["lines"][-2:] == [
+        {"stream": "stdout", "text": "half a li"},
+        {"stream": "sys", "text": "lost: runner agent-1 stopped answering"},
+    ]
+
+
 def test_the_store_speaks_the_library_s_state_names(harness: Page) -> None:
     """One vocabulary from ipc to the page: every state the store gives a job is an
     `ipc.State`, whether it came from the feed or from the REST API."""

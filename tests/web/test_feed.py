@@ -27,7 +27,7 @@ def test_subscribed_comes_first_with_the_last_seq(srv: ThreadServer, feed: Feed)
     replay = feed.events_of(job["id"])
     assert replay[0]["type"] == "spawn"
     for event in replay:
-        assert set(event) == {"seq", "job", "pid", "type", "t", "data"}
+        assert set(event) == {"seq", "job", "pid", "type", "t", "data", "host"}
 
 
 def test_ping_pong_and_rejections_keep_the_connection_usable(feed: Feed) -> None:
