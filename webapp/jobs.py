@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ipc
+from ipc import wire
 
 from .errors import ApiError
 from .events import EventBus
@@ -91,6 +92,8 @@ class Job:
             for s in ("stdout", "stderr", *(f"fd{i}" for i in range(3, len(spec.stdio or ()))))
         }
         self.hooks: dict[str, list[Hook]] = {}
+        #: Held by a request's POST /send from the queue check to the send (send_checked).
+        self.send_lock = threading.Lock()
         self.stdin_queue: queue.Queue[tuple[bytes, bool]] | None = None
         self.stdin_pending = 0
         #: Its confinement, cgroup and end (guard.py); set before the child starts.
@@ -463,7 +466,11 @@ class JobService:
         return job.guard.kill(sig)
 
     def send(self, job: Job, message: Any) -> bool:
-        """Send `message` to a fork job. :raises ApiError: 409 without an open channel."""
+        """Send `message` to a fork job; returns whether its channel is below ipc's high-water
+        mark.
+
+        :raises ApiError: 409 without an open channel, 429 while too much waits on it.
+        """
         if job.spec.kind != "fork":
             raise ApiError(
                 409, f"job {job.id} is a {job.spec.kind} job: only fork jobs have a channel"
@@ -471,7 +478,33 @@ class JobService:
         if job.child is None or not job.child.connected:
             raise ApiError(409, f"job {job.id}'s channel is closed; start a new fork job")
         self.check_message(message)
-        return self._deliver(job, message)
+        with job.send_lock:  # the check and the send as one: two requests cannot both pass
+            self._check_send_queue(job, message)
+            return self._deliver(job, message)
+
+    def _check_send_queue(self, job: Job, message: Any) -> None:
+        """Refuse a message that would leave more than MAX_SEND_QUEUE_BYTES waiting on the
+        job's channel (one message is always let through an empty channel).
+
+        ipc's `send()` queues whatever it is given and only says (False) that the channel is
+        past its high-water mark, as Node's does; a child that does not read (busy, stopped
+        with SIGSTOP, or never reading) would otherwise make the server hold every message
+        sent to it.
+
+        :raises ApiError: 429, saying how much waits and how to go on.
+        """
+        assert job.child is not None
+        queued = job.child.queued_bytes
+        limit = self.config["MAX_SEND_QUEUE_BYTES"]
+        if queued and queued + _frame_size(message) > limit:
+            raise ApiError(
+                429,
+                f"{queued} bytes sent to job {job.id} are still waiting for its child to read "
+                f"them (the limit is {limit} bytes, --max-send-queue); wait until it reads "
+                "them before sending more",
+                queued=queued,
+                limit=limit,
+            )
 
     def check_message(self, message: Any) -> None:
         """:raises ApiError: 413 over MAX_MESSAGE_BYTES, 400 when not JSON-serialisable."""
@@ -620,6 +653,15 @@ def _exec_result(job: Job, result: Future[ipc.ExecResult]) -> dict[str, Any]:
         "timed_out": job.timed_out,
         "max_buffer_exceeded": error.max_buffer_exceeded,
     }
+
+
+def _frame_size(message: Any) -> int:
+    """The bytes `message` takes on a fork job's channel (Node's JSON lines); 0 when it cannot
+    be encoded (sending it then fails with the reason)."""
+    try:
+        return len(wire.encode(message, max_size=sys.maxsize))
+    except ipc.IPCError:
+        return 0
 
 
 def _own_pid() -> int:
