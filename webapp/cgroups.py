@@ -323,11 +323,14 @@ class JobCgroup:
                 found.add(int(word))
         return found
 
-    def signal(self, signum: int) -> int:
-        """Send `signum` to every process of the job; returns how many got it."""
+    def signal(self, signum: int, except_group: int | None = None) -> int:
+        """Send `signum` to every process of the job but those of process group
+        `except_group` (already signalled through it); returns how many got it."""
         sent = 0
         for pid in self.pids():
             try:
+                if except_group is not None and os.getpgid(pid) == except_group:
+                    continue
                 os.kill(pid, signum)
                 sent += 1
             except ProcessLookupError:

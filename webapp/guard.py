@@ -4,8 +4,8 @@ open for ever.
 
 How a job that is ended (killed through the API, or past its deadline) comes to `close`::
 
-    kill(sig) / deadline ──▶ sig (the deadline: the job's kill_signal, default SIGTERM) to the
-                             process group and to every process of the cgroup
+    kill(sig) / deadline ──▶ sig (the deadline: the job's kill_signal, default SIGTERM) once to
+                             each process: the process group, and what of the cgroup left it
       deadline only: +grace, the main child still alive ──▶ SIGKILL the group and the cgroup
                              (a child that ignores SIGTERM does not run for ever)
     the main child exits (after a kill or the deadline)
@@ -242,7 +242,8 @@ class JobGuard:
             self._schedule_stragglers()
 
     def kill(self, sig: str) -> bool:
-        """Send `sig` to the job: its process group and every process of its cgroup.
+        """Send `sig` once to each process of the job: its process group, and what of its
+        cgroup has left the group (a `setsid` grandchild).
 
         Returns whether any process got it. After it, once the main child has exited, what is
         left of the job is ended after the grace period.
@@ -252,12 +253,18 @@ class JobGuard:
         return self._signal(sig)
 
     def _signal(self, sig: str | int) -> bool:
-        delivered = False
+        """`sig` to the process group (through the child, which knows whether it is still
+        there; a child that has not joined its cgroup yet is reached too), then to each
+        process of the cgroup outside that group: every process once. (Signals do not always
+        merge: a real-time one, or a TERM that a handler took in between, counts twice.)"""
+        group = None
         child = self.child
-        if child is not None and child.returncode is None:
-            delivered = child.kill(sig)
+        if child is not None and child.returncode is None and child.kill(sig):
+            group = child.pid
+        delivered = group is not None
         if self.cgroup is not None:
-            delivered = self.cgroup.signal(ipc.signal_number(sig)) > 0 or delivered
+            sent = self.cgroup.signal(ipc.signal_number(sig), except_group=group)
+            delivered = sent > 0 or delivered
         with self._lock:
             exited = self._exited
         if exited:

@@ -331,6 +331,31 @@ def test_kill_ends_a_setsid_grandchild_and_the_job_closes() -> None:
                 os.kill(grandchild, signal.SIGKILL)
 
 
+@needs_cgroup_root
+def test_one_kill_signals_each_process_of_the_job_once(srv: ThreadServer) -> None:
+    """A kill goes to the process group and to what of the cgroup is outside it: the main
+    child and a `setsid` grandchild each count one real-time signal (they queue, so a second
+    delivery would be counted), not two."""
+    job = start(srv, {"kind": "fork", "program": "count_signals.py", "args": ["setsid"]})
+    assert job["confinement"]["cgroups"]
+
+    def lines() -> list[str]:
+        return output(srv, job["id"])["stdout"].splitlines()
+
+    def counts() -> list[str] | None:
+        said = [line for line in lines() if "count" in line]
+        return said if len(said) >= 2 else None
+
+    wait_for(lambda: {"ready", "grandchild ready"} <= set(lines()), TIMEOUT, "both counting")
+    for sig in ("SIGRTMIN+1", "SIGUSR1"):  # the count, then "say it"
+        status, answer = srv.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": sig})
+        assert status == 202 and answer["delivered"] is True
+    said = wait_for(counts, TIMEOUT, "both counts")
+    assert sorted(said[:2]) == ["count 1", "grandchild count 1"], lines()
+    srv.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGKILL"})
+    wait_closed(srv, job["id"])
+
+
 def test_without_cgroups_a_killed_job_closes_after_the_grace() -> None:
     with serve(CGROUPS=False, MAX_CHILDREN=1) as own:
         children = own.json("GET", "/api/status")[1]["children"]
