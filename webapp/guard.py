@@ -8,7 +8,7 @@ How a job that is ended (killed through the API, or past its deadline) comes to 
                              each process: the process group, and what of the cgroup left it
       deadline only: +grace, the main child still alive ──▶ SIGKILL the group and the cgroup
                              (a child that ignores SIGTERM does not run for ever)
-    the main child exits (after a kill or the deadline)
+    the main child exits (after a kill, the deadline, or ipc's own kill: exec's max_buffer)
       +grace ──▶ SIGKILL what is left in the cgroup (a `setsid` grandchild holding the pipes)
       +grace, not closed yet ──▶ abandon the pipes: `close` comes and the slot is free
                                  (without a cgroup this is the only remedy left)
@@ -234,10 +234,16 @@ class JobGuard:
             self._later(self.deadline, self._on_deadline)
 
     def child_exited(self) -> None:
-        """Reactor thread: the main child exited. After a kill, the rest has `grace` to go."""
+        """Reactor thread: the main child exited. After a kill, the rest has `grace` to go.
+
+        A kill is ours (`kill`, the deadline) or one the child got through ipc itself
+        (`child.killed`: exec's kill when its output passed max_buffer): either way the job
+        is being ended, and what it left behind goes after the grace.
+        """
+        child = self.child
         with self._lock:
             self._exited = True
-            ending = self.killed or self.timed_out
+            ending = self.killed or self.timed_out or (child is not None and child.killed)
         if ending:
             self._schedule_stragglers()
 

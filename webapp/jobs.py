@@ -296,10 +296,12 @@ class JobService:
             "on_created": created,
             "wrapper": guard.wrapper,
             "kill_signal": spec.kill_signal,
-            # exec's own kill (output over max_buffer) is followed by SIGKILL after the grace,
-            # as the guard's deadline is: a child that ignores kill_signal must still end.
-            "kill_after": guard.grace,
         }
+        # exec's own kill (output over max_buffer; the guard ends what is left after it, see
+        # JobGuard.child_exited) is followed by SIGKILL after the grace, as the guard's
+        # deadline is: a child that ignores kill_signal must still end. fork and spawn have no
+        # kill of ipc's own (their deadline is the guard's), so nothing to escalate there.
+        exec_limits = {"max_buffer": spec.max_buffer, "kill_after": guard.grace}
         # A failure from here on is undone by start's `_give_back` (the guard, the child).
         if spec.kind == "fork":
             ipc.fork(
@@ -314,11 +316,9 @@ class JobService:
             stdio = spec.stdio or ["pipe", "pipe", "pipe"]
             ipc.spawn(spec.argv[0], spec.argv[1:], stdio=stdio, **common)
         elif spec.shell:  # exec with --allow-any-command: the line as the shell reads it
-            ipc.exec(spec.command, wait=False, max_buffer=spec.max_buffer, **common)
+            ipc.exec(spec.command, wait=False, **exec_limits, **common)
         else:  # exec of a plain command (already split and checked), or exec_file
-            ipc.exec_file(
-                spec.argv[0], spec.argv[1:], wait=False, max_buffer=spec.max_buffer, **common
-            )
+            ipc.exec_file(spec.argv[0], spec.argv[1:], wait=False, **exec_limits, **common)
 
     def _guard(self, job: Job) -> JobGuard:
         """The job's confinement and cgroup.
@@ -463,6 +463,14 @@ class JobService:
                 409,
                 f"job {job.id} is not running (state {job.state}); nothing to signal",
             )
+        return job.guard.kill(sig)
+
+    def stop(self, job: Job, sig: str) -> bool:
+        """Signal a job that may have ended meanwhile (the demos' timers): through its guard,
+        as every kill, so its cgroup and what it left behind are reached too; nothing once it
+        has closed. Returns whether any process got it."""
+        if job.child is None or job.guard is None or not job.live:
+            return False
         return job.guard.kill(sig)
 
     def send(self, job: Job, message: Any) -> bool:

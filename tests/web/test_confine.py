@@ -20,7 +20,7 @@ import pytest
 from server import LiveServer, ThreadServer
 from webtest import TIMEOUT, needs_node, pid_alive, readme_safe_rows, wait_closed, wait_for
 
-from webapp import catalog
+from webapp import catalog, demos
 from webapp.__main__ import CONFINEMENT_FLAGS, app_config, parse_args
 from webapp.cgroups import CgroupUnavailable, find_hierarchies
 from webapp.config import DEFAULTS
@@ -354,6 +354,46 @@ def test_one_kill_signals_each_process_of_the_job_once(srv: ThreadServer) -> Non
     assert sorted(said[:2]) == ["count 1", "grandchild count 1"], lines()
     srv.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGKILL"})
     wait_closed(srv, job["id"])
+
+
+@pytest.mark.parametrize("cgroups", [pytest.param(True, marks=needs_cgroup_root), False])
+def test_execs_own_overflow_kill_ends_what_is_left_of_the_job(cgroups: bool) -> None:
+    """Output over `max_buffer` makes ipc's exec kill the child (its process group): a kill
+    like any other, so the guard ends what is left after the grace (the `setsid` grandchild
+    holding stdout, through the cgroup; without one, the pipes are abandoned) and the job
+    closes, instead of staying open as long as the grandchild runs."""
+    with serve(ALLOW_ANY_COMMAND=True, CGROUPS=cgroups) as own:
+        line = "setsid sleep 300 & echo $!; yes | head -c 3000000"
+        job = start(own, {"kind": "exec", "command": line, "max_buffer": 100_000})
+        done = wait_closed(own, job["id"])
+        grandchild = int(done["result"]["stdout"].split()[0])
+        try:
+            assert done["result"]["max_buffer_exceeded"] is True
+            assert done["confinement"]["abandoned_pipes"] is not cgroups
+            assert pid_alive(grandchild) is not cgroups
+        finally:
+            if pid_alive(grandchild):
+                os.kill(grandchild, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("cgroups", [pytest.param(True, marks=needs_cgroup_root), False])
+def test_a_demo_childs_stop_goes_through_its_guard(cgroups: bool) -> None:
+    """A demo child still there after its answer is stopped through the job's guard, as any
+    kill: what it left behind is ended too and the job closes (a `setsid` grandchild holding
+    its pipes kept it open for the grandchild's whole life)."""
+    with serve(CGROUPS=cgroups) as own:
+        job = own.services.jobs.get(
+            start(own, {"kind": "fork", "program": "setsid_child.py"})["id"]
+        )
+        grandchild = grandchild_of(own, job.id)
+        try:
+            demos._release(own.services.jobs, job, grace=0)
+            done = wait_closed(own, job.id)
+            assert done["signal"] == "SIGTERM"
+            assert done["confinement"]["abandoned_pipes"] is not cgroups
+        finally:
+            if pid_alive(grandchild):
+                os.kill(grandchild, signal.SIGKILL)
 
 
 def test_without_cgroups_a_killed_job_closes_after_the_grace() -> None:
