@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 #: The controllers a job cgroup uses.
 CONTROLLERS: Final = ("pids", "memory")
@@ -166,22 +166,6 @@ class CgroupTree:
         except OSError as exc:
             self.close()
             raise CgroupUnavailable(f"cannot create a cgroup under {exc.filename}: {exc}") from None
-
-    @classmethod
-    def detect(cls) -> CgroupTree:
-        """:raises CgroupUnavailable: with the reason, for /api/status."""
-        return cls(find_hierarchies())
-
-    @property
-    def controllers(self) -> list[str]:
-        return sorted({c for h in self.hierarchies for c in h.controllers})
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "controllers": self.controllers,
-            "paths": [str(base) for _h, base in self.bases],
-        }
 
     def create(self, job_id: str, *, pids_max: int, memory_max: int) -> JobCgroup:
         """A new, empty cgroup for `job_id` with its limits set (0 = no limit).
