@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python bench/ipc_bench.py`` (about 30-60 s) or ``--quick`` (a few seconds).
 Prints a table and writes ``bench/results/ipc_bench.json``.
 
-What each subject does is in ``bench/workload.py`` (shared with the explorer's transport lab,
+What each subject does is in ``ipc_workload/`` (shared with the explorer's transport lab,
 so the lab and this script measure the same thing): a Python (or Node) parent and an echo
 child; round trips of a small JSON message (p50/p99), pipelined small messages (messages/s),
 pipelined 1 MiB messages (MB/s), start-up to the first message. This script runs every
@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import ipc  # noqa: E402 - after the path set-up, so the script runs from a bare checkout
-from bench.workload import (  # noqa: E402
+from ipc_workload import (  # noqa: E402
     CHILDREN,
     QUICK,
     Config,

@@ -217,6 +217,11 @@ class ChildProcess:
         return self._port is not None and self._port.connected
 
     @property
+    def queued_bytes(self) -> int:
+        """Bytes `send()` queued on the channel and not yet written (0 without a channel)."""
+        return self._port.queued_bytes if self._port is not None else 0
+
+    @property
     def exit_code(self) -> int | None:
         """The exit code; None while running or when a signal ended the child."""
         rc = self.returncode

@@ -135,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="bytes of one message to a child, as JSON (default %(default)s)",
     )
     parser.add_argument(
+        "--max-send-queue",
+        type=int,
+        default=DEFAULTS["MAX_SEND_QUEUE_BYTES"],
+        help="bytes sent to a fork child that wait for it to read them; past it a send gets "
+        "429 (default %(default)s)",
+    )
+    parser.add_argument(
         "--max-events-per-job",
         type=int,
         default=DEFAULTS["MAX_EVENTS_PER_JOB"],
@@ -196,6 +203,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "workers",
         "max_body",
         "max_message",
+        "max_send_queue",
         "max_events_per_job",
         "max_output_per_job",
         "max_ws_message",
@@ -339,6 +347,7 @@ def app_config(args: argparse.Namespace) -> dict[str, Any]:
         "SHUTDOWN_GRACE": args.grace,
         "MAX_CONTENT_LENGTH": args.max_body,
         "MAX_MESSAGE_BYTES": args.max_message,
+        "MAX_SEND_QUEUE_BYTES": args.max_send_queue,
         "MAX_EVENTS_PER_JOB": args.max_events_per_job,
         "MAX_OUTPUT_PER_JOB": args.max_output_per_job,
         "WS_MAX_MESSAGE_BYTES": args.max_ws_message,

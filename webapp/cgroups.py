@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 #: The controllers a job cgroup uses.
 CONTROLLERS: Final = ("pids", "memory")
@@ -166,22 +166,6 @@ class CgroupTree:
         except OSError as exc:
             self.close()
             raise CgroupUnavailable(f"cannot create a cgroup under {exc.filename}: {exc}") from None
-
-    @classmethod
-    def detect(cls) -> CgroupTree:
-        """:raises CgroupUnavailable: with the reason, for /api/status."""
-        return cls(find_hierarchies())
-
-    @property
-    def controllers(self) -> list[str]:
-        return sorted({c for h in self.hierarchies for c in h.controllers})
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "controllers": self.controllers,
-            "paths": [str(base) for _h, base in self.bases],
-        }
 
     def create(self, job_id: str, *, pids_max: int, memory_max: int) -> JobCgroup:
         """A new, empty cgroup for `job_id` with its limits set (0 = no limit).
@@ -328,11 +312,14 @@ class JobCgroup:
                 found.add(int(word))
         return found
 
-    def signal(self, signum: int) -> int:
-        """Send `signum` to every process of the job; returns how many got it."""
+    def signal(self, signum: int, except_group: int | None = None) -> int:
+        """Send `signum` to every process of the job but those of process group
+        `except_group` (already signalled through it); returns how many got it."""
         sent = 0
         for pid in self.pids():
             try:
+                if except_group is not None and os.getpgid(pid) == except_group:
+                    continue
                 os.kill(pid, signum)
                 sent += 1
             except ProcessLookupError:

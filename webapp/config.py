@@ -150,6 +150,10 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "MAX_CONTENT_LENGTH": 1 * MiB,
     #: One message sent to a child (its JSON encoding).
     "MAX_MESSAGE_BYTES": 256 * KiB,
+    #: Bytes sent to a fork child that wait on its channel, not yet read (POST /send past it:
+    #: 429). ipc queues without a limit, as Node does; a child that stops reading must not
+    #: make the server hold everything sent to it.
+    "MAX_SEND_QUEUE_BYTES": 1 * MiB,
     #: One text the browser sends on the WebSocket (over it: rejected; over 4x: closed 1009).
     "WS_MAX_MESSAGE_BYTES": 64 * KiB,
     #: Frames per second one WebSocket client may send (one second of burst); past it the

@@ -29,7 +29,7 @@ import ipc
 
 from . import validation
 from .errors import ApiError
-from .jobs import Job, JobSpec
+from .jobs import Job, JobService, JobSpec
 from .services import services
 
 bp = Blueprint("demos", __name__)
@@ -157,10 +157,10 @@ def run_in_child(program: str, message: Any, transport: str, label: str) -> Any:
     # Set by the answer, or by `close`: the job's deadline (or the server's shutdown) ends it.
     answered.wait(deadline + CLOSE_GRACE)
     if "sum" in box:
-        _release(job)
+        _release(s.jobs, job)
         return box["sum"]
     if not answered.is_set() or job.timed_out:
-        _stop(job, "SIGKILL")
+        s.jobs.stop(job, "SIGKILL")
         s.bus.publish(job.id, job.pid, "error", {"message": f"no answer within {deadline} s"})
         return "timeout"
     reason = (
@@ -172,9 +172,10 @@ def run_in_child(program: str, message: Any, transport: str, label: str) -> Any:
     return None
 
 
-def _release(job: Job) -> None:
+def _release(jobs: JobService, job: Job, grace: float = RELEASE_GRACE) -> None:
     """Let a child that keeps listening (the seeds' Node children) finish: close its channel,
-    and kill it if it is still there a few seconds later."""
+    and kill the job if it is still there `grace` seconds later (through its guard, as every
+    kill: what it left behind is ended too)."""
     child = job.child
     if child is None or not job.live:
         return
@@ -183,12 +184,7 @@ def _release(job: Job) -> None:
             child.disconnect()
         except ipc.ChannelClosedError:  # it closed meanwhile
             pass
-    ipc.call_later(RELEASE_GRACE, _stop, job, "SIGTERM")
-
-
-def _stop(job: Job, sig: str) -> None:
-    if job.child is not None and job.live:
-        job.child.kill(sig)
+    ipc.call_later(grace, jobs.stop, job, "SIGTERM")
 
 
 @bp.get("/getSum")

@@ -4,11 +4,11 @@ open for ever.
 
 How a job that is ended (killed through the API, or past its deadline) comes to `close`::
 
-    kill(sig) / deadline ──▶ sig (the deadline: the job's kill_signal, default SIGTERM) to the
-                             process group and to every process of the cgroup
+    kill(sig) / deadline ──▶ sig (the deadline: the job's kill_signal, default SIGTERM) once to
+                             each process: the process group, and what of the cgroup left it
       deadline only: +grace, the main child still alive ──▶ SIGKILL the group and the cgroup
                              (a child that ignores SIGTERM does not run for ever)
-    the main child exits (after a kill or the deadline)
+    the main child exits (after a kill, the deadline, or ipc's own kill: exec's max_buffer)
       +grace ──▶ SIGKILL what is left in the cgroup (a `setsid` grandchild holding the pipes)
       +grace, not closed yet ──▶ abandon the pipes: `close` comes and the slot is free
                                  (without a cgroup this is the only remedy left)
@@ -234,15 +234,22 @@ class JobGuard:
             self._later(self.deadline, self._on_deadline)
 
     def child_exited(self) -> None:
-        """Reactor thread: the main child exited. After a kill, the rest has `grace` to go."""
+        """Reactor thread: the main child exited. After a kill, the rest has `grace` to go.
+
+        A kill is ours (`kill`, the deadline) or one the child got through ipc itself
+        (`child.killed`: exec's kill when its output passed max_buffer): either way the job
+        is being ended, and what it left behind goes after the grace.
+        """
+        child = self.child
         with self._lock:
             self._exited = True
-            ending = self.killed or self.timed_out
+            ending = self.killed or self.timed_out or (child is not None and child.killed)
         if ending:
             self._schedule_stragglers()
 
     def kill(self, sig: str) -> bool:
-        """Send `sig` to the job: its process group and every process of its cgroup.
+        """Send `sig` once to each process of the job: its process group, and what of its
+        cgroup has left the group (a `setsid` grandchild).
 
         Returns whether any process got it. After it, once the main child has exited, what is
         left of the job is ended after the grace period.
@@ -252,12 +259,18 @@ class JobGuard:
         return self._signal(sig)
 
     def _signal(self, sig: str | int) -> bool:
-        delivered = False
+        """`sig` to the process group (through the child, which knows whether it is still
+        there; a child that has not joined its cgroup yet is reached too), then to each
+        process of the cgroup outside that group: every process once. (Signals do not always
+        merge: a real-time one, or a TERM that a handler took in between, counts twice.)"""
+        group = None
         child = self.child
-        if child is not None and child.returncode is None:
-            delivered = child.kill(sig)
+        if child is not None and child.returncode is None and child.kill(sig):
+            group = child.pid
+        delivered = group is not None
         if self.cgroup is not None:
-            delivered = self.cgroup.signal(ipc.signal_number(sig)) > 0 or delivered
+            sent = self.cgroup.signal(ipc.signal_number(sig), except_group=group)
+            delivered = sent > 0 or delivered
         with self._lock:
             exited = self._exited
         if exited:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ipc
+from ipc import wire
 
 from .bus import EventBus
 from .errors import ApiError, StoreUnavailable
@@ -98,6 +99,8 @@ class Job:
             for s in ("stdout", "stderr", *(f"fd{i}" for i in range(3, len(spec.stdio or ()))))
         }
         self.hooks: dict[str, list[Hook]] = {}
+        #: Held by a request's POST /send from the queue check to the send (send_checked).
+        self.send_lock = threading.Lock()
         self.stdin_queue: queue.Queue[tuple[bytes, bool]] | None = None
         self.stdin_pending = 0
         #: Its confinement, cgroup and end (guard.py); set before the child starts.
@@ -326,10 +329,12 @@ class JobService:
             "on_created": created,
             "wrapper": guard.wrapper,
             "kill_signal": spec.kill_signal,
-            # exec's own kill (output over max_buffer) is followed by SIGKILL after the grace,
-            # as the guard's deadline is: a child that ignores kill_signal must still end.
-            "kill_after": guard.grace,
         }
+        # exec's own kill (output over max_buffer; the guard ends what is left after it, see
+        # JobGuard.child_exited) is followed by SIGKILL after the grace, as the guard's
+        # deadline is: a child that ignores kill_signal must still end. fork and spawn have no
+        # kill of ipc's own (their deadline is the guard's), so nothing to escalate there.
+        exec_limits = {"max_buffer": spec.max_buffer, "kill_after": guard.grace}
         # A failure from here on is undone by start's `_give_back` (the guard, the child).
         if spec.kind == "fork":
             ipc.fork(
@@ -344,11 +349,9 @@ class JobService:
             stdio = spec.stdio or ["pipe", "pipe", "pipe"]
             ipc.spawn(spec.argv[0], spec.argv[1:], stdio=stdio, **common)
         elif spec.shell:  # exec with --allow-any-command: the line as the shell reads it
-            ipc.exec(spec.command, wait=False, max_buffer=spec.max_buffer, **common)
+            ipc.exec(spec.command, wait=False, **exec_limits, **common)
         else:  # exec of a plain command (already split and checked), or exec_file
-            ipc.exec_file(
-                spec.argv[0], spec.argv[1:], wait=False, max_buffer=spec.max_buffer, **common
-            )
+            ipc.exec_file(spec.argv[0], spec.argv[1:], wait=False, **exec_limits, **common)
 
     def _guard(self, job: Job) -> JobGuard:
         """The job's confinement and cgroup.
@@ -495,8 +498,20 @@ class JobService:
             )
         return job.guard.kill(sig)
 
+    def stop(self, job: Job, sig: str) -> bool:
+        """Signal a job that may have ended meanwhile (the demos' timers): through its guard,
+        as every kill, so its cgroup and what it left behind are reached too; nothing once it
+        has closed. Returns whether any process got it."""
+        if job.child is None or job.guard is None or not job.live:
+            return False
+        return job.guard.kill(sig)
+
     def send(self, job: Job, message: Any) -> bool:
-        """Send `message` to a fork job. :raises ApiError: 409 without an open channel."""
+        """Send `message` to a fork job; returns whether its channel is below ipc's high-water
+        mark.
+
+        :raises ApiError: 409 without an open channel, 429 while too much waits on it.
+        """
         if job.spec.kind != "fork":
             raise ApiError(
                 409, f"job {job.id} is a {job.spec.kind} job: only fork jobs have a channel"
@@ -504,7 +519,33 @@ class JobService:
         if job.child is None or not job.child.connected:
             raise ApiError(409, f"job {job.id}'s channel is closed; start a new fork job")
         self.check_message(message)
-        return self._deliver(job, message)
+        with job.send_lock:  # the check and the send as one: two requests cannot both pass
+            self._check_send_queue(job, message)
+            return self._deliver(job, message)
+
+    def _check_send_queue(self, job: Job, message: Any) -> None:
+        """Refuse a message that would leave more than MAX_SEND_QUEUE_BYTES waiting on the
+        job's channel (one message is always let through an empty channel).
+
+        ipc's `send()` queues whatever it is given and only says (False) that the channel is
+        past its high-water mark, as Node's does; a child that does not read (busy, stopped
+        with SIGSTOP, or never reading) would otherwise make the server hold every message
+        sent to it.
+
+        :raises ApiError: 429, saying how much waits and how to go on.
+        """
+        assert job.child is not None
+        queued = job.child.queued_bytes
+        limit = self.config["MAX_SEND_QUEUE_BYTES"]
+        if queued and queued + _frame_size(message) > limit:
+            raise ApiError(
+                429,
+                f"{queued} bytes sent to job {job.id} are still waiting for its child to read "
+                f"them (the limit is {limit} bytes, --max-send-queue); wait until it reads "
+                "them before sending more",
+                queued=queued,
+                limit=limit,
+            )
 
     def check_message(self, message: Any) -> None:
         """:raises ApiError: 413 over MAX_MESSAGE_BYTES, 400 when not JSON-serialisable."""
@@ -654,6 +695,15 @@ def _exec_result(job: Job, result: Future[ipc.ExecResult]) -> dict[str, Any]:
         "timed_out": job.timed_out,
         "max_buffer_exceeded": error.max_buffer_exceeded,
     }
+
+
+def _frame_size(message: Any) -> int:
+    """The bytes `message` takes on a fork job's channel (Node's JSON lines); 0 when it cannot
+    be encoded (sending it then fails with the reason)."""
+    try:
+        return len(wire.encode(message, max_size=sys.maxsize))
+    except ipc.IPCError:
+        return 0
 
 
 def _own_pid() -> int:

@@ -2,11 +2,11 @@
 
 A browser cannot time a transport: its round trip to a child goes browser → server → child →
 server → browser, and the two HTTP/WebSocket hops (about 2 ms) hide the channel (tens of µs).
-So the server drives the workload itself, exactly the one ``make bench`` runs
-(``bench/workload.py``): per subject, warm-up, N one-at-a-time round trips (p50/p99), a
-pipelined burst of small messages (msgs/s), then pipelined 1 MiB messages (MB/s). Subjects, in
-order: the raw ``socketpair`` JSON-lines floor, ``ipc.fork`` over pipe, socketpair, unix and
-tcp, and Node's own ``fork()`` IPC when ``node`` is installed.
+So the server drives the workload itself, exactly the one ``make bench`` runs (the package
+``ipc_workload``, which both import): per subject, warm-up, N one-at-a-time round trips
+(p50/p99), a pipelined burst of small messages (msgs/s), then pipelined 1 MiB messages (MB/s).
+Subjects, in order: the raw ``socketpair`` JSON-lines floor, ``ipc.fork`` over pipe,
+socketpair, unix and tcp, and Node's own ``fork()`` IPC when ``node`` is installed.
 
 Every number is published as a ``lab`` event on the feed the moment it is measured (plus a
 few progress events during the round trips). Each event's ``data`` is the whole run as it
@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from bench import workload
+import ipc_workload as workload
 
 from .errors import ApiError
 from .events import EventBus

@@ -663,6 +663,10 @@ def _tool_components() -> dict[str, Any]:
                 "kept_bytes": {"type": "integer"},
                 "seen_bytes": {"type": "integer"},
                 "full": {"type": "boolean"},
+                "full_reason": {
+                    "type": ["string", "null"],
+                    "description": "what filled it: max_bytes, MAX_CHUNKS or MAX_FRAMES",
+                },
                 "capturing": {"type": "boolean"},
                 "started_at": {"type": "number"},
                 "stopped_at": nullable_number,

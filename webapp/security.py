@@ -21,6 +21,7 @@ from urllib.parse import urlencode, urlsplit
 from flask import Flask, Response, current_app, jsonify, redirect, request
 
 from .arguments import ArgumentError, Arguments
+from .upgrade import asks_for_websocket
 
 #: Characters that make a shell do more than run one command with arguments. Quotes and
 #: backslashes are fine: the line is split as sh would (shlex) and run without a shell.
@@ -92,7 +93,8 @@ def wants_html() -> bool:
 
 
 def is_websocket() -> bool:
-    return request.headers.get("Upgrade", "").lower() == "websocket"
+    """The request asks for a WebSocket, exactly as the handshake (upgrade.py) decides it."""
+    return asks_for_websocket(request.headers)
 
 
 def check_request() -> Response | None:

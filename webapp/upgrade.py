@@ -44,12 +44,22 @@ def _tokens(value: str) -> set[str]:
     return {part.strip().lower() for part in value.split(",")}
 
 
+def asks_for_websocket(headers: Mapping[str, str]) -> bool:
+    """Whether the request asks to become a WebSocket: ``websocket`` among the tokens of its
+    ``Upgrade`` header (a list, RFC 9110 7.8), in any case.
+
+    The one definition: the handshake below accepts what this accepts, and security.py checks
+    the Origin of what this accepts, so no request can open a feed without that check.
+    """
+    return "websocket" in _tokens(headers.get("Upgrade", ""))
+
+
 def check_handshake(method: str, headers: Mapping[str, str]) -> str:
     """The client's ``Sec-WebSocket-Key`` if this is a valid RFC 6455 opening handshake.
 
     :raises HandshakeError: 426 for a plain HTTP request, 400 for a broken handshake.
     """
-    if "websocket" not in _tokens(headers.get("Upgrade", "")):
+    if not asks_for_websocket(headers):
         raise HandshakeError(
             426,
             "this URL is the live feed: connect with a WebSocket client "

@@ -115,7 +115,7 @@ export class FrameView {
     if (live) this.timer = setTimeout(() => this.refresh(), POLL_MS);
     const reads = cap.chunks.filter((c) => c.direction === "read").length;
     const writes = cap.chunks.filter((c) => c.direction === "write").length;
-    const state = live ? "Recording" : cap.full ? "Full (stopped keeping)" : "Stopped";
+    const state = live ? "Recording" : cap.full ? `Full, stopped keeping (${cap.full_reason ?? "its limit"})` : "Stopped";
     this.note(`${state}: ${cap.kept_bytes.toLocaleString("en-US")} of ${cap.limit.toLocaleString("en-US")} bytes kept · ${reads} reads, ${writes} writes.`);
     this.msg.dataset.state = live ? "recording" : "stopped";
     const key = `${cap.started_at}|${cap.chunks.length}|${cap.kept_bytes}|${cap.frames.length}`;

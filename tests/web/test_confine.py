@@ -30,7 +30,7 @@ from webtest import (
     worker_pid,
 )
 
-from webapp import catalog
+from webapp import catalog, demos
 from webapp.__main__ import CONFINEMENT_FLAGS, app_config, parse_args
 from webapp.cgroups import CgroupUnavailable, find_hierarchies
 from webapp.config import DEFAULTS
@@ -359,6 +359,71 @@ def test_kill_ends_a_setsid_grandchild_and_the_job_closes() -> None:
             assert done["confinement"]["abandoned_pipes"] is False
             assert all(not Path(p).exists() for p in done["confinement"]["cgroups"])
             start(own, {"kind": "exec_file", "command": "true"})  # the slot is free
+        finally:
+            if pid_alive(grandchild):
+                os.kill(grandchild, signal.SIGKILL)
+
+
+@needs_cgroup_root
+def test_one_kill_signals_each_process_of_the_job_once(srv: ThreadServer) -> None:
+    """A kill goes to the process group and to what of the cgroup is outside it: the main
+    child and a `setsid` grandchild each count one real-time signal (they queue, so a second
+    delivery would be counted), not two."""
+    job = start(srv, {"kind": "fork", "program": "count_signals.py", "args": ["setsid"]})
+    assert job["confinement"]["cgroups"]
+
+    def lines() -> list[str]:
+        return output(srv, job["id"])["stdout"].splitlines()
+
+    def counts() -> list[str] | None:
+        said = [line for line in lines() if "count" in line]
+        return said if len(said) >= 2 else None
+
+    wait_for(lambda: {"ready", "grandchild ready"} <= set(lines()), TIMEOUT, "both counting")
+    for sig in ("SIGRTMIN+1", "SIGUSR1"):  # the count, then "say it"
+        status, answer = srv.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": sig})
+        assert status == 202 and answer["delivered"] is True
+    said = wait_for(counts, TIMEOUT, "both counts")
+    assert sorted(said[:2]) == ["count 1", "grandchild count 1"], lines()
+    srv.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGKILL"})
+    wait_closed(srv, job["id"])
+
+
+@pytest.mark.parametrize("cgroups", [pytest.param(True, marks=needs_cgroup_root), False])
+def test_execs_own_overflow_kill_ends_what_is_left_of_the_job(cgroups: bool) -> None:
+    """Output over `max_buffer` makes ipc's exec kill the child (its process group): a kill
+    like any other, so the guard ends what is left after the grace (the `setsid` grandchild
+    holding stdout, through the cgroup; without one, the pipes are abandoned) and the job
+    closes, instead of staying open as long as the grandchild runs."""
+    with serve(ALLOW_ANY_COMMAND=True, CGROUPS=cgroups) as own:
+        line = "setsid sleep 300 & echo $!; yes | head -c 3000000"
+        job = start(own, {"kind": "exec", "command": line, "max_buffer": 100_000})
+        done = wait_closed(own, job["id"])
+        grandchild = int(done["result"]["stdout"].split()[0])
+        try:
+            assert done["result"]["max_buffer_exceeded"] is True
+            assert done["confinement"]["abandoned_pipes"] is not cgroups
+            assert pid_alive(grandchild) is not cgroups
+        finally:
+            if pid_alive(grandchild):
+                os.kill(grandchild, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("cgroups", [pytest.param(True, marks=needs_cgroup_root), False])
+def test_a_demo_childs_stop_goes_through_its_guard(cgroups: bool) -> None:
+    """A demo child still there after its answer is stopped through the job's guard, as any
+    kill: what it left behind is ended too and the job closes (a `setsid` grandchild holding
+    its pipes kept it open for the grandchild's whole life)."""
+    with serve(CGROUPS=cgroups) as own:
+        job = own.services.jobs.get(
+            start(own, {"kind": "fork", "program": "setsid_child.py"})["id"]
+        )
+        grandchild = grandchild_of(own, job.id)
+        try:
+            demos._release(own.services.jobs, job, grace=0)
+            done = wait_closed(own, job.id)
+            assert done["signal"] == "SIGTERM"
+            assert done["confinement"]["abandoned_pipes"] is not cgroups
         finally:
             if pid_alive(grandchild):
                 os.kill(grandchild, signal.SIGKILL)

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
+import tracemalloc
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from webtest import wait_closed, wait_for
 
+from ipc import wire
 from webapp import frames
 
 
@@ -161,3 +165,112 @@ def test_frames_are_cut_by_the_channels_framing() -> None:
     assert whole["message"] == "hello" and whole["end"] == 12 and not partial["complete"]
     tail = frames.cut_frames([frames.Chunk(1, "read", 0.0, b'2}\n{"n":3}\n')], "read", "json")
     assert "started inside this frame" in tail[0]["note"] and tail[1]["message"] == {"n": 3}
+
+
+def test_a_capture_pushed_out_of_the_kept_ones_stops_and_takes_its_tap_off(srv: Any) -> None:
+    """Past `keep` captures the oldest is forgotten: it must stop and leave its job's channel
+    (a forgotten tap kept seeing every byte, and costing a call per read, until the job
+    ended)."""
+    kept = srv.services.frames
+    srv.services.frames = frames.FrameCaptures(keep=1)
+    try:
+        first, second = launch(srv, "echo.py"), launch(srv, "echo.py")
+        assert srv.json("POST", f"/api/jobs/{first['id']}/frames", {})[0] == 201
+        old = srv.services.frames.get(first["id"])
+        assert srv.json("POST", f"/api/jobs/{second['id']}/frames", {})[0] == 201
+        assert srv.json("GET", f"/api/jobs/{first['id']}/frames")[0] == 404
+        assert old.stopped_at is not None
+        seen = old.seen
+        send(srv, first["id"], "after it was pushed out")
+        wait_for(
+            lambda: any(
+                e["type"] == "message" and e["data"]["direction"] == "to_parent"
+                for e in srv.json("GET", f"/api/jobs/{first['id']}/events")[1]["events"]
+            ),
+            what="the echo",
+        )
+        assert old.seen == seen, "the forgotten capture's tap is still on the channel"
+    finally:
+        srv.services.frames = kept
+    for job in (first, second):
+        srv.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGKILL"})
+        wait_closed(srv, job["id"])
+
+
+def held_by(feed: Any) -> tuple[frames.Capture, int, int]:
+    """A capture at the largest limit fed by `feed(capture)`; the bytes it holds and the peak
+    of one snapshot, both measured (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        capture = frames.Capture("j", "json", frames.MAX_LIMIT)
+        feed(capture)
+        held = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        snapshot = capture.snapshot()
+        text = json.dumps(snapshot)
+        peak = tracemalloc.get_traced_memory()[1] - base
+        del snapshot, text
+    finally:
+        tracemalloc.stop()
+    return capture, held, peak
+
+
+def two_byte_reads(capture: frames.Capture) -> None:
+    for i in range(2 * frames.MAX_LIMIT):  # far more than any bound lets it keep
+        if capture.full:
+            return
+        capture("read", b"%d\n" % (i % 10))  # a new bytes object each time, as recv() gives
+
+
+def one_read_of_many_frames(capture: frames.Capture) -> None:
+    capture("read", b"0\n" * (frames.MAX_LIMIT // 2))
+
+
+def every_limit_at_once(capture: frames.Capture) -> None:
+    """max_bytes, MAX_CHUNKS and MAX_FRAMES reached together: the largest snapshot."""
+    size = frames.MAX_LIMIT // frames.MAX_CHUNKS
+    for i in range(frames.MAX_CHUNKS):
+        capture("read", b'"%s"\n' % (b"%d" % i).rjust(size - 3, b"x"))
+
+
+@pytest.mark.parametrize("feed", [two_byte_reads, one_read_of_many_frames, every_limit_at_once])
+def test_a_full_capture_holds_no_more_than_its_bound(feed: Any) -> None:
+    """The module's bound, measured: the worst cases (a read per 2-byte frame; one read of
+    half a million frames) keep at most `max_bytes` plus `MAX_CHUNKS` chunk records, and a
+    snapshot of it (GET /frames) lists at most `MAX_CHUNKS` chunks and about `MAX_FRAMES`
+    frames, so it is bounded too. (One 1 MiB capture of 2-byte reads held 88 MiB.)"""
+    capture, held, peak = held_by(feed)
+    assert capture.full
+    assert held <= frames.held_bound(frames.MAX_LIMIT), held
+    assert peak <= frames.SNAPSHOT_BOUND, peak
+    assert len(capture.chunks) <= frames.MAX_CHUNKS
+    assert len(capture.snapshot()["frames"]) <= frames.MAX_FRAMES + 2  # + an incomplete each
+
+
+@pytest.mark.parametrize("serialization", ["json", "binary"])
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_frames_and_their_chunks_for_any_split(serialization: str, data: Any) -> None:
+    """For any messages cut anyhow into reads and writes: each frame lists exactly the chunks
+    it overlaps (the sweep agrees with testing every chunk), and the capture's running count of
+    ended frames (what MAX_FRAMES caps) is the number of complete frames its snapshot lists."""
+    capture = frames.Capture("j", serialization, frames.MAX_LIMIT)
+    for direction in ("write", "read"):
+        messages = data.draw(st.lists(st.text(max_size=8) | st.integers(), max_size=12))
+        stream = b"".join(wire.encode(m, serialization) for m in messages)
+        cuts = sorted(set(data.draw(st.lists(st.integers(0, len(stream)), max_size=12))))
+        for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+            capture(direction, stream[a:b])
+    snapshot = capture.snapshot()
+    for frame in snapshot["frames"]:
+        overlapping = [
+            c["n"]
+            for c in snapshot["chunks"]
+            if c["direction"] == frame["direction"]
+            and c["start"] < frame["end"]
+            and c["start"] + c["size"] > frame["start"]
+        ]
+        assert frame["chunks"] == overlapping
+    assert capture.frames_ended == sum(f["complete"] for f in snapshot["frames"])

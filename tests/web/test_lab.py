@@ -162,7 +162,7 @@ def compare_once(srv: Any, feed: Feed, out: Path) -> tuple[bool, list[str]]:
 
 
 def test_the_lab_agrees_with_make_bench(srv: Any, feed: Feed, tmp_path: Path) -> None:
-    """The lab and `make bench` run the same workload (bench/workload.py); measured one after
+    """The lab and `make bench` run the same workload (ipc_workload/); measured one after
     the other on this machine, their numbers agree within the noise of a busy 2-core VM.
 
     The bounds are deliberately wide: runs on a shared VM differ by ±15 %, and much more while
@@ -181,3 +181,20 @@ def test_the_lab_agrees_with_make_bench(srv: Any, feed: Feed, tmp_path: Path) ->
             break
     print("\n".join(line for report in reports for line in report))
     assert agree, reports
+
+
+def test_the_lab_and_make_bench_share_a_workload_that_imports_only_ipc() -> None:
+    """The app's lab imports the workload package, not the benchmark scripts; and the workload
+    imports nothing heavy (multiprocessing's spawned child re-imports it, and that time counts
+    in the multiprocessing.Pipe start-up row)."""
+    code = (
+        "import sys, webapp.lab, ipc_workload; "
+        "assert webapp.lab.workload is ipc_workload; "
+        "assert not [m for m in sys.modules if m == 'bench' or m.startswith('bench.')]"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
+    alone = "import sys, ipc_workload; print(sorted({'flask', 'webapp'} & set(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", alone], check=True, cwd=ROOT, timeout=60, capture_output=True
+    )
+    assert out.stdout.decode().strip() == "[]"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from server import ThreadServer
-from webtest import Feed, wait_closed
+from webtest import Feed, wait_closed, wait_for
 
 from webapp.__main__ import app_config, display_url, parse_args
 
@@ -118,6 +118,36 @@ def test_stdin_pending_limit() -> None:
         path = f"/api/jobs/{job['id']}/stdin"
         statuses = [srv.json("POST", path, {"data": "x" * 100_000})[0] for _ in range(4)]
         assert statuses[0] == 202 and 429 in statuses  # sleep never reads: the pipe fills
+        srv.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGKILL"})
+        wait_closed(srv, job["id"])
+
+
+def test_send_queue_limit_is_429_while_the_child_does_not_read() -> None:
+    """A fork child that stops reading (here SIGSTOP, which any client may send) must not
+    grow the server's memory without bound through POST /send: past the bytes queued on its
+    channel the answer is 429 saying how much waits, and sending works again once it reads."""
+    limit = 300_000
+    with ThreadServer({"MAX_SEND_QUEUE_BYTES": limit}) as srv:
+        job = start(srv, {"kind": "fork", "program": "echo.py"})[1]
+        child = srv.services.jobs.get(job["id"]).child
+        assert srv.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGSTOP"})[0] == 202
+        path = f"/api/jobs/{job['id']}/send"
+        message = "x" * 100_000
+        status, answer = 202, None
+        for _ in range(200):  # 20 MB: far more than the kernel's buffers and the limit
+            status, answer = srv.json("POST", path, {"message": message})
+            assert child.queued_bytes <= limit
+            if status != 202:
+                break
+        assert status == 429, "every send was accepted while the child did not read"
+        assert f"{child.queued_bytes} bytes" in answer["error"], answer
+        assert "wait" in answer["error"] and "--max-send-queue" in answer["error"]
+        assert child.queued_bytes <= limit
+        assert srv.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGCONT"})[0] == 202
+        wait_for(
+            lambda: srv.json("POST", path, {"message": "again"})[0] == 202,
+            what="a send accepted once the child reads again",
+        )
         srv.json("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGKILL"})
         wait_closed(srv, job["id"])
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import socket
 import sys
 
 import pytest
@@ -62,6 +65,25 @@ def test_websocket_from_a_foreign_origin_is_403(srv: ThreadServer, origin: str) 
     with pytest.raises(websocket.WebSocketBadStatusException) as info:
         Feed(srv, origin=origin)
     assert info.value.status_code == 403
+
+
+@pytest.mark.parametrize("upgrade", ["websocket", "websocket, x", "x, WebSocket"])
+def test_every_request_the_handshake_accepts_has_its_origin_checked(
+    srv: ThreadServer, upgrade: str
+) -> None:
+    """The Origin check and the handshake agree on what a WebSocket request is: an Upgrade
+    header that lists `websocket` among other tokens opens a feed, so it is checked too."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            (
+                f"GET /ws?token={srv.token} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n"
+                f"Upgrade: {upgrade}\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nOrigin: http://evil.example\r\n\r\n"
+            ).encode()
+        )
+        status_line = sock.makefile("rb").readline()
+    assert status_line.split()[1] == b"403", status_line
 
 
 @pytest.mark.parametrize("origin", ["same", None], ids=["own-origin", "no-origin"])

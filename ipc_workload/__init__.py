@@ -1,5 +1,11 @@
 """The benchmark workloads: what `make bench` and the explorer's transport lab both measure.
 
+A package of its own, beside `ipc` (which it measures) and under both of its users: the app's
+lab (``webapp/lab.py``) and the benchmark script (``bench/ipc_bench.py``) import this one code,
+so they cannot drift apart, and the app does not depend on the benchmark scripts. It imports
+nothing but `ipc` and the standard library: `bench_mp_pipe`'s spawned child re-imports it,
+and a heavier import would count in that subject's start-up time.
+
 Every subject is a parent and an echo child doing the same work:
 
 * round trip: one small JSON message (``{"i": n, "op": "ping", "text": "hello"}``) sent and
@@ -42,13 +48,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-if str(ROOT) not in sys.path:  # the bench script runs from a bare checkout
-    sys.path.insert(0, str(ROOT))
+import ipc
+from ipc.reactor import get_reactor
 
-import ipc  # noqa: E402
-from ipc.reactor import get_reactor  # noqa: E402
+HERE = Path(__file__).resolve().parent
+#: Where `ipc` is imported from: the raw floor's child with an ipc echo needs it on its path.
+IPC_HOME = Path(ipc.__file__).resolve().parent.parent
 
 CHILDREN = HERE / "children"
 NODE_BENCH = HERE / "node_fork_bench.js"
@@ -460,7 +465,7 @@ def bench_floor(cfg: Config, ipc_child: bool = False, control: Control | None = 
             **os.environ,
             "NODE_CHANNEL_FD": str(fd),
             "NODE_CHANNEL_SERIALIZATION_MODE": "json",
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(IPC_HOME),
         }
         argv = [sys.executable, str(CHILDREN / "echo_child.py")]
     else:

@@ -1,4 +1,4 @@
-// Node's own fork() IPC measuring itself, with the same workload as bench/ipc_bench.py:
+// Node's own fork() IPC measuring itself, with the workload of ipc_workload/ (make bench, the lab):
 // start-to-first-message, sequential round trips of a small JSON message (p50/p99),
 // pipelined small messages (messages/s) and pipelined 1 MiB messages (MB/s of payload echoed).
 // usage: node node_fork_bench.js <rtt count> <msgs count> <big count> <startups> [warm-up]
