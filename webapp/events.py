@@ -105,15 +105,25 @@ class _History:
 
     events: deque[_Kept] = field(default_factory=deque)
     size: int = 0
-    evicted: list[list[int]] = field(default_factory=list)  # [first, last] runs of seqs
+    #: ``[first, last, count]`` runs of evicted seqs, oldest first (at most `max_runs`).
+    evicted: list[list[int]] = field(default_factory=list)
 
-    def evict_one(self) -> None:
+    def evict_one(self, max_runs: int) -> None:
         old = self.events.popleft()
         self.size -= len(old.payload)
-        if self.evicted and self.evicted[-1][1] == old.seq - 1:
-            self.evicted[-1][1] = old.seq
-        else:
-            self.evicted.append([old.seq, old.seq])
+        runs = self.evicted
+        if runs and runs[-1][1] == old.seq - 1:
+            runs[-1][1] = old.seq
+            runs[-1][2] += 1
+            return
+        runs.append([old.seq, old.seq, 1])
+        if len(runs) > max_runs:
+            # A job whose events interleave with another's evicts one run per event: without
+            # this the list grew by one for every event evicted. The two oldest runs become
+            # one (first of one, last of the other, both counts), exact for any replay that
+            # starts outside it; as the Redis bus does (``note_evicted``).
+            first, second = runs[0], runs[1]
+            runs[:2] = [[first[0], second[1], first[2] + second[2]]]
 
 
 def evicted_after(runs: list[list[int]], after: int) -> tuple[int, int, int]:
@@ -414,6 +424,7 @@ class MemoryEventBus(EventBus):
         subscriber_bytes: int = 1024 * 1024,
         coalesce_bytes: int = 64 * 1024,
         max_replay: int = 10000,
+        max_runs: int = 1000,
     ) -> None:
         super().__init__(
             host=host,
@@ -424,6 +435,8 @@ class MemoryEventBus(EventBus):
         )
         self.max_events_per_job = max_events_per_job
         self.max_bytes_per_job = max_bytes_per_job
+        #: Runs of evicted seqs each history remembers (`_History.evict_one`).
+        self.max_runs = max_runs
         self._seq = 0
         self._histories: dict[str | None, _History] = {}
 
@@ -463,7 +476,7 @@ class MemoryEventBus(EventBus):
                 len(history.events) > self.max_events_per_job
                 or history.size > self.max_bytes_per_job
             ):
-                history.evict_one()
+                history.evict_one(self.max_runs)
             for sub in self._subscribers:
                 if sub.job is None or sub.job == job:  # sub.wants(job), inlined: per event
                     sub.push(kept)

@@ -94,6 +94,30 @@ def test_history_is_bounded_by_bytes(make_bus: MakeBus) -> None:
     assert sum(len(json.dumps(e)) for e in kept) < 12_000
 
 
+def test_interleaved_jobs_keep_their_gap_records_bounded(make_bus: MakeBus) -> None:
+    """Two jobs whose events alternate evict one run of seqs per event each: the runs kept
+    to report gaps are merged past `max_runs` (before, the memory bus kept one per event
+    evicted, for ever), and a replay from before or after the merged run still counts exactly."""
+    bus = make_bus(max_events_per_job=5, max_runs=4)
+    for i in range(100):
+        bus.publish("a", 1, "stdout", out(str(i)))  # odd seqs 1..199
+        bus.publish("b", 2, "stdout", out(str(i)))  # even seqs 2..200
+    settle(bus)
+    notice = bus.events("a", after=0)[0]
+    assert notice["type"] == "dropped"
+    assert notice["data"] == {
+        "count": 95,
+        "from_seq": 1,
+        "to_seq": 189,
+        "reason": "history_limit",
+    }
+    late = bus.events("a", after=186)
+    assert late[0]["data"]["count"] == 2  # 187 and 189, the newest runs, kept apart
+    assert [e["seq"] for e in late[1:]] == [191, 193, 195, 197, 199]
+    if isinstance(bus, MemoryEventBus):
+        assert len(bus._histories["a"].evicted) <= 4
+
+
 def test_all_jobs_replay_gap_is_contiguous(make_bus: MakeBus) -> None:
     bus = make_bus(max_events_per_job=3)
     for i in range(10):
