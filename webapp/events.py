@@ -43,6 +43,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ipc.process import EVENTS as CHILD_EVENTS
+
 from . import jsontext
 from .bus import EventBus
 
@@ -50,22 +52,11 @@ OUTPUT_TYPES = frozenset({"stdout", "stderr"})
 #: Never dropped for a slow subscriber (they are few; a page must learn that a job ended).
 #: ``lost``: the runner that owned the job stopped answering (scale-out), so it never closes.
 LIFECYCLE_TYPES = frozenset({"spawn", "exit", "close", "error", "disconnect", "lost"})
-EVENT_TYPES = frozenset(
-    {
-        "spawn",
-        "message",
-        "stdout",
-        "stderr",
-        "exit",
-        "close",
-        "error",
-        "disconnect",
-        "stats",
-        "dropped",
-        "lost",
-        "lab",
-    }
-)  # and fd3, fd4, ...: output of a spawn's extra stdio pipes
+#: A child's events are ipc's (`ipc.process.EVENTS`, less ``internalMessage``: the app
+#: shows the messages, not Node's protocol); the rest are the app's own: ``stats`` (a live
+#: job's RSS / CPU), ``dropped`` (a subscriber's or a history's gap), ``lost`` and ``lab``.
+EVENT_TYPES = (CHILD_EVENTS - {"internalMessage"}) | {"stats", "dropped", "lost", "lab"}
+# and fd3, fd4, ...: output of a spawn's extra stdio pipes
 # ``lab``: the transport lab's progress (webapp/lab.py). Not a job's event: ``job`` is null,
 # ``pid`` the server's, and ``data`` the whole run as it stands (LabRun.snapshot), so the
 # latest one is all a page needs.
