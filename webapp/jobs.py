@@ -434,7 +434,7 @@ class JobService:
                 if result is not None:  # exec kinds: resolved by ipc before this listener
                     job.result = _exec_result(job, result)
             if job.guard is not None:
-                job.guard.closed()  # its cgroup goes before anyone hears of `close`
+                job.guard.closed()  # its cgroup goes (or soon: a task just killed lingers)
             publish("close", {"code": code, "signal": sig})
             job.closed.set()
             if job.stdin_queue is not None:
