@@ -32,6 +32,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .waker import Waker
+
 log = logging.getLogger("ipc")
 
 Callback = Callable[[], None]
@@ -100,15 +102,12 @@ class Reactor:
         self._name = name
         self.spin = spin  # seconds; see DEFAULT_SPIN. May be changed at any time.
         self._poller = select.epoll() if hasattr(select, "epoll") else select.poll()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._poller.register(self._wake_r, _IN)
+        self._waker = Waker()  # other threads' call_soon wakes the loop through it
+        self._poller.register(self._waker.fileno(), _IN)
         self._calls: deque[tuple[Callback, Owner | None]] = deque()
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._timer_ids = itertools.count()
         self._lock = threading.Lock()
-        self._wake_pending = False
         self._thread: threading.Thread | None = None
         self._thread_id: int | None = None
         # fd -> [reader, writer, owner] and fd -> mask registered with the poller; touched
@@ -161,13 +160,8 @@ class Reactor:
         heapq.heappush(self._timers, (handle.when, next(self._timer_ids), handle))
 
     def _wake(self) -> None:
-        if self._wake_pending or self.in_reactor_thread():
-            return
-        self._wake_pending = True
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:  # the pipe is full of wake-ups already
-            pass
+        if not self._waker.pending and not self.in_reactor_thread():
+            self._waker.wake()
 
     # ---- fd registration (reactor thread only) --------------------------------------------
 
@@ -231,7 +225,8 @@ class Reactor:
         self._thread_id = threading.get_ident()  # before any callback asks in_reactor_thread()
         poll = self._poller.poll
         handlers_of = self._handlers.get
-        wake_r = self._wake_r
+        wake_r = self._waker.fileno()
+        drain_wakeups = self._waker.drain  # before the queued calls are run: see `Waker`
         invoke = self._invoke
         invoke_fd = self._invoke_fd
         calls = self._calls
@@ -258,7 +253,7 @@ class Reactor:
             busy = False
             for fd, events in ready:
                 if fd == wake_r:
-                    self._drain_wakeups()
+                    drain_wakeups()
                     continue
                 handlers = handlers_of(fd)
                 if handlers is None:
@@ -277,22 +272,6 @@ class Reactor:
                         invoke(handle._callback, handle.owner)
             for _ in range(len(calls)):
                 invoke(*calls.popleft())
-
-    def _drain_wakeups(self) -> None:
-        """Empty the wake-up pipe, then allow the next wake-up to write again.
-
-        The order matters: clearing the flag first would let a waker write its byte between
-        the clear and the read, the read would swallow it and the flag would stay set with an
-        empty pipe, so no later `call_soon` would ever wake the loop (finding F4). Clearing it
-        after the read is safe because the queued calls are run after this, in the same
-        iteration: a waker that saw the flag still set has its call in the queue already.
-        """
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        self._wake_pending = False
 
     def _invoke(self, callback: Callback, owner: Owner | None) -> None:
         self._owner = owner
@@ -357,11 +336,7 @@ class Reactor:
 
     def _close_after_fork(self) -> None:
         """In a forked child: this reactor's thread does not exist here; close its fds."""
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._waker.close_after_fork()
         try:
             self._poller.close()  # type: ignore[union-attr]
         except (AttributeError, OSError):

@@ -31,7 +31,7 @@ for trial in range(5):
     done = threading.Event()
     r.call_soon(done.set)  # queued at a quiet moment: it must run
     if not done.wait(3.0):
-        print(f"trial {trial}: stuck, _wake_pending={r._wake_pending}, queued={len(r._calls)}")
+        print(f"trial {trial}: stuck, pending={r._waker.pending}, queued={len(r._calls)}")
         sys.exit(1)
 print("never stuck")
 """
