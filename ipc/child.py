@@ -59,6 +59,7 @@ from .errors import (
     IPCError,
     ProtocolError,
 )
+from .fatal import exit_process
 from .handles import message_listener
 from .transports import (
     ENV_CHANNEL,
@@ -799,32 +800,9 @@ class Parent(Connection):
     def _die(self, exc: BaseException) -> None:
         """An exception escaped a listener or callback on one of our threads: end the process
         as Node would (``process.exit(n)`` for SystemExit, status 1 and the traceback for
-        anything else) instead of losing it with the thread."""
-        if isinstance(exc, SystemExit):
-            code = exc.code
-            if code is None:
-                status = 0
-            elif isinstance(code, int):
-                status = code
-            else:
-                print(code, file=sys.stderr)
-                status = 1
-        else:
-            sys.excepthook(type(exc), exc, exc.__traceback__)
-            status = 1
-        try:
-            self._drain(wait_answer=False)
-        except BaseException:
-            pass
-        try:
-            atexit._run_exitfuncs()  # what Python runs at exit (our queue, ipc.shutdown, ...)
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except (OSError, ValueError):
-                    pass
-            os._exit(status)
+        anything else) instead of losing it with the thread; queued messages are written
+        first (`fatal.exit_process`)."""
+        exit_process(exc, lambda: self._drain(wait_answer=False))
 
 
 parent = Parent()

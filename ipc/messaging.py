@@ -125,6 +125,11 @@ class MessagePort(Connection):
         if self._start_closing():
             self._reactor.call_soon(self._close_when_flushed)
 
+    def write_now(self) -> None:
+        """Write what the kernel takes now of the queued messages, without waiting for room
+        (before the child is terminated; any thread)."""
+        self._on_writable()
+
     def _update_writer(self) -> None:
         with self._lock:
             channel, want = self._channel, self._writer_wanted

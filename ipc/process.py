@@ -1006,13 +1006,20 @@ def children() -> list[ChildProcess]:
 def shutdown(grace: float = 5.0) -> None:
     """Terminate every child and its process group: TERM, then KILL after `grace` seconds.
 
-    Waits for each child to be reaped (a few more seconds at most after KILL).
+    First each channel gets what its kernel buffer takes now of the messages still queued
+    (without waiting: a child that does not read must not hold this up). Waits for each
+    child to be reaped (a few more seconds at most after KILL).
     """
     live = children()
     if not live:
         return
     on_reactor = get_reactor().in_reactor_thread()
     for child in live:
+        if child._port is not None:
+            try:
+                child._port.write_now()
+            except Exception:  # at exit, nothing may keep the children from their TERM
+                log.debug("writing the queued messages of pid %s failed", child.pid, exc_info=True)
         child._signal_group(signal_module.SIGTERM)
     deadline = time.monotonic() + grace
     for child in live:
@@ -1038,6 +1045,10 @@ def _wait_exited(child: ChildProcess, deadline: float, on_reactor: bool) -> None
                 else:
                     child._exited.set()  # no reactor thread left to deliver events
                 continue
+            if child.returncode is not None:
+                # Reaped, and its exit is being handled further up this thread's stack (a
+                # listener of its last output called shutdown(), or sys.exit()): it is gone.
+                return
             time.sleep(min(0.01, remaining))
         else:
             child._exited.wait(min(remaining, 0.1))

@@ -15,7 +15,11 @@ callback to the fds it watches, as asyncio's context passes on). A callback that
 runs again by itself (a failed fd handler is removed, so a still-readable fd cannot spin the
 loop), and its owner is told, through `reactor_callback_failed(exc)`, to clean itself up; other
 owners never notice. A call without an owner (user code: `ipc.call_soon`) that raises is
-logged, once, and touches no child.
+logged, once, and touches no child. A `SystemExit` (or any other exception that is not an
+`Exception`) from a callback is the program asking to end, as ``process.exit()`` in a Node
+listener: the process exits with its status (`fatal.exit_process`, after the `atexit`
+handlers), rather than the loop's thread dying in silence and every child's events with it.
+Should the loop's thread die anyway (a bug in the loop), the next `call_soon` starts a new one.
 `run_ready_readers(owner)` drains an owner's readable fds at once (a child's last output and
 messages before its `exit`). After `os.fork()` the child process gets a fresh reactor.
 """
@@ -32,6 +36,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .fatal import exit_process
 from .waker import Waker
 
 log = logging.getLogger("ipc")
@@ -120,6 +125,8 @@ class Reactor:
     # ---- running --------------------------------------------------------------------------
 
     def ensure_running(self) -> None:
+        """Start the loop's thread, or start it again if it died (`_run` clears `_thread` on
+        its way out, so this check stays one attribute read on every `call_soon`)."""
         if self._thread is not None:
             return
         with self._lock:
@@ -220,9 +227,19 @@ class Reactor:
     # ---- the loop -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        self._thread_id = threading.get_ident()  # before any callback asks in_reactor_thread()
+        try:
+            self._loop()
+        except BaseException:  # a bug in the loop itself (callbacks cannot get here)
+            log.exception("the ipc reactor loop failed; it starts again on next use")
+        finally:
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None  # so ensure_running() starts a new one
+
+    def _loop(self) -> None:
         import time
 
-        self._thread_id = threading.get_ident()  # before any callback asks in_reactor_thread()
         poll = self._poller.poll
         handlers_of = self._handlers.get
         wake_r = self._waker.fileno()
@@ -279,6 +296,8 @@ class Reactor:
             callback()
         except Exception as exc:
             self._callback_failed(exc, owner)
+        except BaseException as exc:
+            exit_process(exc)  # sys.exit() in a listener: the process's exit, as in Node
         finally:
             self._owner = None
 
@@ -294,6 +313,8 @@ class Reactor:
             if current is not None and current[slot] is callback:
                 self._set_handler(fd, slot, None)
             self._callback_failed(exc, owner)
+        except BaseException as exc:
+            exit_process(exc)  # sys.exit() in a listener: the process's exit, as in Node
         finally:
             self._owner = None
 
