@@ -226,6 +226,13 @@ class ChildProcess:
         return self._port is not None and self._port.connected
 
     @property
+    def queued_bytes(self) -> int:
+        """Bytes `send()` accepted that the kernel has not taken yet (0 without a channel):
+        what a caller looks at to stop sending to a child that does not read."""
+        port = self._port
+        return port.queued_bytes if port is not None else 0
+
+    @property
     def exit_code(self) -> int | None:
         """The exit code; None while running or when a signal ended the child."""
         rc = self.returncode
