@@ -183,7 +183,7 @@ class ChildProcess:
         self._stdin_gone = False  # the child exited (or was given up): a write under way fails
         self._stdin_waker: Waker | None = None  # wakes a writer waiting for room (made then)
         self._fd_write_lock = threading.Lock()  # write_fd() callers, one at a time
-        self._outputs: dict[int, tuple[str, int]] = {}  # our fd -> (event name, ...)
+        self._outputs: dict[int, str] = {}  # our fd -> its event name
         self._paused: dict[str, int] = {}  # event name -> fd whose reading is paused
         self._extra_socks: dict[int, socket.socket] = {}  # child fd number -> our end
         self._open_streams = 0
@@ -621,7 +621,7 @@ class ChildProcess:
             self._pidfd = None
         for fd, event in ours:
             os.set_blocking(fd, False)
-            self._outputs[fd] = (event, 0)
+            self._outputs[fd] = event
             self._open_streams += 1
         if spec.transport is not None:
             self._open_streams += 1
@@ -801,7 +801,7 @@ class ChildProcess:
             self._port.pause_reading()
 
     def _on_output(self, fd: int) -> None:
-        event, _ = self._outputs[fd]
+        event = self._outputs[fd]
         try:
             data = os.read(fd, _READ_SIZE)
         except BlockingIOError:
@@ -824,7 +824,7 @@ class ChildProcess:
 
     def _end_output(self, fd: int, *, already_closed: bool = False) -> None:
         """Stop reading output `fd` and close it (its end of file, or abandoned)."""
-        event, _ = self._outputs.pop(fd)
+        event = self._outputs.pop(fd)
         self._reactor.remove_reader(fd)
         self._paused.pop(event, None)
         sock = self._extra_socks.pop(int(event[2:]), None) if event.startswith("fd") else None
