@@ -365,9 +365,11 @@ class Connection:
             if self._channel is not None and not self.closed:
                 self._write_locked()
 
-    def _send_control(self, frame: bytes) -> None:
-        """An ACK or NACK: ahead of held sends (Node's rule), never reported (Node swallows
-        the errors of the sends it makes itself)."""
+    def _answer_handle(self, cmd: str) -> None:
+        """Send ``{"cmd": cmd}`` (NODE_HANDLE_ACK or _NACK) in this channel's framing: ahead
+        of held sends (Node's rule), never reported (Node swallows the errors of the sends
+        it makes itself)."""
+        frame = wire.encode({"cmd": cmd}, self.serialization, self.max_message_size)
         with self._lock:
             if not self.closed:
                 self._enqueue_locked(frame, None)
@@ -501,7 +503,7 @@ class Connection:
         channel = self._channel
         fd = channel.received_fds.popleft() if channel is not None and channel.received_fds else -1
         if fd < 0:
-            self._send_control(handles.NACK_FRAME)
+            self._answer_handle(handles.NODE_HANDLE_NACK)
             return HandleError(
                 f"a {kind} handle arrived without its file descriptor; answered "
                 "NODE_HANDLE_NACK (a Node sender sends a net.Socket again)",
@@ -510,7 +512,7 @@ class Connection:
             )
         if kind not in handles.STREAM_TYPES:
             os.close(fd)
-            self._send_control(handles.NACK_FRAME)
+            self._answer_handle(handles.NODE_HANDLE_NACK)
             return HandleError(
                 f"cannot take a {kind} handle (only net.Server and net.Socket); answered "
                 "NODE_HANDLE_NACK so the sender goes on; the message is in .payload",
@@ -521,13 +523,13 @@ class Connection:
             sock = handles.socket_from_fd(fd)
         except OSError as exc:
             os.close(fd)
-            self._send_control(handles.NACK_FRAME)
+            self._answer_handle(handles.NODE_HANDLE_NACK)
             return HandleError(
                 f"the {kind} handle is not a socket ({exc}); answered NODE_HANDLE_NACK",
                 handle_type=kind,
                 payload=payload,
             )
-        self._send_control(handles.ACK_FRAME)
+        self._answer_handle(handles.NODE_HANDLE_ACK)
         return HandleMessage(payload, sock, wire.is_internal(payload))
 
     def _answered(self, nack: bool) -> None:
