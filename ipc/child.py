@@ -599,12 +599,20 @@ class Parent(Connection):
                 self._at_end()
                 return
             try:
-                entries = decoder.feed(data)
-                if decoder.specials:
-                    entries = self._sort(entries)
+                if channel.received_fds or self._frame_fd >= 0:  # fds came, or one is held
+                    entries = self._receive_with_fds(data, *channel.take_fds())  # (rare)
                     self._pending_mixed = self._mixed
+                else:
+                    try:
+                        entries = decoder.feed(data)
+                    except ProtocolError as exc:  # (as `_receive`: what came before, sorted)
+                        exc.messages = self._sort(exc.messages)
+                        raise
+                    if decoder.specials:
+                        entries = self._sort(entries)
+                        self._pending_mixed = self._mixed
             except ProtocolError as exc:  # the framing is lost: what came before, then close
-                entries = [*self._sort(exc.messages), exc]
+                entries = [*exc.messages, exc]
                 self._pending_mixed = True
                 self.close(exc)
             pending.extend(entries)
