@@ -59,6 +59,7 @@ from .errors import (
     IPCError,
     ProtocolError,
 )
+from .fatal import exit_process
 from .handles import message_listener
 from .transports import (
     ENV_CHANNEL,
@@ -70,6 +71,7 @@ from .transports import (
     Channel,
     connect_from_child,
 )
+from .waker import Waker
 
 TYPE_CHECKING = False  # `typing` would cost every child start-up time; annotations only
 if TYPE_CHECKING:
@@ -136,10 +138,9 @@ class Parent(Connection):
         # the writer thread: written-behind replies, queued bytes, send callbacks
         self._writer: threading.Thread | None = None
         self._writer_stop = False
-        self._signal_r = self._signal_w = -1
-        self._signal_pending = False
-        # Leaf lock: the callbacks queue and the signal pipe's fds (closed when the writer
-        # ends: a late signal must never write to a reused fd number).
+        self._waker: Waker | None = None  # wakes the writer thread (made with the channel)
+        # Leaf lock: the callbacks queue, the writer's start and its end (the writer closes
+        # the waker when it ends; `Waker` itself keeps a late wake() off a reused fd number).
         self._callbacks_lock = threading.Lock()
         self._callbacks: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._writer_done = False
@@ -186,7 +187,7 @@ class Parent(Connection):
             self.serialization = serialization
             self.max_message_size = max_size
             self._decoder = wire.Decoder(serialization, max_size)
-            self._signal_r, self._signal_w = os.pipe()
+            self._waker = Waker()
             self._channel = channel
             atexit.register(self._flush_at_exit)
             self._ready = True
@@ -326,26 +327,30 @@ class Parent(Connection):
     def _signal_writer(self) -> None:
         """Wake the writer (started on first use). Often called under `_lock`, so only the
         leaf `_callbacks_lock` is taken here."""
-        if self._signal_pending and self._writer is not None:
+        waker = self._waker
+        if waker is None:
+            return  # no channel
+        if waker.pending and self._writer is not None:
             return  # a wake-up is on its way already
         with self._callbacks_lock:
             if self._writer is None:
-                if self._writer_stop or self._signal_w < 0:
+                if self._writer_stop or waker.closed:
                     return
                 self._writer = threading.Thread(
                     target=self._writer_loop, name="ipc-parent-writer", daemon=True
                 )
                 self._writer.start()
-            if self._signal_w >= 0 and not self._signal_pending:
-                self._signal_pending = True
-                os.write(self._signal_w, b"\0")
+        waker.wake()  # (a no-op once the writer has ended and closed it)
 
     def _writer_loop(self) -> None:
         """Daemon: writes what the kernel did not take at once, the write-behind buffer
         `coalesce_delay` after it began, and runs send callbacks. It wakes once per buffer,
         not once per reply; usually the loop that made the replies has written them already."""
+        waker = self._waker
+        assert waker is not None
+        wake_fd = waker.fileno()
         poller = select.poll()
-        poller.register(self._signal_r, select.POLLIN)
+        poller.register(wake_fd, select.POLLIN)
         watched = -1
         try:
             while True:
@@ -369,9 +374,8 @@ class Parent(Connection):
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 ready = poller.poll(None if timeout is None else timeout * 1000)
                 self._writer_idle = False
-                if any(fd == self._signal_r for fd, _ in ready):
-                    os.read(self._signal_r, 4096)
-                    self._signal_pending = False
+                if any(fd == wake_fd for fd, _ in ready):
+                    waker.drain()  # before the callbacks are looked at (see `Waker`)
                 while self._callbacks:
                     fn, args = self._callbacks.popleft()
                     fn(*args)
@@ -384,17 +388,15 @@ class Parent(Connection):
                 self._writer_done = True
                 left = list(self._callbacks)
                 self._callbacks.clear()
-                self._close_signal_locked()
+                self._close_waker_locked()
             for fn, args in left:
                 fn(*args)
         except BaseException as exc:
             self._die(exc)
 
-    def _close_signal_locked(self) -> None:
-        for fd in (self._signal_r, self._signal_w):
-            if fd >= 0:
-                os.close(fd)
-        self._signal_r = self._signal_w = -1
+    def _close_waker_locked(self) -> None:
+        if self._waker is not None:
+            self._waker.close()
 
     # ---- receiving ------------------------------------------------------------------------
 
@@ -597,12 +599,20 @@ class Parent(Connection):
                 self._at_end()
                 return
             try:
-                entries = decoder.feed(data)
-                if decoder.specials:
-                    entries = self._sort(entries)
+                if channel.received_fds or self._frame_fd >= 0:  # fds came, or one is held
+                    entries = self._receive_with_fds(data, *channel.take_fds())  # (rare)
                     self._pending_mixed = self._mixed
+                else:
+                    try:
+                        entries = decoder.feed(data)
+                    except ProtocolError as exc:  # (as `_receive`: what came before, sorted)
+                        exc.messages = self._sort(exc.messages)
+                        raise
+                    if decoder.specials:
+                        entries = self._sort(entries)
+                        self._pending_mixed = self._mixed
             except ProtocolError as exc:  # the framing is lost: what came before, then close
-                entries = [*self._sort(exc.messages), exc]
+                entries = [*exc.messages, exc]
                 self._pending_mixed = True
                 self.close(exc)
             pending.extend(entries)
@@ -779,9 +789,9 @@ class Parent(Connection):
             self._writer_stop = True
             self._progress.notify_all()
         with self._callbacks_lock:
-            if self._writer is None:  # never started: nobody else closes the signal pipe
+            if self._writer is None:  # never started: nobody else closes the waker
                 self._writer_done = True
-                self._close_signal_locked()
+                self._close_waker_locked()
         self._signal_writer()
         atexit.unregister(self._flush_at_exit)
 
@@ -798,32 +808,9 @@ class Parent(Connection):
     def _die(self, exc: BaseException) -> None:
         """An exception escaped a listener or callback on one of our threads: end the process
         as Node would (``process.exit(n)`` for SystemExit, status 1 and the traceback for
-        anything else) instead of losing it with the thread."""
-        if isinstance(exc, SystemExit):
-            code = exc.code
-            if code is None:
-                status = 0
-            elif isinstance(code, int):
-                status = code
-            else:
-                print(code, file=sys.stderr)
-                status = 1
-        else:
-            sys.excepthook(type(exc), exc, exc.__traceback__)
-            status = 1
-        try:
-            self._drain(wait_answer=False)
-        except BaseException:
-            pass
-        try:
-            atexit._run_exitfuncs()  # what Python runs at exit (our queue, ipc.shutdown, ...)
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except (OSError, ValueError):
-                    pass
-            os._exit(status)
+        anything else) instead of losing it with the thread; queued messages are written
+        first (`fatal.exit_process`)."""
+        exit_process(exc, lambda: self._drain(wait_answer=False))
 
 
 parent = Parent()

@@ -98,6 +98,9 @@ class Connection:
         self._held: deque[tuple[bytes, SendCallback | None, _OutgoingHandle | None]] = deque()
         #: True when the last `_receive()` returned entries other than plain messages.
         self._mixed = False
+        # An fd that came with the first bytes of a frame not complete yet (a large
+        # NODE_HANDLE); -1 when none. Guarded by `_lock` (close() closes it).
+        self._frame_fd = -1
         #: Replies held back by `_cork_locked` (always empty on the parent's end).
         self._corked: list[bytes] = []
 
@@ -365,9 +368,11 @@ class Connection:
             if self._channel is not None and not self.closed:
                 self._write_locked()
 
-    def _send_control(self, frame: bytes) -> None:
-        """An ACK or NACK: ahead of held sends (Node's rule), never reported (Node swallows
-        the errors of the sends it makes itself)."""
+    def _answer_handle(self, cmd: str) -> None:
+        """Send ``{"cmd": cmd}`` (NODE_HANDLE_ACK or _NACK) in this channel's framing: ahead
+        of held sends (Node's rule), never reported (Node swallows the errors of the sends
+        it makes itself)."""
+        frame = wire.encode({"cmd": cmd}, self.serialization, self.max_message_size)
         with self._lock:
             if not self.closed:
                 self._enqueue_locked(frame, None)
@@ -415,9 +420,11 @@ class Connection:
             self._unacked = None
             self._queued_bytes = 0
             channel = self._channel
+            frame_fd, self._frame_fd = self._frame_fd, -1
         for handle in outgoing:
             if handle is not None:
                 os.close(handle.fd)
+        _close_fds([frame_fd])
         self._teardown(channel)
         if unsent:
             self._report_unsent(
@@ -448,6 +455,9 @@ class Connection:
 
         :raises ProtocolError: the framing is lost; its `messages` hold the entries before it.
         """
+        channel = self._channel
+        if channel is not None and (channel.received_fds or self._frame_fd >= 0):
+            return self._receive_with_fds(data, *channel.take_fds())
         decoder = self._decoder
         try:
             entries = decoder.feed(data)
@@ -459,17 +469,89 @@ class Connection:
             return entries
         return self._sort(entries)
 
-    def _sort(self, entries: list[Any]) -> list[Any]:
+    def _receive_with_fds(self, data: bytes, fds: list[int], cut: bool) -> list[Any]:
+        """`_receive` for a read that brought fds (`fds`; `cut`: the kernel dropped some), or
+        that goes on with a frame an fd is held for. The rare path.
+
+        An fd belongs to the frame whose first byte came with it (Node and we send a handle
+        with the first byte of its frame's write, and the kernel ends a read after the bytes
+        its fds came with): the last frame that began in this read. A ``NODE_HANDLE`` frame
+        takes it, when it is complete (here, or in a later read: until then it is held, one
+        at most). Every other fd is closed and the read reported once, as a `ProtocolError`
+        after its messages: fds riding on plain messages must neither pile up until the
+        channel closes nor be handed to a later ``NODE_HANDLE`` as its own.
+
+        :raises ProtocolError: the framing is lost (as `_receive`); the fds are closed.
+        """
+        with self._lock:
+            held, self._frame_fd = self._frame_fd, -1
+        try:
+            earlier, here, tail = self._decoder.feed_split(data)
+        except ProtocolError as exc:
+            _close_fds([*fds, held])
+            exc.messages = self._sort(exc.messages)
+            raise
+        claims: dict[int, int] = {}  # entry index -> the fd offered to a NODE_HANDLE there
+        stray: list[int] = []
+        keep = -1  # the fd to hold for the frame that is not complete yet
+        if held >= 0:
+            if earlier:
+                claims[0] = held  # its frame ended here: entry 0
+            elif tail == "old":
+                keep = held  # its frame goes on
+            else:
+                stray.append(held)  # its frame ended as nothing (a blank line)
+        if fds:
+            first, *others = fds
+            stray += others
+            if cut:
+                stray.append(first)  # fds were lost on the way: none of them is trusted
+            elif tail == "new":
+                keep = first  # (`held` was settled above: its frame ended here)
+            elif here:
+                claims[len(earlier) + len(here) - 1] = first
+            else:
+                stray.append(first)  # no frame began in this read
+        if keep >= 0:
+            with self._lock:
+                if self.closed:
+                    stray.append(keep)
+                else:
+                    self._frame_fd = keep
+        entries = self._sort([*earlier, *here], claims)
+        stray += claims.values()  # offered to a frame that is not a NODE_HANDLE
+        if stray:
+            _close_fds(stray)
+            why = (
+                "more came in one read than it has room for, so none of them is trusted"
+                if cut
+                else "not sent with the first byte of a NODE_HANDLE message"
+            )
+            entries.append(
+                ProtocolError(
+                    f"{len(stray)} file descriptor{'s' if len(stray) > 1 else ''} "
+                    f"(SCM_RIGHTS) closed: {why}",
+                    data,
+                )
+            )
+            self._mixed = True
+        return entries
+
+    def _sort(self, entries: list[Any], fds: dict[int, int] | None = None) -> list[Any]:
+        """Consume Node's handle answers, turn each ``NODE_HANDLE`` into a `HandleMessage`
+        (or a `HandleError`) with the fd `fds` offers it at its index (`fds` loses that
+        entry), and set `_mixed`."""
         out: list[Any] = []
         mixed = False
-        for entry in entries:
+        for index, entry in enumerate(entries):
             if type(entry) is wire.Internal:
                 cmd = entry.cmd
                 if cmd == handles.NODE_HANDLE_ACK or cmd == handles.NODE_HANDLE_NACK:
                     self._answered(cmd == handles.NODE_HANDLE_NACK)
                     continue
                 if cmd == handles.NODE_HANDLE:
-                    entry = self._take_handle(entry.message)
+                    fd = fds.pop(index, -1) if fds else -1
+                    entry = self._take_handle(entry.message, fd)
                 mixed = True
             elif isinstance(entry, IPCError):
                 mixed = True
@@ -493,15 +575,13 @@ class Connection:
             else:
                 self._emit_message(entry)
 
-    def _take_handle(self, envelope: dict[str, Any]) -> HandleMessage | HandleError:
-        """A ``NODE_HANDLE`` arrived: pair it with the fd that came with it, answer ACK (or
-        NACK), and return the message with its socket (or the error, with the message)."""
+    def _take_handle(self, envelope: dict[str, Any], fd: int) -> HandleMessage | HandleError:
+        """A ``NODE_HANDLE`` arrived with `fd` (-1: none came with it): answer ACK (or NACK),
+        and return the message with its socket (or the error, with the message)."""
         kind = envelope.get("type")
         payload = envelope.get("msg")
-        channel = self._channel
-        fd = channel.received_fds.popleft() if channel is not None and channel.received_fds else -1
         if fd < 0:
-            self._send_control(handles.NACK_FRAME)
+            self._answer_handle(handles.NODE_HANDLE_NACK)
             return HandleError(
                 f"a {kind} handle arrived without its file descriptor; answered "
                 "NODE_HANDLE_NACK (a Node sender sends a net.Socket again)",
@@ -510,7 +590,7 @@ class Connection:
             )
         if kind not in handles.STREAM_TYPES:
             os.close(fd)
-            self._send_control(handles.NACK_FRAME)
+            self._answer_handle(handles.NODE_HANDLE_NACK)
             return HandleError(
                 f"cannot take a {kind} handle (only net.Server and net.Socket); answered "
                 "NODE_HANDLE_NACK so the sender goes on; the message is in .payload",
@@ -521,13 +601,13 @@ class Connection:
             sock = handles.socket_from_fd(fd)
         except OSError as exc:
             os.close(fd)
-            self._send_control(handles.NACK_FRAME)
+            self._answer_handle(handles.NODE_HANDLE_NACK)
             return HandleError(
                 f"the {kind} handle is not a socket ({exc}); answered NODE_HANDLE_NACK",
                 handle_type=kind,
                 payload=payload,
             )
-        self._send_control(handles.ACK_FRAME)
+        self._answer_handle(handles.NODE_HANDLE_ACK)
         return HandleMessage(payload, sock, wire.is_internal(payload))
 
     def _answered(self, nack: bool) -> None:
@@ -564,3 +644,10 @@ class Connection:
                 self._call_soon(self._close_when_flushed)
         if error is not None:
             self._call_soon(self._emit_error, error)
+
+
+def _close_fds(fds: list[int]) -> None:
+    """Close each fd that is not -1."""
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)

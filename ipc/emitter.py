@@ -78,10 +78,6 @@ class Emitter:
                     self._snapshots.pop(event, None)
                     break
 
-    def listener_count(self, event: str) -> int:
-        with self._lock:
-            return len(self._listeners.get(event, ()))
-
     def held_count(self, event: str) -> int:
         with self._lock:
             held = self._held.get(event)

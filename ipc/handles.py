@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 NODE_HANDLE: Final = "NODE_HANDLE"
 NODE_HANDLE_ACK: Final = "NODE_HANDLE_ACK"
 NODE_HANDLE_NACK: Final = "NODE_HANDLE_NACK"
-ACK_FRAME: Final = b'{"cmd":"NODE_HANDLE_ACK"}\n'
-NACK_FRAME: Final = b'{"cmd":"NODE_HANDLE_NACK"}\n'
 #: The handle types we take: Node's stream types (`net.Native` is a raw TCP or pipe handle).
 STREAM_TYPES: Final = ("net.Server", "net.Socket", "net.Native")
 #: How often Node sends a handle again after a NACK before it gives up.

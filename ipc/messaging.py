@@ -125,6 +125,11 @@ class MessagePort(Connection):
         if self._start_closing():
             self._reactor.call_soon(self._close_when_flushed)
 
+    def write_now(self) -> None:
+        """Write what the kernel takes now of the queued messages, without waiting for room
+        (before the child is terminated; any thread)."""
+        self._on_writable()
+
     def _update_writer(self) -> None:
         with self._lock:
             channel, want = self._channel, self._writer_wanted
@@ -172,17 +177,23 @@ class MessagePort(Connection):
                 )
             self.close(BrokenChannelError("the child closed the channel"))
             return
+        if channel.received_fds or self._frame_fd >= 0:  # fds came (rare): pair or close them
+            try:
+                entries = self._receive_with_fds(data, *channel.take_fds())
+            except ProtocolError as exc:
+                self._lost_framing(exc)
+                return
+            self._dispatch_mixed(entries)
+            return
         self._deliver(data)
 
     def _deliver(self, data: bytes) -> None:
         decoder = self._decoder  # (`Connection._receive`, spelled out: every message's path)
         try:
             messages = decoder.feed(data)
-        except ProtocolError as exc:  # the framing is lost: what came before, then close
-            self._dispatch_mixed(self._sort(exc.messages))
-            if not self.closed:
-                self._on_error(exc)
-                self.close(exc)
+        except ProtocolError as exc:
+            exc.messages = self._sort(exc.messages)
+            self._lost_framing(exc)
             return
         if decoder.specials:
             self._dispatch_mixed(self._sort(messages))
@@ -192,6 +203,14 @@ class MessagePort(Connection):
             if self.closed:
                 break
             on_message(msg)
+
+    def _lost_framing(self, exc: ProtocolError) -> None:
+        """A frame we cannot skip: deliver what came before it (`exc.messages`, sorted), then
+        report it and close."""
+        self._dispatch_mixed(exc.messages)
+        if not self.closed:
+            self._on_error(exc)
+            self.close(exc)
 
     # ---- accepting a unix/tcp child (reactor thread) --------------------------------------
 

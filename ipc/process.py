@@ -52,6 +52,7 @@ from .reactor import Reactor, TimerHandle, get_reactor
 from .signals import signal_name, signal_number
 from .states import FINAL_STATES, TRANSITIONS, State
 from .transports import TransportSetup
+from .waker import Waker
 
 log = logging.getLogger("ipc")
 
@@ -171,10 +172,18 @@ class ChildProcess:
         self._reap_lock = threading.Lock()
         self._popen: subprocess.Popen[bytes] | None = None
         self._pidfd: int | None = None
+        # stdin (see `write_stdin`): our non-blocking write end, None once closed
         self._stdin_fd: int | None = None
-        self._stdin_lock = threading.Lock()
+        self._stdin_write_lock = threading.Lock()  # writers, one at a time (callers' threads)
+        # Leaf lock over the fields below: held for a few instructions, never across a call
+        # that can block, so the reactor may take it (a writer waits with it released).
+        self._stdin_state_lock = threading.Lock()
+        self._stdin_writing = False  # a writer uses `_stdin_fd`: it closes it when it is done
+        self._stdin_ending = False  # end_stdin(): close once the write under way is done
+        self._stdin_gone = False  # the child exited (or was given up): a write under way fails
+        self._stdin_waker: Waker | None = None  # wakes a writer waiting for room (made then)
         self._fd_write_lock = threading.Lock()  # write_fd() callers, one at a time
-        self._outputs: dict[int, tuple[str, int]] = {}  # our fd -> (event name, ...)
+        self._outputs: dict[int, str] = {}  # our fd -> its event name
         self._paused: dict[str, int] = {}  # event name -> fd whose reading is paused
         self._extra_socks: dict[int, socket.socket] = {}  # child fd number -> our end
         self._open_streams = 0
@@ -218,8 +227,10 @@ class ChildProcess:
 
     @property
     def queued_bytes(self) -> int:
-        """Bytes `send()` queued on the channel and not yet written (0 without a channel)."""
-        return self._port.queued_bytes if self._port is not None else 0
+        """Bytes `send()` accepted that the kernel has not taken yet (0 without a channel):
+        what a caller looks at to stop sending to a child that does not read."""
+        port = self._port
+        return port.queued_bytes if port is not None else 0
 
     @property
     def exit_code(self) -> int | None:
@@ -324,31 +335,97 @@ class ChildProcess:
         return True
 
     def write_stdin(self, data: bytes | str) -> None:
-        """Write to the child's stdin (blocking until the kernel took it all).
+        """Write to the child's stdin, blocking this thread until the kernel took it all.
 
-        :raises ChannelClosedError: stdin is not a pipe or was ended.
+        Writers from several threads go one after the other. The pipe is non-blocking: while
+        it is full this thread waits in `poll` for room, or for the child's exit, which ends
+        the wait at once although a grandchild may still hold the pipe without reading. The
+        reactor never waits for a writer: at the exit it only marks stdin gone and wakes the
+        writer, which closes the pipe on its way out.
+
+        :raises ChannelClosedError: stdin is not a pipe, or `end_stdin()` was called.
+        :raises BrokenChannelError: the child closed its stdin or exited (also when that cut
+            this write short: part of `data` may have been written).
         """
-        if isinstance(data, str):
-            data = data.encode()
-        with self._stdin_lock:
-            if self._stdin_fd is None:
-                raise ChannelClosedError(
-                    "stdin is not open (not a pipe, or end_stdin() was called)"
-                )
-            view = memoryview(data)
-            while view:
-                try:
-                    written = os.write(self._stdin_fd, view)
-                except BrokenPipeError as exc:
-                    raise BrokenChannelError("the child closed its stdin") from exc
-                view = view[written:]
+        view = memoryview(data.encode() if isinstance(data, str) else data).cast("B")
+        self._stdin_open_fd()  # (at once, not after the write under way: it may never end)
+        with self._stdin_write_lock:
+            with self._stdin_state_lock:
+                fd = self._stdin_open_fd()
+                self._stdin_writing = True
+            try:
+                while view:
+                    if self._stdin_gone:
+                        raise BrokenChannelError(
+                            "the child exited before it read all of stdin "
+                            f"({len(view)} bytes of this write were not written)"
+                        )
+                    try:
+                        view = view[os.write(fd, view) :]
+                    except BlockingIOError:
+                        self._wait_stdin_room(fd)
+                    except BrokenPipeError as exc:
+                        raise BrokenChannelError("the child closed its stdin") from exc
+            finally:
+                with self._stdin_state_lock:
+                    self._stdin_writing = False
+                    if self._stdin_gone or self._stdin_ending:
+                        self._close_stdin_locked()
+
+    def _stdin_open_fd(self) -> int:
+        """Our end of stdin, to write to.
+
+        :raises BrokenChannelError: the child has exited.
+        :raises ChannelClosedError: stdin is not a pipe, or end_stdin() was called.
+        """
+        fd = self._stdin_fd
+        if self._stdin_gone:
+            raise BrokenChannelError("the child has exited: its stdin is closed")
+        if fd is None or self._stdin_ending:
+            raise ChannelClosedError("stdin is not open (not a pipe, or end_stdin() was called)")
+        return fd
+
+    def _wait_stdin_room(self, fd: int) -> None:
+        """A writer's wait: until the pipe has room, or `_stdin_gone_now` wakes it."""
+        with self._stdin_state_lock:  # (so the reactor sees the waker, or we see "gone")
+            if self._stdin_gone:
+                return
+            waker = self._stdin_waker
+            if waker is None:
+                waker = self._stdin_waker = Waker()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        poller.register(waker.fileno(), select.POLLIN)
+        poller.poll()  # writable, an error (the reader is gone), or woken
+        waker.drain()
 
     def end_stdin(self) -> None:
-        """Close the child's stdin so it reads end of file."""
-        with self._stdin_lock:
-            if self._stdin_fd is not None:
-                os.close(self._stdin_fd)
-                self._stdin_fd = None
+        """Close the child's stdin so it reads end of file: now, or, while a `write_stdin()`
+        is under way in another thread, once that write is done (as Node's ``end()``).
+        Never blocks."""
+        with self._stdin_state_lock:
+            self._stdin_ending = True
+            if not self._stdin_writing:
+                self._close_stdin_locked()
+
+    def _stdin_gone_now(self) -> None:
+        """Reactor thread: the child is gone. Close stdin, or, while a writer uses it, tell
+        the writer (it fails its write and closes it): the reactor never waits for one."""
+        with self._stdin_state_lock:
+            self._stdin_gone = True
+            if self._stdin_writing:
+                if self._stdin_waker is not None:
+                    self._stdin_waker.wake()
+            else:
+                self._close_stdin_locked()
+
+    def _close_stdin_locked(self) -> None:
+        if self._stdin_fd is not None:
+            os.close(self._stdin_fd)
+            self._stdin_fd = None
+        if self._stdin_waker is not None:
+            self._stdin_waker.close()
+            self._stdin_waker = None
 
     def write_fd(self, fd: int, data: bytes | str) -> None:
         """Write to the extra stdio pipe that the child sees as `fd` (3, 4, ...); blocks until
@@ -466,6 +543,7 @@ class ChildProcess:
                 if mode == "pipe":
                     read_end, write_end = os.pipe()
                     if index == 0:
+                        os.set_blocking(write_end, False)  # see write_stdin
                         self._stdin_fd = write_end
                         stdio.append(read_end)
                         fds_to_close.append(read_end)
@@ -543,7 +621,7 @@ class ChildProcess:
             self._pidfd = None
         for fd, event in ours:
             os.set_blocking(fd, False)
-            self._outputs[fd] = (event, 0)
+            self._outputs[fd] = event
             self._open_streams += 1
         if spec.transport is not None:
             self._open_streams += 1
@@ -686,10 +764,7 @@ class ChildProcess:
         error.__cause__ = exc
         self._emit_error(error)
         self._abandon_streams()
-        with self._stdin_lock:
-            if self._stdin_fd is not None:
-                os.close(self._stdin_fd)
-                self._stdin_fd = None
+        self._stdin_gone_now()
         if self.returncode is None and self.pid is not None:
             self.kill("SIGKILL")
             self._watch_exit()  # again: it may be the handler the reactor just removed
@@ -726,7 +801,7 @@ class ChildProcess:
             self._port.pause_reading()
 
     def _on_output(self, fd: int) -> None:
-        event, _ = self._outputs[fd]
+        event = self._outputs[fd]
         try:
             data = os.read(fd, _READ_SIZE)
         except BlockingIOError:
@@ -749,7 +824,7 @@ class ChildProcess:
 
     def _end_output(self, fd: int, *, already_closed: bool = False) -> None:
         """Stop reading output `fd` and close it (its end of file, or abandoned)."""
-        event, _ = self._outputs.pop(fd)
+        event = self._outputs.pop(fd)
         self._reactor.remove_reader(fd)
         self._paused.pop(event, None)
         sock = self._extra_socks.pop(int(event[2:]), None) if event.startswith("fd") else None
@@ -830,10 +905,7 @@ class ChildProcess:
             self._reactor.remove_reader(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = None
-        with self._stdin_lock:
-            if self._stdin_fd is not None:
-                os.close(self._stdin_fd)
-                self._stdin_fd = None
+        self._stdin_gone_now()
         # Output, messages and a connection it made, written before it died, are read now:
         # the pidfd may have been found ready before them (or before a connection's first
         # bytes could even be read), and they must come before `exit`.
@@ -941,13 +1013,20 @@ def children() -> list[ChildProcess]:
 def shutdown(grace: float = 5.0) -> None:
     """Terminate every child and its process group: TERM, then KILL after `grace` seconds.
 
-    Waits for each child to be reaped (a few more seconds at most after KILL).
+    First each channel gets what its kernel buffer takes now of the messages still queued
+    (without waiting: a child that does not read must not hold this up). Waits for each
+    child to be reaped (a few more seconds at most after KILL).
     """
     live = children()
     if not live:
         return
     on_reactor = get_reactor().in_reactor_thread()
     for child in live:
+        if child._port is not None:
+            try:
+                child._port.write_now()
+            except Exception:  # at exit, nothing may keep the children from their TERM
+                log.debug("writing the queued messages of pid %s failed", child.pid, exc_info=True)
         child._signal_group(signal_module.SIGTERM)
     deadline = time.monotonic() + grace
     for child in live:
@@ -973,6 +1052,10 @@ def _wait_exited(child: ChildProcess, deadline: float, on_reactor: bool) -> None
                 else:
                     child._exited.set()  # no reactor thread left to deliver events
                 continue
+            if child.returncode is not None:
+                # Reaped, and its exit is being handled further up this thread's stack (a
+                # listener of its last output called shutdown(), or sys.exit()): it is gone.
+                return
             time.sleep(min(0.01, remaining))
         else:
             child._exited.wait(min(remaining, 0.1))

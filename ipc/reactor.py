@@ -15,7 +15,11 @@ callback to the fds it watches, as asyncio's context passes on). A callback that
 runs again by itself (a failed fd handler is removed, so a still-readable fd cannot spin the
 loop), and its owner is told, through `reactor_callback_failed(exc)`, to clean itself up; other
 owners never notice. A call without an owner (user code: `ipc.call_soon`) that raises is
-logged, once, and touches no child.
+logged, once, and touches no child. A `SystemExit` (or any other exception that is not an
+`Exception`) from a callback is the program asking to end, as ``process.exit()`` in a Node
+listener: the process exits with its status (`fatal.exit_process`, after the `atexit`
+handlers), rather than the loop's thread dying in silence and every child's events with it.
+Should the loop's thread die anyway (a bug in the loop), the next `call_soon` starts a new one.
 `run_ready_readers(owner)` drains an owner's readable fds at once (a child's last output and
 messages before its `exit`). After `os.fork()` the child process gets a fresh reactor.
 """
@@ -31,6 +35,9 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from .fatal import exit_process
+from .waker import Waker
 
 log = logging.getLogger("ipc")
 
@@ -100,15 +107,12 @@ class Reactor:
         self._name = name
         self.spin = spin  # seconds; see DEFAULT_SPIN. May be changed at any time.
         self._poller = select.epoll() if hasattr(select, "epoll") else select.poll()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._poller.register(self._wake_r, _IN)
+        self._waker = Waker()  # other threads' call_soon wakes the loop through it
+        self._poller.register(self._waker.fileno(), _IN)
         self._calls: deque[tuple[Callback, Owner | None]] = deque()
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._timer_ids = itertools.count()
         self._lock = threading.Lock()
-        self._wake_pending = False
         self._thread: threading.Thread | None = None
         self._thread_id: int | None = None
         # fd -> [reader, writer, owner] and fd -> mask registered with the poller; touched
@@ -121,6 +125,8 @@ class Reactor:
     # ---- running --------------------------------------------------------------------------
 
     def ensure_running(self) -> None:
+        """Start the loop's thread, or start it again if it died (`_run` clears `_thread` on
+        its way out, so this check stays one attribute read on every `call_soon`)."""
         if self._thread is not None:
             return
         with self._lock:
@@ -161,13 +167,8 @@ class Reactor:
         heapq.heappush(self._timers, (handle.when, next(self._timer_ids), handle))
 
     def _wake(self) -> None:
-        if self._wake_pending or self.in_reactor_thread():
-            return
-        self._wake_pending = True
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:  # the pipe is full of wake-ups already
-            pass
+        if not self._waker.pending and not self.in_reactor_thread():
+            self._waker.wake()
 
     # ---- fd registration (reactor thread only) --------------------------------------------
 
@@ -226,12 +227,23 @@ class Reactor:
     # ---- the loop -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        self._thread_id = threading.get_ident()  # before any callback asks in_reactor_thread()
+        try:
+            self._loop()
+        except BaseException:  # a bug in the loop itself (callbacks cannot get here)
+            log.exception("the ipc reactor loop failed; it starts again on next use")
+        finally:
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None  # so ensure_running() starts a new one
+
+    def _loop(self) -> None:
         import time
 
-        self._thread_id = threading.get_ident()  # before any callback asks in_reactor_thread()
         poll = self._poller.poll
         handlers_of = self._handlers.get
-        wake_r = self._wake_r
+        wake_r = self._waker.fileno()
+        drain_wakeups = self._waker.drain  # before the queued calls are run: see `Waker`
         invoke = self._invoke
         invoke_fd = self._invoke_fd
         calls = self._calls
@@ -258,7 +270,7 @@ class Reactor:
             busy = False
             for fd, events in ready:
                 if fd == wake_r:
-                    self._drain_wakeups()
+                    drain_wakeups()
                     continue
                 handlers = handlers_of(fd)
                 if handlers is None:
@@ -278,28 +290,14 @@ class Reactor:
             for _ in range(len(calls)):
                 invoke(*calls.popleft())
 
-    def _drain_wakeups(self) -> None:
-        """Empty the wake-up pipe, then allow the next wake-up to write again.
-
-        The order matters: clearing the flag first would let a waker write its byte between
-        the clear and the read, the read would swallow it and the flag would stay set with an
-        empty pipe, so no later `call_soon` would ever wake the loop (finding F4). Clearing it
-        after the read is safe because the queued calls are run after this, in the same
-        iteration: a waker that saw the flag still set has its call in the queue already.
-        """
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        self._wake_pending = False
-
     def _invoke(self, callback: Callback, owner: Owner | None) -> None:
         self._owner = owner
         try:
             callback()
         except Exception as exc:
             self._callback_failed(exc, owner)
+        except BaseException as exc:
+            exit_process(exc)  # sys.exit() in a listener: the process's exit, as in Node
         finally:
             self._owner = None
 
@@ -315,6 +313,8 @@ class Reactor:
             if current is not None and current[slot] is callback:
                 self._set_handler(fd, slot, None)
             self._callback_failed(exc, owner)
+        except BaseException as exc:
+            exit_process(exc)  # sys.exit() in a listener: the process's exit, as in Node
         finally:
             self._owner = None
 
@@ -357,11 +357,7 @@ class Reactor:
 
     def _close_after_fork(self) -> None:
         """In a forked child: this reactor's thread does not exist here; close its fds."""
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._waker.close_after_fork()
         try:
             self._poller.close()  # type: ignore[union-attr]
         except (AttributeError, OSError):

@@ -31,7 +31,6 @@ import os
 import select
 import socket
 import threading
-from collections import deque
 
 from .errors import BrokenChannelError, ChannelClosedError, InvalidArgumentError, SpawnError
 
@@ -91,9 +90,11 @@ class Channel:
     written with ``MSG_DONTWAIT``, so a socket's reads may block (`blocking_reads`, the child's
     reader thread) while its writes do not. `send_*` move what the kernel takes now.
 
-    Over an AF_UNIX socket, file descriptors travel with the bytes (``SCM_RIGHTS``): they are
-    received into `received_fds` (close-on-exec, in arrival order) by the read that carries
-    them, for the message layer to pair with Node's ``NODE_HANDLE`` message.
+    Over an AF_UNIX socket, file descriptors travel with the bytes (``SCM_RIGHTS``): the read
+    that carries them puts them in `received_fds` (close-on-exec), and the message layer
+    takes them at once (`take_fds`) to pair them with the ``NODE_HANDLE`` frame they came
+    with, or to close them. One read carries the fds of one ``sendmsg`` at most: the kernel
+    ends a read after the data the fds came with.
 
     Every public method checks the state: after `close()` they raise `ChannelClosedError`, so
     a stale call can never reach an fd number the system has since given to someone else.
@@ -126,7 +127,9 @@ class Channel:
         # recvmsg, not read: a plain read() of an AF_UNIX socket makes the kernel discard the
         # fds that came with the bytes (Node's handles). It costs ~0.25 µs more per read.
         self._recvmsg = sock.recvmsg if self.passes_fds else None  # type: ignore[union-attr]
-        self.received_fds: deque[int] = deque()
+        #: The fds the last read brought, until `take_fds()`; `fds_cut`: some did not fit.
+        self.received_fds: list[int] = []
+        self.fds_cut = False
         # Guards `closed` against `interrupt()` from another thread: shutdown() on a socket
         # another thread just closed raised EBADF (or hit a reused fd number).
         self._lock = threading.Lock()
@@ -234,13 +237,19 @@ class Channel:
         for level, kind, data in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.extend(array.array("i", data[: len(data) - len(data) % 4]))
-        if flags & socket.MSG_CTRUNC:
-            # Some fds did not fit: which message they belonged to is unknowable, so none is
-            # kept, and the NODE_HANDLE without one is refused (NACK): the sender sends again.
-            for fd in fds:
-                os.close(fd)
-            return
-        self.received_fds.extend(fds)
+        with self._lock:
+            self.received_fds.extend(fds)
+            if flags & socket.MSG_CTRUNC:
+                # More than Node ever sends: the kernel closed the ones that did not fit.
+                self.fds_cut = True
+
+    def take_fds(self) -> tuple[list[int], bool]:
+        """The fds the last read brought (now the caller's to use or close), and whether some
+        of them were cut off (more than fit in one read's room)."""
+        with self._lock:
+            fds, cut = self.received_fds, self.fds_cut
+            self.received_fds, self.fds_cut = [], False
+        return fds, cut
 
     def wait_readable(self, timeout: float | None) -> bool:
         """Block until bytes (or the end) can be read, `timeout` passes (False), or
@@ -302,8 +311,8 @@ class Channel:
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
                 os.close(fd)
-        while self.received_fds:
-            os.close(self.received_fds.popleft())
+        for fd in self.take_fds()[0]:
+            os.close(fd)
 
 
 class TransportSetup:

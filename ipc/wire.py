@@ -488,6 +488,55 @@ class Decoder:
             raise
         return messages
 
+    def feed_split(self, data: bytes) -> tuple[list[Any], list[Any], str]:
+        """As `feed`, with the entries split by where their frame began, to pair the file
+        descriptors that came with one read (``SCM_RIGHTS``) with the frame they came with.
+
+        Returns ``(earlier, here, tail)``: `earlier`, the entries of the frame that was
+        incomplete before `data` if it ended in `data` (none or one: a blank JSON line or the
+        rest of a refused frame makes none); `here`, the entries of frames that began in
+        `data`; `tail`, what is incomplete now: ``"old"`` (the frame begun earlier goes on, or
+        the rest of it is being skipped), ``"new"`` (a frame begun in `data`, whose entry is
+        still to come) or ``""`` (nothing; a frame begun and refused in `data` has its entry
+        in `here`). `specials` counts both lists.
+        Only reads that carry fds come here: the common path is `feed`.
+
+        :raises ProtocolError: as `feed`; its `messages` hold `earlier` and `here` before it.
+        """
+        end = self._continued_end(data)
+        if end < 0:
+            return [], self.feed(data), "new" if self._buffer else ""
+        if end >= len(data):
+            return self.feed(data), [], "old" if self.pending or self._skipping_line else ""
+        earlier = self.feed(data[:end])
+        specials = self.specials
+        try:
+            here = self.feed(data[end:])
+        except ProtocolError as exc:
+            exc.messages = earlier + exc.messages
+            raise
+        self.specials += specials
+        return earlier, here, "new" if self._buffer else ""
+
+    def _continued_end(self, data: bytes) -> int:
+        """Where in `data` the frame begun before it ends: -1 when none was under way, past
+        the end of `data` when it goes on after it."""
+        if self.serialization == "json":
+            if not self._buffer and not self._skipping_line:
+                return -1
+            newline = data.find(b"\n")
+            return newline + 1 if newline >= 0 else len(data) + 1
+        if self._skip:
+            return self._skip
+        buffer = self._buffer
+        if not buffer:
+            return -1
+        header = bytes(buffer[: _HEADER.size]) + data[: max(0, _HEADER.size - len(buffer))]
+        if len(header) < _HEADER.size:
+            return len(data) + 1
+        size, _ = _HEADER.unpack(header)
+        return _HEADER.size + size - len(buffer)
+
     def _internal(self, message: dict[str, Any]) -> Internal:
         self.specials += 1
         return Internal(message)

@@ -84,18 +84,43 @@ def test_file_descriptors_travel_with_the_bytes_and_none_leaks() -> None:
     try:
         assert sender.send_with_fds(b"frame with an fd\n", [w]) > 0
         assert receiver.recv_bytes() == b"frame with an fd\n"
-        (received,) = receiver.received_fds
+        (received,), cut = receiver.take_fds()  # now ours to close
+        assert not cut and receiver.take_fds() == ([], False)
         assert os.path.sameopenfile(received, w)
         assert not os.get_inheritable(received), "received fds are close-on-exec"
+        os.close(received)
         assert sender.send_with_fds(b"another\n", [r]) > 0
         receiver.recv_bytes()
-        assert len(receiver.received_fds) == 2
+        assert len(receiver.received_fds) == 1
         receiver.close()  # fds nobody took are closed with the channel
         assert not receiver.received_fds
     finally:
         sender.close()
         for fd in (r, w):
             os.close(fd)
+
+
+def test_more_fds_than_one_read_has_room_for_are_marked_cut() -> None:
+    """Node sends one fd per handle; a read with more than its room (16) says so, and the
+    kernel closes the ones that did not fit (none leaks here)."""
+    sender, receiver_sock = socket_channel()
+    receiver = Channel(
+        receiver_sock.fileno(), receiver_sock.fileno(), sock=receiver_sock, blocking_reads=True
+    )
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        assert sender.send_with_fds(b"too many\n", [null] * 40) > 0
+        receiver.recv_bytes()
+        fds, cut = receiver.take_fds()
+        assert cut and 0 < len(fds) < 40
+        for fd in fds:
+            os.close(fd)
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        os.close(null)
+        sender.close()
+        receiver.close()
 
 
 def test_only_an_af_unix_channel_carries_fds() -> None:

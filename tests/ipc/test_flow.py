@@ -228,6 +228,42 @@ def test_send_returns_false_past_the_high_water_mark(
     assert not rec.args("error")
 
 
+def test_queued_bytes_is_what_the_kernel_has_not_taken_yet(tmp_path: Path, reap: list) -> None:
+    """`queued_bytes` lets a caller refuse to queue without bound for a child that does not
+    read: past the high-water mark it holds what send() accepted and the kernel did not
+    take; 0 again once all of it is written, and 0 for a child without a channel."""
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_READER)
+    go = tmp_path / "go"
+    child = ipc.fork(str(script), args=[str(go)])
+    reap.append(child)
+    rec = Recorder(child)
+    assert rec.wait_messages(1) == ["ready"]
+    assert child.queued_bytes == 0
+    pad = "p" * 16_000
+    sent = 0
+    while child.send({"i": sent, "pad": pad}):
+        sent += 1
+        assert sent < 4000, "send() never returned False"
+    sent += 1
+    queued = child.queued_bytes
+    assert HIGH_WATER <= queued <= sent * (len(pad) + 30)
+    with pytest.raises(AttributeError):
+        child.queued_bytes = 0  # type: ignore[misc]
+    after_last: list[int] = []
+    written = threading.Event()
+    last = {"last": True}
+    child.send(last, lambda err: (after_last.append(child.queued_bytes), written.set()))
+    assert child.queued_bytes == queued + len(ipc.wire.encode(last))
+    go.touch()
+    assert written.wait(TIMEOUT)
+    assert after_last == [0]
+    assert rec.wait_messages(2)[1]["count"] == sent
+    spawned = ipc.spawn(PYTHON, ["-c", "pass"])
+    reap.append(spawned)
+    assert spawned.queued_bytes == 0
+
+
 def test_send_is_true_again_once_drained(reap: list) -> None:
     child = ipc.fork(fixture("echo.py"), args=["hello"])
     reap.append(child)

@@ -360,8 +360,12 @@ def test_node_child_passes_handles_to_a_python_parent(node_child) -> None:
     finish(child, rec)
 
 
-def test_handles_between_python_parent_and_python_child(tmp_path: Path, reap: list) -> None:
-    """Both ways, with a two-argument listener on each end, and messages(handles=True)."""
+@pytest.mark.parametrize("serialization", ["json", "binary"])
+def test_handles_between_python_parent_and_python_child(
+    serialization: str, tmp_path: Path, reap: list
+) -> None:
+    """Both ways, with a two-argument listener on each end, and messages(handles=True); in
+    either framing (the handle answers are framed as the channel is, not always as JSON)."""
     script = python_child(
         tmp_path,
         "import socket\n"
@@ -379,7 +383,7 @@ def test_handles_between_python_parent_and_python_child(tmp_path: Path, reap: li
         "parent.send({'parent said': ours.recv(100).decode()})\n"
         "parent.disconnect()\n",
     )
-    child = ipc.fork(script)
+    child = ipc.fork(script, serialization=serialization)
     reap.append(child)
     rec = Recorder(child, EVENTS)
     handles: list[Any] = []

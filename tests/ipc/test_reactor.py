@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 from ipctest import PYTHON, ROOT
 
 PROBE = """
@@ -31,7 +32,7 @@ for trial in range(5):
     done = threading.Event()
     r.call_soon(done.set)  # queued at a quiet moment: it must run
     if not done.wait(3.0):
-        print(f"trial {trial}: stuck, _wake_pending={r._wake_pending}, queued={len(r._calls)}")
+        print(f"trial {trial}: stuck, pending={r._waker.pending}, queued={len(r._calls)}")
         sys.exit(1)
 print("never stuck")
 """
@@ -94,3 +95,99 @@ def test_a_raising_callback_runs_once_and_only_its_owner_is_told() -> None:
     assert "told RuntimeError reader bug" in lines
     assert lines[-1] == "reader 1 told 1"
     assert [line for line in lines if line.startswith("LOG")] == ["LOG ipc callback failed"]
+
+
+#: A parent whose listener ends the program with sys.exit(3), as a Node listener would call
+#: process.exit(3). Its main thread meanwhile waits for another child, which needs the reactor.
+SYS_EXIT_IN_A_LISTENER = """
+import atexit, sys, threading
+import ipc
+
+atexit.register(lambda: print("atexit ran", flush=True))
+{arm}
+a = ipc.spawn(sys.executable, ["-c", "print('hi')"])
+a.on("stdout", lambda data: sys.exit(3))
+b = ipc.spawn(sys.executable, ["-c", "import time; time.sleep(2)"])
+try:
+    print("b.wait ->", b.wait(timeout=30), flush=True)
+except ipc.IPCError as exc:
+    print("b.wait failed:", type(exc).__name__, flush=True)
+print("main thread ended", flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    "arm",
+    [
+        pytest.param("", id="listener"),
+        # the same from a call_later timer and from a queued call (no owner)
+        pytest.param("ipc.call_later(0.01, sys.exit, 3)", id="timer"),
+        pytest.param("ipc.call_soon(sys.exit, 3)", id="call_soon"),
+    ],
+)
+def test_sys_exit_on_the_reactor_thread_ends_the_process_with_its_status(arm: str) -> None:
+    """The status is the program's and atexit handlers run once (ipc.shutdown() among them:
+    the sleeping child is ended too, so the main thread's wait() returns meanwhile, and its
+    own end does not decide the status). The reactor's thread once died of it in silence:
+    b.wait() timed out and the program exited 0."""
+    proc = subprocess.run(
+        [PYTHON, "-c", SYS_EXIT_IN_A_LISTENER.format(arm=arm)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.stdout.count("atexit ran") == 1, proc.stdout
+    assert "b.wait failed" not in proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+OTHER_BASE_EXCEPTION = """
+import sys
+import ipc
+
+a = ipc.spawn(sys.executable, ["-c", "print('hi')"])
+a.on("stdout", lambda data: (_ for _ in ()).throw(KeyboardInterrupt("from a listener")))
+a.wait(timeout=30)
+import time; time.sleep(30)
+print("main thread ended", flush=True)
+"""
+
+
+def test_a_keyboard_interrupt_in_a_listener_ends_the_process_as_an_uncaught_one() -> None:
+    """As the child side: the traceback on stderr and status 1."""
+    proc = subprocess.run(
+        [PYTHON, "-c", OTHER_BASE_EXCEPTION], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "KeyboardInterrupt: from a listener" in proc.stderr
+    assert "main thread ended" not in proc.stdout
+
+
+DEAD_LOOP = """
+import threading
+from ipc.reactor import Reactor
+
+r = Reactor("probe")
+first = threading.Event()
+r.call_soon(first.set)
+assert first.wait(5)
+thread = r._thread
+r._timers.append("not a timer")  # a bug inside the loop itself: its thread dies
+r.call_soon(lambda: None)
+thread.join(5)
+assert not thread.is_alive()
+r._timers.clear()
+again = threading.Event()
+r.call_soon(again.set)
+print("ran again" if again.wait(5) else "never ran", flush=True)
+"""
+
+
+def test_a_loop_thread_that_died_is_started_again() -> None:
+    proc = subprocess.run(
+        [PYTHON, "-c", DEAD_LOOP], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[-1] == "ran again", proc.stdout + proc.stderr

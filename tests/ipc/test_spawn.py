@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 
 import pytest
 from ipctest import PYTHON, TIMEOUT, Recorder, process_gone
@@ -90,6 +93,93 @@ def test_stdin_streams_line_by_line(reap: list) -> None:
     rec.wait_output(b"ONE\nTWO\n")
     child.end_stdin()
     assert child.wait(timeout=TIMEOUT) == 0
+
+
+#: A child that reads one byte of stdin (so a write to it is under way), leaves a grandchild
+#: in its process group that holds stdin open and never reads it, prints "left" and exits.
+#: The grandchild's stdout and stderr go to /dev/null: only stdin is held.
+LEAVES_STDIN_HELD = (
+    "import os, sys, time\n"
+    "os.read(0, 1)\n"
+    "if os.fork() == 0:\n"
+    "    null = os.open(os.devnull, os.O_WRONLY)\n"
+    "    os.dup2(null, 1)\n"
+    "    os.dup2(null, 2)\n"
+    "    time.sleep(120)\n"
+    "    os._exit(0)\n"
+    "print('left', flush=True)\n"
+)
+
+
+def test_a_blocked_stdin_writer_never_holds_up_the_reactor(reap: list) -> None:
+    """A write_stdin() blocked on a pipe a grandchild holds and never reads: the child's exit
+    ends the write (BrokenChannelError) and its `exit` event comes; every other child's
+    events and every timer go on meanwhile. (The reactor once waited for the writer's lock
+    at the exit, and with it every child of the process, until the grandchild ended.)"""
+    child = py(LEAVES_STDIN_HELD)
+    reap.append(child)
+    rec = Recorder(child)
+    outcome: list[BaseException | None] = []
+    written = threading.Event()
+
+    def writer() -> None:
+        try:
+            child.write_stdin(b"x" * (4 << 20))  # far more than a pipe holds
+            outcome.append(None)
+        except ipc.IPCError as exc:
+            outcome.append(exc)
+        written.set()
+
+    threading.Thread(target=writer, daemon=True).start()
+    try:
+        rec.wait_output(b"left\n")  # it read our first byte: the write is under way
+        assert rec.wait_event("exit") == (0, None)
+        assert written.wait(TIMEOUT), "write_stdin() still blocked after the child's exit"
+        assert isinstance(outcome[0], ipc.BrokenChannelError), outcome
+        other = py("print('other')")
+        reap.append(other)
+        assert Recorder(other).wait_output(b"other\n") == b"other\n"
+        with pytest.raises(ipc.BrokenChannelError):
+            child.write_stdin(b"more")
+    finally:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)  # the grandchild (it outlived the child)
+        except ProcessLookupError:
+            pass
+    rec.wait_closed()
+
+
+def test_end_stdin_during_a_blocked_write_does_not_block(reap: list) -> None:
+    """end_stdin() while another thread's write waits for room returns at once (here from
+    a listener's thread, the reactor), and stdin closes when that write is done, as Node's
+    ``end()`` after ``write()``."""
+    child = py(
+        "import signal, sys\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\n"
+        "sys.stdin.buffer.read(1)\n"
+        "print('reading', flush=True)\n"
+        "signal.sigwait({signal.SIGUSR1})\n"  # the rest once the test says so
+        "data = sys.stdin.buffer.read()\n"  # to end of file
+        "print(len(data) + 1, flush=True)\n"
+    )
+    reap.append(child)
+    rec = Recorder(child)
+    size = 4 << 20
+    done = threading.Event()
+    threading.Thread(
+        target=lambda: (child.write_stdin(b"y" * size), done.set()), daemon=True
+    ).start()
+    rec.wait_output(b"reading\n")  # the write is under way; the pipe fills up
+    ended = threading.Event()
+    ipc.call_soon(lambda: (child.end_stdin(), ended.set()))
+    assert ended.wait(TIMEOUT), "end_stdin() blocked the reactor behind a writer"
+    with pytest.raises(ipc.ChannelClosedError):
+        child.write_stdin(b"after end")
+    child.kill("SIGUSR1", group=False)
+    assert done.wait(TIMEOUT)
+    rec.wait_closed()
+    assert rec.output() == f"reading\n{size}\n".encode()
+    assert child.exit_code == 0
 
 
 def test_extra_fd3_pipe_both_ways(reap: list) -> None:
@@ -232,11 +322,14 @@ def test_wait_timeout_raises_timeout_error(reap: list) -> None:
     assert child.wait(timeout=TIMEOUT) == -9
 
 
-def test_with_block_kills_and_reaps() -> None:
-    with py("import time; time.sleep(60)") as child:
+def test_with_block_reaps() -> None:
+    """Leaving `with` closes stdin and waits, as Popen: a child that runs until its stdin
+    ends is done and reaped. (It kills nothing: a child that slept on made this test wait
+    out its whole sleep.)"""
+    with py("import sys; sys.stdin.read()") as child:
         pid = child.pid
         assert pid is not None
-    assert child.signal_code is not None or child.exit_code is not None
+    assert child.exit_code == 0
     assert process_gone(pid), "leaving `with` reaps the child"
 
 

@@ -326,3 +326,56 @@ def test_dumps_and_loads_are_the_wire_codec_as_text() -> None:
     assert text.encode() + b"\n" == wire.encode(value)
     back = wire.loads(text)  # (== on it would recurse too deep: compared by parts)
     assert back["lone"] == "\ud800" and depth_of(back["deep"]) == 3000
+
+
+# --- feed_split: which frames began in this read (pairing fds with their frame) ---------
+
+
+def plain(entries: list[Any]) -> list[Any]:
+    return [e.message if isinstance(e, wire.Internal) else e for e in entries]
+
+
+@pytest.mark.parametrize("serialization", ["json", "binary"])
+def test_feed_split_tells_frames_begun_earlier_from_those_begun_here(serialization: str) -> None:
+    one, two, three = (wire.encode(m, serialization) for m in ({"a": 1}, "two", [3] * 50))
+    decoder = wire.Decoder(serialization)
+    assert decoder.feed_split(one + two[:3]) == ([], [{"a": 1}], "new")
+    assert decoder.feed_split(two[3:5]) == ([], [], "old")  # still inside "two"
+    assert decoder.feed_split(two[5:] + three[:2]) == (["two"], [], "new")
+    assert decoder.feed_split(three[2:]) == ([[3] * 50], [], "")
+    assert decoder.feed_split(one) == ([], [{"a": 1}], "")
+
+
+def test_feed_split_binary_with_a_header_cut_in_two() -> None:
+    frame = wire.encode("x" * 1000, "binary")
+    decoder = wire.Decoder("binary")
+    assert decoder.feed_split(frame[:2]) == ([], [], "new")
+    assert decoder.feed_split(frame[2:600]) == ([], [], "old")
+    assert decoder.feed_split(frame[600:] + frame) == (["x" * 1000], ["x" * 1000], "")
+
+
+def test_feed_split_a_blank_line_begun_earlier_makes_no_entry() -> None:
+    decoder = wire.Decoder("json")
+    assert decoder.feed_split(b"  ") == ([], [], "new")
+    assert decoder.feed_split(b" \n" + wire.encode("next")) == ([], ["next"], "")
+
+
+@pytest.mark.parametrize("serialization", ["json", "binary"])
+def test_feed_split_past_a_refused_frame(serialization: str) -> None:
+    big = wire.encode("y" * 200, serialization)
+    decoder = wire.Decoder(serialization, max_size=100)
+    earlier, here, tail = decoder.feed_split(big[:120])
+    # refused as it came: its entry is here, and nothing waits to be completed
+    assert earlier == [] and tail == ""
+    assert [type(e) for e in here] == [ipc.MessageTooLargeError]
+    assert decoder.feed_split(big[120:150]) == ([], [], "old")  # the rest is being skipped
+    assert decoder.feed_split(big[150:] + wire.encode("ok", serialization)) == ([], ["ok"], "")
+
+
+def test_feed_split_counts_specials_of_both_parts() -> None:
+    handle = wire.encode({"cmd": "NODE_HANDLE", "type": "net.Socket", "msg": 1})
+    decoder = wire.Decoder("json")
+    decoder.feed_split(handle[:5])
+    earlier, here, tail = decoder.feed_split(handle[5:] + handle)
+    assert plain(earlier) == plain(here) == [{"cmd": "NODE_HANDLE", "type": "net.Socket", "msg": 1}]
+    assert decoder.specials == 2 and tail == ""
