@@ -30,14 +30,13 @@ hand-off per feed per event. Here one thread does, for every feed, with one epol
   rest of what the client sends is read and dropped until it closes too (or a timeout), so the
   close frame is not lost to a reset. When the server stops, every feed gets 1001 (going away).
 
-The bus wakes the hub through `Subscriber.notify` (a byte on a pipe, once per batch), so an
-idle hub sleeps in epoll and costs nothing.
+The bus wakes the hub through `Subscriber.notify` (ipc's `Waker`: a byte on a pipe, once per
+batch), so an idle hub sleeps in epoll and costs nothing.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import selectors
 import socket
 import struct
@@ -52,6 +51,8 @@ from typing import Protocol
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.utilities import LocalProtocolError
+
+from ipc.waker import Waker
 
 log = logging.getLogger("webapp.feed")
 
@@ -418,12 +419,11 @@ class FeedHub:
         self._connections: set[FeedConnection] = set()
         self._incoming: deque[FeedConnection] = deque()
         self._ready: deque[FeedConnection] = deque()
-        self._wake_pending = False
         self._next_timer = float("inf")
         self._stop_code = (GOING_AWAY, "server stopping")
         # Made with the thread, at the first feed: an app that never has one holds no fds.
         self.selector: selectors.BaseSelector | None = None
-        self._wake_r = self._wake_w = -1
+        self._waker: Waker | None = None
 
     # ---- thread-safe ---------------------------------------------------------------------
 
@@ -455,8 +455,8 @@ class FeedHub:
         with self._lock:
             if self._thread is None and not self._stopping:
                 self.selector = selectors.DefaultSelector()
-                self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-                self.selector.register(self._wake_r, selectors.EVENT_READ, None)
+                self._waker = Waker()
+                self.selector.register(self._waker.fileno(), selectors.EVENT_READ, None)
                 self._thread = threading.Thread(target=self._run, name="feed-hub", daemon=True)
                 self._thread.start()
             accepted = not self._stopping
@@ -474,12 +474,9 @@ class FeedHub:
         self._wake()
 
     def _wake(self) -> None:
-        if not self._wake_pending and self._wake_w >= 0:  # (-1: not started, or stopped)
-            self._wake_pending = True
-            try:
-                os.write(self._wake_w, b"\0")
-            except BlockingIOError:
-                pass
+        waker = self._waker
+        if waker is not None:  # (None: not started; a stopped one ignores the call)
+            waker.wake()
 
     def stop(self, code: int = GOING_AWAY, reason: str = "server stopping") -> None:
         """Close every feed with `code` (1001: the page says the server stopped), wait for
@@ -492,15 +489,13 @@ class FeedHub:
             thread, self._thread = self._thread, None
         if thread is None:
             return
-        self._wake_pending = False
         self._wake()
         thread.join(self.limits.close_timeout + 5)
         if not thread.is_alive():
             assert self.selector is not None
             self.selector.close()
-            wake_r, wake_w, self._wake_r, self._wake_w = self._wake_r, self._wake_w, -1, -1
-            os.close(wake_r)
-            os.close(wake_w)
+            assert self._waker is not None
+            self._waker.close()
 
     # ---- the hub's thread ----------------------------------------------------------------
 
@@ -550,16 +545,8 @@ class FeedHub:
                 self._stopping = True
 
     def _on_wake(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        # After the pipe is empty, before the queues are read: a wake-up that comes after
-        # this writes a new byte, and one that came before has its item in the queues. (The
-        # other order lost wake-ups: a byte written after the reset but drained here left
-        # the flag set on an empty pipe, and the next adopt() did not write.)
-        self._wake_pending = False
+        assert self._waker is not None
+        self._waker.drain()  # before the queues are read (ipc's Waker protocol)
         self._take_incoming()
 
     def _take_incoming(self) -> None:
