@@ -24,8 +24,8 @@ new byte, so the waiter's next poll returns at once.
 The lock is held only around one non-blocking write or two closes, never while waiting.
 
 Used by the reactor (`call_soon` from other threads), the child's writer thread,
-`ChildProcess.write_stdin` (woken when the child exits) and the web app's feed hub. No `typing` import: every Python child
-imports this module.
+`ChildProcess.write_stdin` (woken when the child exits) and the web app's feed hub. No
+`typing` import: every Python child imports this module.
 """
 
 from __future__ import annotations

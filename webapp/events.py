@@ -1,7 +1,7 @@
 """The event bus: numbered events, bounded history, bounded subscribers, replay after a seq.
 
 Every event is one JSON object ``{"seq", "job", "pid", "type", "t", "data", "host"}``
-(DESIGN.md; ``host`` names the runner the event is about).
+(docs/architecture.md, "One event, one shape"; ``host`` names the runner the event is about).
 `seq` is global and strictly increasing, so a browser that reconnects says "after 41" and gets
 42, 43, ... with nothing missed and nothing twice, as long as those events are still kept.
 
