@@ -5,7 +5,7 @@
 // messages in one read. Recording is opt-in and bounded (the size limit chosen here).
 
 import { $, h } from "./ui.js";
-import { jobName, preview } from "./store.js";
+import { jobName, nameJobs, preview } from "./store.js";
 import { api } from "./api.js";
 
 const POLL_MS = 1000;
@@ -82,7 +82,7 @@ export class FrameView {
       this.drawnKey = null;
       this.draw(data);
     } catch (err) {
-      if (this.job === job) this.note(err.message, true);
+      if (this.job === job) this.note(nameJobs(err.message, job), true);
     }
   }
 
@@ -93,7 +93,7 @@ export class FrameView {
       const data = await api.framesStop(job.id);
       if (this.job === job) this.draw(data);
     } catch (err) {
-      if (this.job === job) this.note(err.message, true);
+      if (this.job === job) this.note(nameJobs(err.message, job), true);
     }
   }
 
@@ -105,7 +105,7 @@ export class FrameView {
       const data = await api.frames(job.id);
       if (this.job === job) this.draw(data);
     } catch (err) {
-      if (this.job === job && err.status !== 404) this.note(err.message, true); // 404: none yet
+      if (this.job === job && err.status !== 404) this.note(nameJobs(err.message, job), true); // 404: none yet
     }
   }
 

@@ -6,7 +6,7 @@
 
 import { api } from "./api.js";
 import { $, h } from "./ui.js";
-import { jobName } from "./store.js";
+import { jobName, nameJobs } from "./store.js";
 import { FrameView } from "./frames.js";
 
 const LIVE_MS = 2000;
@@ -101,7 +101,7 @@ async function readFds() {
     again = $("#fds-live").checked;
   } catch (err) {
     if (selected !== id) return;
-    msg.textContent = err.message;
+    msg.textContent = nameJobs(err.message, selectedJob);
     msg.className = "form-msg error";
     if (err.status) $("#fds-diagram").dataset.state = "gone"; // 404/409: the child is gone
   } finally {

@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import { h, fmtBytes, fmtMs, fmtClock, adaptiveThrottle, download, copyText } from "./ui.js";
-import { jobName, jobsByParent, messageDirection, messagePayload, stateText, stringify } from "./store.js";
+import { jobName, jobTitle, jobsByParent, messageDirection, messagePayload, stateText, stringify } from "./store.js";
 
 /** Start-up cost of a job: time to `spawn` and to its first message, from the job's start. */
 export function startupCost(j) {
@@ -102,7 +102,7 @@ export class TreeView {
   matches(j) {
     if (!this.query) return true;
     const grand = (j.grandchildren ?? []).map((g) => g.pid ?? g).join(" ");
-    const text = `${j.id} ${j.label} ${j.kind ?? ""} ${j.transport ?? ""} pid ${j.pid ?? ""} ${stateText(j)} ${jobPhase(j)} ${grand}`.toLowerCase();
+    const text = `${j.id} ${jobName(j)} ${j.label} ${j.kind ?? ""} ${j.transport ?? ""} pid ${j.pid ?? ""} ${stateText(j)} ${jobPhase(j)} ${grand}`.toLowerCase();
     return text.includes(this.query);
   }
 
@@ -194,7 +194,7 @@ export class TreeView {
     },
     h("span", { class: "twisty", "aria-hidden": "true" }, n ? (open ? "▾" : "▸") : ""),
     h("span", { class: "dot" }),
-    h("span", { class: "name", title: j.label }, `${jobName(j)} · ${j.label || j.kind || ""}`),
+    h("span", { class: "name" }, jobTitle(j)),
     h("span", { class: "state", dataset: { state: j.state } }, stateText(j)),
     h("span", { class: "meta" }, meta, n ? h("span", { class: "kids" }, `${n} child${n === 1 ? "" : "ren"}`) : null));
     const li = h("li", { role: "none" }, node);
@@ -423,7 +423,9 @@ export class ConsoleView {
 
 /** The details box: the full payload of one event, and its latency for a reply. */
 export function showDetails(el, ev, store) {
-  const rows = [h("strong", {}, `#${ev.seq ?? "–"} ${ev.type}`), ` · job ${ev.job ?? "–"} · pid ${ev.pid ?? "–"} · ${fmtClock(ev.t)}`];
+  // "#3" names a job (its number); the event's own number is its seq.
+  const job = ev.job ? jobTitle(store?.jobs.get(ev.job) ?? { id: ev.job }) : "–";
+  const rows = [h("strong", {}, `${ev.type} · seq ${ev.seq ?? "–"}`), ` · ${job} · pid ${ev.pid ?? "–"} · ${fmtClock(ev.t)}`];
   if (ev.type === "message") {
     const dir = messageDirection(ev);
     const payload = messagePayload(ev);
