@@ -81,7 +81,14 @@ const log = new EventLog({
 // their numbers, labels and start times (jobinfo.js).
 lookUpJobs(live, { listFirst: true });
 
-const feed = new Feed({ store: live, after: 0, onStatus: showStatus }).start();
+// The pill and banner say how the feed is; the tree's server node says it too.
+const feed = new Feed({
+  store: live, after: 0,
+  onStatus: (status, info) => {
+    showStatus(status, info);
+    tree.setServerStatus(status);
+  },
+}).start();
 
 // Exposed for the end-to-end tests (they drop the socket the way a network failure would).
 window.ipcExplorer = { store: live, feed, timeline, tree, log };

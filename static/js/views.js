@@ -28,6 +28,14 @@ export function jobPhase(j) {
 const HIDE_FINISHED_KEY = "tree.hideFinished";
 const MAX_ROWS = 500;
 
+/** The server node's state from the feed's status: the server said it is going away
+ *  ("stopped"), the connection dropped without a word ("unreachable"); otherwise it answers. */
+export function serverState(feedStatus) {
+  if (feedStatus === "stopped") return "stopped";
+  if (feedStatus === "reconnecting") return "unreachable";
+  return "running";
+}
+
 /**
  * The process panel: the server, its jobs (a child job under its parent) and their
  * grandchildren, each parent with the count of its children. It scrolls inside its own box;
@@ -47,6 +55,7 @@ export class TreeView {
     this.hiddenEl = hiddenEl;
     this.selected = null;
     this.serverPid = serverPid;
+    this.serverState = "running";
     this.phase = "all";
     this.query = "";
     this.collapsed = new Set();
@@ -91,6 +100,12 @@ export class TreeView {
     this.schedule();
   }
 
+  /** Show the server as the feed last found it (Feed's `onStatus`). */
+  setServerStatus(feedStatus) {
+    this.serverState = serverState(feedStatus);
+    this.schedule.now();
+  }
+
   select(id) {
     this.selected = id;
     this.focusKey = id;
@@ -109,7 +124,7 @@ export class TreeView {
   draw() {
     const jobs = [...this.store.jobs.values()];
     // Output does not change the tree: redraw only when something it shows changed.
-    const sig = `${this.selected}|${this.phase}|${this.query}|${this.hideFinished}|${[...this.collapsed]}|${jobs.map((j) => `${j.id}:${j.number}:${j.state}:${j.pid}:${j.rss}:${j.label}:${j.spawnAt}:${j.firstMessageAt}:${j.startedAt}:${j.grandchildren.length}`).join(",")}`;
+    const sig = `${this.serverState}|${this.selected}|${this.phase}|${this.query}|${this.hideFinished}|${[...this.collapsed]}|${jobs.map((j) => `${j.id}:${j.number}:${j.state}:${j.pid}:${j.rss}:${j.label}:${j.spawnAt}:${j.firstMessageAt}:${j.startedAt}:${j.grandchildren.length}`).join(",")}`;
     if (sig === this.lastSig && this.root.childElementCount) return;
     this.lastSig = sig;
 
@@ -139,10 +154,11 @@ export class TreeView {
 
     const serverPid = this.serverPid ?? jobs.find((j) => j.ppid != null && !j.parent)?.ppid ?? null;
     const serverOpen = !this.collapsed.has("server");
+    const st = this.serverState;
     const server = h("li", { role: "none" },
-      h("div", { class: "node server-node", role: "treeitem", tabindex: -1, "aria-level": 1, "aria-expanded": String(serverOpen), "aria-selected": "false", dataset: { state: "running", key: "server" } },
+      h("div", { class: "node server-node", role: "treeitem", tabindex: -1, "aria-level": 1, "aria-expanded": String(serverOpen), "aria-selected": "false", dataset: { state: st, key: "server" } },
         h("span", { class: "twisty", "aria-hidden": "true" }, serverOpen ? "▾" : "▸"),
-        h("span", { class: "dot" }), h("span", { class: "name" }, "server"), h("span", { class: "state", dataset: { state: "running" } }, "running"),
+        h("span", { class: "dot" }), h("span", { class: "name" }, "server"), h("span", { class: "state", dataset: { state: st } }, st),
         h("span", { class: "meta" }, `pid ${serverPid ?? "?"} · the Flask app, parent of every job`,
           h("span", { class: "kids" }, ` · ${jobs.length} job${jobs.length === 1 ? "" : "s"}`))));
     if (serverOpen) server.append(h("ul", { role: "group" }, capped.map((j) => this.item(j, byParent, 2))));

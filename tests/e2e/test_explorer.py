@@ -323,6 +323,8 @@ def test_reconnect_fills_the_gap(app: App) -> None:
     page.evaluate("window.ipcExplorer.feed.drop({holdMs: 3000})")
     expect(status).to_have_attribute("data-state", "reconnecting")
     expect(page.locator("#feed-banner")).to_contain_text("reconnecting")
+    server = page.locator("#tree .server-node > .state")  # the tree says it too
+    expect(server).to_have_text("unreachable")
     # Meanwhile a job runs to completion: every one of its events happens during the gap.
     job = app.launch({"kind": "fork", "program": "counter.py", "args": ["5", "20"]})
     deadline = time.monotonic() + 30
@@ -332,6 +334,7 @@ def test_reconnect_fills_the_gap(app: App) -> None:
     expected = app.api("GET", f"/api/jobs/{job['id']}/events?after=0")["events"]
     expect(status).to_have_attribute("data-state", "live", timeout=SLOW)
     expect(page.locator("#feed-banner")).to_be_hidden()
+    expect(server).to_have_text("running")
     node = page.locator(f'#tree .node[data-job="{job["id"]}"]')
     expect(node.locator(".state")).to_have_text("exited 0", timeout=SLOW)
     got = page.evaluate("(id) => window.ipcExplorer.store.jobEvents(id).map(e => e.seq)", job["id"])
