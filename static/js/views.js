@@ -384,30 +384,36 @@ export class ConsoleView {
   show(jobId, force = false) {
     if (jobId === this.jobId && !force) return;
     this.jobId = jobId;
-    this.el.replaceChildren();
-    this.renderedSerial = 0;
+    this.renderedSerial = -1; // the next draw renders: the lines, or a note saying why none
     this.schedule.now();
   }
 
   draw() {
     const j = this.jobId ? this.store.jobs.get(this.jobId) : null;
-    if (!j) {
-      if (this.statsEl) this.statsEl.textContent = "";
-      return;
+    const serial = j?.lineSerial ?? 0;
+    if (serial !== this.renderedSerial) {
+      this.renderedSerial = serial;
+      this.renderLines(j);
     }
-    const serial = j.lineSerial ?? 0;
-    if (serial === this.renderedSerial) {
-      this.stats(j);
-      return;
-    }
+    // With no line to show, a note says so: which job, and whether it is still to come.
+    if (!this.linesShown) this.note(this.emptyText(j));
+    if (j) this.stats(j);
+    else if (this.statsEl) this.statsEl.textContent = "";
+  }
+
+  renderLines(j) {
     const atBottom = this.el.scrollHeight - this.el.scrollTop - this.el.clientHeight < 40;
     const showErr = this.stderrToggle ? this.stderrToggle.checked : true;
     // Consecutive lines of one stream become one element: a few nodes, not thousands.
     const frag = document.createDocumentFragment();
     let run = null;
     let runStream = null;
-    for (const ln of j.lines) {
-      if (ln.stream === "stderr" && !showErr) continue;
+    this.hiddenErr = 0;
+    for (const ln of j?.lines ?? []) {
+      if (ln.stream === "stderr" && !showErr) {
+        this.hiddenErr++;
+        continue;
+      }
       const text = ln.stream === "stdout" || ln.stream === "sys" ? ln.text : `${ln.stream} │ ${ln.text}`;
       if (ln.stream !== runStream) {
         if (run) frag.append(lineRun(runStream, run));
@@ -417,10 +423,28 @@ export class ConsoleView {
       run.push(text);
     }
     if (run) frag.append(lineRun(runStream, run));
+    this.linesShown = run !== null;
+    this.noteText = null;
     this.el.replaceChildren(frag);
-    this.renderedSerial = serial;
     if (atBottom) this.el.scrollTop = this.el.scrollHeight;
-    this.stats(j);
+  }
+
+  /** Why the console shows no line: nothing selected, nothing printed yet (or ever), only
+   *  stderr while stderr is hidden, or bytes that do not make a whole line yet. */
+  emptyText(j) {
+    if (!this.jobId) return "Select a process in the tree (or a mark on the timeline) to see its output here.";
+    if (!j) return "This process is not in the page's records (forgotten, or from before a reload of the server).";
+    const who = jobTitle(j);
+    if (this.hiddenErr) return `${who}: ${this.hiddenErr} stderr line${this.hiddenErr === 1 ? "" : "s"} hidden (tick "stderr" to show them).`;
+    const running = j.state === "running" || j.state === "starting";
+    if (j.outBytes) return `${who}: ${fmtBytes(j.outBytes)} received, no whole line yet.`;
+    return running ? `${who} has no output yet.` : `${who} ended with no output.`;
+  }
+
+  note(text) {
+    if (text === this.noteText) return;
+    this.noteText = text;
+    this.el.replaceChildren(h("span", { class: "console-note" }, text));
   }
 
   stats(j) {

@@ -154,6 +154,18 @@ def test_grandchildren_appear_under_their_parent(app: App) -> None:
 
 
 # ---------------------------------------------------------------- 4: consoles
+def test_the_console_says_when_the_selected_process_has_no_output(app: App) -> None:
+    job = app.launch({"kind": "spawn", "command": "sleep", "args": ["30"]})
+    page = app.open("/")
+    console = page.locator("#console")
+    expect(console).to_have_text(re.compile("^Select a process in the tree"))
+    page.locator(f'#tree .node[data-job="{job["id"]}"]').click()
+    name = f"#{job['number']} · sleep 30"
+    expect(console).to_have_text(f"{name} has no output yet.")
+    app.api("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGKILL"})
+    expect(console).to_have_text(f"{name} ended with no output.", timeout=SLOW)
+
+
 def test_spawn_ls_shows_its_output(app: App) -> None:
     page = app.open("/")
     launch_command(page, "spawn", "ls", "-lh /usr")
