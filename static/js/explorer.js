@@ -48,8 +48,8 @@ const tree = new TreeView($("#tree"), live, {
     timeline.selectJob(id);
     drawTitle();
     consoleView.show(id);
-    // The Inspect panel (inspect.js) follows the selection.
-    document.dispatchEvent(new CustomEvent("explorer:select", { detail: { job: id } }));
+    // The Inspect panel (inspect.js) follows the selection, and the job's state in the store.
+    document.dispatchEvent(new CustomEvent("explorer:select", { detail: { job: id, store: view } }));
   },
 });
 

@@ -75,7 +75,7 @@ def test_the_explorer_names_a_job_by_its_number_everywhere(app: App) -> None:
     page.select_option("#kill-signal", "SIGKILL")
     page.click("#kill-form button[type=submit]")
     expect(page.locator("#talk-msg")).to_have_text(f"SIGKILL sent to {name}.")
-    expect(page.locator("#fds-msg")).to_contain_text(f"{name} is not running", timeout=SLOW)
+    expect(page.locator("#fds-msg")).to_contain_text(f"{name} has ended", timeout=SLOW)
     page.click("#send-form button[type=submit]")  # refused: its channel is closed
     expect(page.locator("#talk-msg")).to_have_class(re.compile("error"))
     expect(page.locator("#talk-msg")).to_contain_text(name)
