@@ -104,6 +104,8 @@ const kindSel = $("#l-kind");
 
 function syncKind() {
   const fork = kindSel.value === "fork";
+  // The options are short (they must fit the field); what each kind does is said below it.
+  $("#l-kind-desc").textContent = kindSel.selectedOptions[0]?.dataset.desc ?? "";
   $("#l-fork").hidden = !fork;
   $("#l-command").hidden = fork;
   // spawn streams and runs until it ends: timeout, max_buffer and kill_signal are exec's.
@@ -118,11 +120,12 @@ async function loadPrograms() {
     const programs = Array.isArray(data) ? data : (data.programs ?? []);
     const sel = $("#l-program");
     catalog = new Map(programs.map((p) => [typeof p === "string" ? p : p.name, p]));
+    // The option is the program's name (its extension tells its runtime), short enough for
+    // the field; its runtime and what it shows are said below the field (fillDefaults).
     sel.replaceChildren(...programs.map((p) => {
       const name = typeof p === "string" ? p : p.name;
       const desc = typeof p === "string" ? "" : (p.description ?? p.summary ?? "");
-      const tag = p.runtime ? ` (${p.runtime}${p.kind === "spawn" ? ", spawn it with node" : ""})` : "";
-      return h("option", { value: name, title: desc, disabled: p.available === false }, `${name}${tag}`);
+      return h("option", { value: name, title: desc, disabled: p.available === false }, name);
     }));
     fillDefaults();
     const commands = data.commands ?? data.allowed_commands ?? [];
@@ -141,7 +144,9 @@ function fillDefaults() {
   if (!p || typeof p === "string") return;
   $("#l-args").value = (p.default_args ?? []).join(" ");
   $("#l-message").value = p.default_message == null ? "" : JSON.stringify(p.default_message);
-  $("#l-program-desc").textContent = p.description ?? "";
+  const runtime = p.runtime === "node" ? "Node.js" : p.runtime === "python" ? "Python" : p.runtime;
+  const how = p.kind === "spawn" ? " (no channel: spawn it with node)" : "";
+  $("#l-program-desc").textContent = `${runtime ? `${runtime}${how}. ` : ""}${p.description ?? ""}`;
 }
 $("#l-program").addEventListener("change", fillDefaults);
 
