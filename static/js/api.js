@@ -44,6 +44,7 @@ export const api = {
   output: (id) => call("GET", `/api/jobs/${encodeURIComponent(id)}/output`),
   programs: () => call("GET", "/api/programs"),
   heartbeat: () => call("GET", "/api/heartbeat"),
+  status: () => call("GET", "/api/status"),
   // the tools (webapp/tools_api.py)
   lab: () => call("GET", "/api/lab"),
   labStart: (body) => call("POST", "/api/lab/runs", body),
