@@ -66,6 +66,29 @@ def launch_fork(
     return job_id
 
 
+def expect_answer_on_timeline(page: Page, answer: str, job: str | None = None) -> None:
+    """The child's message carrying `answer` is on the page's timeline (ipcExplorer.timeline,
+    fitted by the caller): its arrow, under the pointer, shows it in the tooltip. Not its label,
+    which may be hidden by design: an answer a few pixels before "exit SIGTERM · close" has no
+    room for one, and a label that does not fit is shown on hover."""
+    # Where the arrow is once the view is drawn (the next frames), not where it was.
+    page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    seq = page.evaluate(
+        """([answer, job]) => (ipcExplorer.timeline.store.events.find((e) =>
+             e.type === "message" && e.data.direction === "to_parent" && (!job || e.job === job)
+             && JSON.stringify(e.data.message).includes(answer)) ?? {}).seq""",
+        [answer, job],
+    )
+    assert seq is not None, f"no message with {answer!r} on the timeline"
+    page.wait_for_function("(s) => ipcExplorer.timeline.pointOf(s) !== null", arg=seq)
+    at = page.evaluate("(s) => ipcExplorer.timeline.pointOf(s)", seq)
+    page.mouse.move(0, 0)  # from elsewhere: a pointer already there would not move
+    page.mouse.move(at["x"], at["y"])
+    tip = page.locator(".tl-tip:not([hidden])")
+    expect(tip).to_contain_text("child → parent")
+    assert answer in tip.inner_text().splitlines()[-1], tip.inner_text()
+
+
 # ---------------------------------------------------------------- text that overlaps other text
 #: Every visible piece of text on the page (text nodes, each line of each one, cut to what its
 #: scrolling / clipping ancestors let show), and the pairs of them whose boxes overlap by more

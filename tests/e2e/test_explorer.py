@@ -12,7 +12,7 @@ import re
 import time
 from pathlib import Path
 
-from e2etest import SLOW, App, launch_fork
+from e2etest import SLOW, App, expect_answer_on_timeline, launch_fork
 from playwright.sync_api import Page, expect
 
 
@@ -44,28 +44,6 @@ def on_timeline(page: Page, job_id: str):
     """The labels the timeline shows for a job (click "Fit job" first to read them all)."""
     page.click("#tl-fit-job")
     return page.locator(f'#timeline .tl-label[data-job="{job_id}"]:not([hidden])')
-
-
-def expect_answer_on_timeline(page: Page, job_id: str, answer: str) -> None:
-    """The child's answer is on the timeline: fitted to the job, its arrow shows it on hover.
-    (Its label may be hidden: beside "exit 0" and "close 0" a few pixels later it may not
-    fit, and a label that does not fit is shown on hover.)"""
-    page.click("#tl-fit-job")
-    # Where the arrow is once the fitted view is drawn (the next frames), not where it was.
-    page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-    seq = page.evaluate(
-        "(id) => (ipcExplorer.timeline.store.jobEvents(id)"
-        ".find(e => e.type === 'message' && e.data.direction === 'to_parent') ?? {}).seq",
-        job_id,
-    )
-    assert seq is not None, f"no answer from {job_id}"
-    page.wait_for_function("(s) => ipcExplorer.timeline.pointOf(s) !== null", arg=seq)
-    at = page.evaluate("(s) => ipcExplorer.timeline.pointOf(s)", seq)
-    page.mouse.move(0, 0)  # from elsewhere: a pointer already there would not move
-    page.mouse.move(at["x"], at["y"])
-    tip = page.locator("#timeline .tl-tip")
-    expect(tip).to_contain_text("child → parent")
-    assert tip.inner_text().splitlines()[-1] == answer, tip.inner_text()
 
 
 def click_arrow(page: Page, job_id: str, direction: str) -> None:
@@ -315,13 +293,15 @@ def test_event_log_filters_exports_and_replays(app: App, tmp_path: Path) -> None
     page.set_input_files("#log-load", str(path))
     banner = page.locator("#replay-banner")
     expect(banner).to_contain_text(f"{len(events)} events")
-    expect_answer_on_timeline(page, job_id, "45")
+    page.click("#tl-fit-job")
+    expect_answer_on_timeline(page, "45", job_id)
     expect(page.locator("#tree .node[data-job]")).to_have_count(1)
     # Play it again in its own time: every event comes back, the answer last.
     page.select_option("#replay-speed", "1")
     page.click("#replay-play")
     expect(page.locator("#replay-progress")).to_have_text(f"{len(events)} / {len(events)} events")
-    expect_answer_on_timeline(page, job_id, "45")
+    page.click("#tl-fit-job")
+    expect_answer_on_timeline(page, "45", job_id)
     page.click("#log-live")
     expect(page.locator("#replay-bar")).to_be_hidden()
 
