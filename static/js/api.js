@@ -45,6 +45,7 @@ export const api = {
   programs: () => call("GET", "/api/programs"),
   hosts: () => call("GET", "/api/hosts"),
   heartbeat: () => call("GET", "/api/heartbeat"),
+  status: () => call("GET", "/api/status"),
   // the tools (webapp/tools_api.py)
   lab: () => call("GET", "/api/lab"),
   labStart: (body) => call("POST", "/api/lab/runs", body),

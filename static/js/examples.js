@@ -9,6 +9,7 @@ import { $, h, initTheme, showStatus, fmtMs, fmtBytes } from "./ui.js";
 import { Timeline } from "./timeline.js";
 import { showDetails, startupCost } from "./views.js";
 import { EXAMPLES } from "./examples-data.js";
+import { lookUpJobs } from "./jobinfo.js";
 
 initTheme();
 
@@ -24,6 +25,9 @@ const timeline = new Timeline($("#ex-timeline"), store, {
 });
 
 window.ipcExplorer = { store, feed, timeline };
+// Jobs the endpoints start (/getSum, /compute) reach the page by the feed, without their
+// numbers: looked up once each, so the timeline names them as the explorer does (#7).
+lookUpJobs(store);
 
 function waitFor(pred, ms) {
   return new Promise((resolve, reject) => {

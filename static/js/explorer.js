@@ -2,13 +2,14 @@
 // Everything on screen comes from the store, which only the WebSocket feed (or a loaded file,
 // in replay) writes to. REST is used for actions (launch, send, kill) and one-off lookups.
 
-import { Store, jobName, parseNDJSON } from "./store.js";
+import { Store, jobName, jobTitle, nameJobs, parseNDJSON } from "./store.js";
 import { Feed } from "./feed.js";
 import { api } from "./api.js";
 import { $, h, initTheme, showStatus } from "./ui.js";
 import { Timeline } from "./timeline.js";
 import { TreeView, ConsoleView, showDetails } from "./views.js";
 import { EventLog } from "./log.js";
+import { lookUpJobs } from "./jobinfo.js";
 
 initTheme();
 
@@ -45,13 +46,27 @@ const tree = new TreeView($("#tree"), live, {
   onSelect: (id) => {
     selectedJob = id;
     timeline.selectJob(id);
-    const j = view.jobs.get(id);
-    $("#job-title").textContent = j ? `${id} · ${j.label || j.kind || ""} · pid ${j.pid ?? "?"}` : "select a process";
+    drawTitle();
     consoleView.show(id);
-    // The Inspect panel (inspect.js) follows the selection.
-    document.dispatchEvent(new CustomEvent("explorer:select", { detail: { job: id } }));
+    // The Inspect panel (inspect.js) follows the selection, and the job's state in the store.
+    document.dispatchEvent(new CustomEvent("explorer:select", { detail: { job: id, store: view } }));
   },
 });
+
+/** The console's title: the selected job by name ("#3 · echo.py · pid 5420"), kept up to date
+ *  (its number and pid may come after it is selected). */
+function drawTitle() {
+  const j = selectedJob ? view.jobs.get(selectedJob) : null;
+  const text = j ? `${jobTitle(j)} · pid ${j.pid ?? "?"}` : "select a process";
+  const el = $("#job-title");
+  if (el.textContent !== text) el.textContent = text;
+}
+live.subscribe(drawTitle);
+
+/** The selected job's name for the messages of the talk panel. */
+function nameOf(id) {
+  return jobName(view.jobs.get(id) ?? { id });
+}
 
 const log = new EventLog({
   table: $("#log-table"),
@@ -62,33 +77,18 @@ const log = new EventLog({
   store: live,
 });
 
-// Jobs the feed mentions that we lack metadata for (started by another tab, or before this
-// page loaded) are looked up once each through the API: label, kind and the start time that
-// start-up cost is measured from. A one-off lookup per job, not polling.
-const lookedUp = new Set();
-let listed = false;
-// One list call at start covers every job the server still knows; single lookups are only
-// for jobs that appear later (started elsewhere).
-api.listJobs().then((data) => {
-  for (const obj of data?.jobs ?? []) {
-    lookedUp.add(obj.id);
-    live.upsertJob(obj);
-  }
-}).catch(() => {}).finally(() => {
-  listed = true;
-  live.changed("jobs");
-});
-live.subscribe(() => {
-  if (!listed) return;
-  for (const j of live.jobs.values()) {
-    if ((!j.label || j.startedAt == null) && !lookedUp.has(j.id)) {
-      lookedUp.add(j.id);
-      api.getJob(j.id).then((obj) => live.upsertJob(obj?.job ?? obj)).catch(() => {});
-    }
-  }
-});
+// Every job the server knows, then each job the feed brings later (started by another tab):
+// their numbers, labels and start times (jobinfo.js).
+lookUpJobs(live, { listFirst: true });
 
-const feed = new Feed({ store: live, after: 0, onStatus: showStatus }).start();
+// The pill and banner say how the feed is; the tree's server node says it too.
+const feed = new Feed({
+  store: live, after: 0,
+  onStatus: (status, info) => {
+    showStatus(status, info);
+    tree.setServerStatus(status);
+  },
+}).start();
 
 // Exposed for the end-to-end tests (they drop the socket the way a network failure would).
 window.ipcExplorer = { store: live, feed, timeline, tree, log };
@@ -104,6 +104,8 @@ const kindSel = $("#l-kind");
 
 function syncKind() {
   const fork = kindSel.value === "fork";
+  // The options are short (they must fit the field); what each kind does is said below it.
+  $("#l-kind-desc").textContent = kindSel.selectedOptions[0]?.dataset.desc ?? "";
   $("#l-fork").hidden = !fork;
   $("#l-command").hidden = fork;
   // spawn streams and runs until it ends: timeout, max_buffer and kill_signal are exec's.
@@ -118,11 +120,12 @@ async function loadPrograms() {
     const programs = Array.isArray(data) ? data : (data.programs ?? []);
     const sel = $("#l-program");
     catalog = new Map(programs.map((p) => [typeof p === "string" ? p : p.name, p]));
+    // The option is the program's name (its extension tells its runtime), short enough for
+    // the field; its runtime and what it shows are said below the field (fillDefaults).
     sel.replaceChildren(...programs.map((p) => {
       const name = typeof p === "string" ? p : p.name;
       const desc = typeof p === "string" ? "" : (p.description ?? p.summary ?? "");
-      const tag = p.runtime ? ` (${p.runtime}${p.kind === "spawn" ? ", spawn it with node" : ""})` : "";
-      return h("option", { value: name, title: desc, disabled: p.available === false }, `${name}${tag}`);
+      return h("option", { value: name, title: desc, disabled: p.available === false }, name);
     }));
     fillDefaults();
     const commands = data.commands ?? data.allowed_commands ?? [];
@@ -141,7 +144,9 @@ function fillDefaults() {
   if (!p || typeof p === "string") return;
   $("#l-args").value = (p.default_args ?? []).join(" ");
   $("#l-message").value = p.default_message == null ? "" : JSON.stringify(p.default_message);
-  $("#l-program-desc").textContent = p.description ?? "";
+  const runtime = p.runtime === "node" ? "Node.js" : p.runtime === "python" ? "Python" : p.runtime;
+  const how = p.kind === "spawn" ? " (no channel: spawn it with node)" : "";
+  $("#l-program-desc").textContent = `${runtime ? `${runtime}${how}. ` : ""}${p.description ?? ""}`;
 }
 $("#l-program").addEventListener("change", fillDefaults);
 
@@ -269,12 +274,12 @@ function needJob() {
   return selectedJob;
 }
 
-async function act(fn, okText) {
+async function act(id, fn, okText) {
   try {
     await fn();
     notice($("#talk-msg"), okText, true);
   } catch (err) {
-    notice($("#talk-msg"), err.message, false);
+    notice($("#talk-msg"), nameJobs(err.message, view.jobs.get(id)), false);
   }
 }
 
@@ -290,7 +295,7 @@ $("#send-form").addEventListener("submit", (e) => {
     notice($("#talk-msg"), 'The message must be JSON (a string needs quotes: "hello").', false);
     return;
   }
-  act(() => api.send(id, message), `Sent to ${id}.`);
+  act(id, () => api.send(id, message), `Sent to ${nameOf(id)}.`);
 });
 
 $("#stdin-form").addEventListener("submit", (e) => {
@@ -299,7 +304,7 @@ $("#stdin-form").addEventListener("submit", (e) => {
   if (!id) return;
   const data = $("#stdin-input").value;
   const end = $("#stdin-end").checked;
-  act(() => api.stdin(id, data + (data && !data.endsWith("\n") ? "\n" : ""), end), `Wrote ${data.length} chars to ${id}'s stdin${end ? " and closed it" : ""}.`);
+  act(id, () => api.stdin(id, data + (data && !data.endsWith("\n") ? "\n" : ""), end), `Wrote ${data.length} chars to ${nameOf(id)}'s stdin${end ? " and closed it" : ""}.`);
 });
 
 $("#kill-form").addEventListener("submit", (e) => {
@@ -307,17 +312,18 @@ $("#kill-form").addEventListener("submit", (e) => {
   const id = needJob();
   if (!id) return;
   const sig = $("#kill-signal").value;
-  act(() => api.kill(id, sig), `${sig} sent to ${id}.`);
+  act(id, () => api.kill(id, sig), `${sig} sent to ${nameOf(id)}.`);
 });
 
 $("#forget-btn").addEventListener("click", () => {
   const id = needJob();
   if (!id) return;
-  act(async () => {
+  const name = nameOf(id);
+  act(id, async () => {
     await api.forget(id);
     live.jobs.delete(id);
     live.changed("jobs");
-  }, `${id} forgotten.`);
+  }, `${name} forgotten.`);
 });
 
 // ---------------------------------------------------------------- event log, export, replay
@@ -334,6 +340,7 @@ function setView(store, label) {
   else timeline.fitAll();
   tree.setStore(store);
   consoleView.setStore(store);
+  drawTitle();
   log.setStore(store);
   $("#replay-bar").hidden = store === live;
   $("#replay-banner").textContent = label ?? "";
@@ -345,7 +352,8 @@ $("#log-load").addEventListener("change", async (e) => {
   if (!file) return;
   const { events, bad } = parseNDJSON(await file.text());
   loaded = events;
-  const replay = new Store({ maxEvents: Math.max(100000, events.length) });
+  // Jobs the live page knows keep their numbers in the replay.
+  const replay = new Store({ maxEvents: Math.max(100000, events.length), namesFrom: live });
   replay.applyAll(events);
   setView(replay, `Replaying ${file.name}: ${events.length} events${bad ? `, ${bad} unreadable lines skipped` : ""}. Live events keep arriving in the background.`);
   e.target.value = "";

@@ -5,7 +5,7 @@
 // messages in one read. Recording is opt-in and bounded (the size limit chosen here).
 
 import { $, h } from "./ui.js";
-import { jobName, preview } from "./store.js";
+import { jobName, nameJobs, preview } from "./store.js";
 import { api } from "./api.js";
 
 const POLL_MS = 1000;
@@ -35,10 +35,14 @@ export class FrameView {
       h("option", { value: "16384" }, "keep 16 KiB"), h("option", { value: "65536" }, "keep 64 KiB"), h("option", { value: "1048576" }, "keep 1 MiB"));
     this.recordBtn = h("button", { type: "button", id: "frames-record", class: "primary", onclick: () => this.record() }, "Record channel bytes");
     this.stopBtn = h("button", { type: "button", id: "frames-stop", disabled: true, onclick: () => this.stop() }, "Stop");
+    // An ended job's channel is closed: what was recorded while it ran is fetched on request
+    // only (most jobs have none, and asking for none is a 404).
+    this.earlierBtn = h("button", { type: "button", id: "frames-earlier", hidden: true, onclick: () => this.refresh(true) }, "Show a recording made while it ran");
+    this.recordedHere = new Set(); // ids of the jobs recorded from this page
     this.summary = h("div", { id: "frames-summary", class: "small muted" });
     this.list = h("div", { id: "frames-list", class: "frame-chunks" });
     root.prepend(
-      h("div", { class: "inspect-tools" }, this.recordBtn, this.limit, this.stopBtn),
+      h("div", { class: "inspect-tools" }, this.recordBtn, this.limit, this.stopBtn, this.earlierBtn),
       h("p", { class: "small muted frames-legend" },
         "Each box is one read() or write() the server made on the channel. → server to child, ← child to server. ",
         "Shaded runs are frames (one message each, ending at its newline ⏎): a frame across two boxes crossed in two reads."),
@@ -46,13 +50,15 @@ export class FrameView {
     root.append(this.summary, this.list);
   }
 
-  show(job) {
+  /** Show `job`'s channel; `ended`: the page knows it has ended (its channel is closed). */
+  show(job, ended = false) {
     clearTimeout(this.timer);
     this.job = job;
     this.drawnKey = null;
     this.list.replaceChildren();
     this.summary.textContent = "";
     this.stopBtn.disabled = true;
+    this.earlierBtn.hidden = true;
     if (!job) {
       this.recordBtn.disabled = true;
       this.note("Select a fork job to see the bytes on its channel.");
@@ -64,8 +70,23 @@ export class FrameView {
       this.note(`${jobName(job)} is a ${job.kind} job: only a fork job has a message channel.`);
       return;
     }
+    if (ended) {
+      this.ended();
+      if (this.recordedHere.has(job.id)) this.refresh();
+      return;
+    }
     this.note("Not recording. Record, then talk to the child (Send message); bytes already sent are not shown.");
     this.refresh(); // a capture made earlier (another tab, or before a reload) shows at once
+  }
+
+  /** The job ended: nothing more can be recorded; a recording made while it ran stays. */
+  ended() {
+    const job = this.job;
+    if (!job || job.kind !== "fork") return;
+    this.recordBtn.disabled = true;
+    if (this.drawnKey) return; // a recording is on screen: it stays, with its own summary
+    this.note(`${jobName(job)} has ended: its channel is closed, so there is nothing more to record.`);
+    this.earlierBtn.hidden = this.recordedHere.has(job.id);
   }
 
   note(text, error = false) {
@@ -78,11 +99,12 @@ export class FrameView {
     if (!job) return;
     try {
       const data = await api.framesStart(job.id, Number(this.limit.value));
+      this.recordedHere.add(job.id);
       if (this.job !== job) return;
       this.drawnKey = null;
       this.draw(data);
     } catch (err) {
-      if (this.job === job) this.note(err.message, true);
+      if (this.job === job) this.note(nameJobs(err.message, job), true);
     }
   }
 
@@ -93,11 +115,12 @@ export class FrameView {
       const data = await api.framesStop(job.id);
       if (this.job === job) this.draw(data);
     } catch (err) {
-      if (this.job === job) this.note(err.message, true);
+      if (this.job === job) this.note(nameJobs(err.message, job), true);
     }
   }
 
-  async refresh() {
+  /** The capture on the server, if any; `asked`: the user asked for it (say if there is none). */
+  async refresh(asked = false) {
     clearTimeout(this.timer);
     const job = this.job;
     if (!job) return;
@@ -105,13 +128,19 @@ export class FrameView {
       const data = await api.frames(job.id);
       if (this.job === job) this.draw(data);
     } catch (err) {
-      if (this.job === job && err.status !== 404) this.note(err.message, true); // 404: none yet
+      if (this.job !== job) return;
+      if (err.status !== 404) this.note(nameJobs(err.message, job), true);
+      else if (asked) {
+        this.earlierBtn.hidden = true;
+        this.note(`No recording was made while ${jobName(job)} ran.`);
+      } // 404 unasked: none yet
     }
   }
 
   draw(cap) {
     const live = cap.capturing;
     this.stopBtn.disabled = !live;
+    this.earlierBtn.hidden = true;
     if (live) this.timer = setTimeout(() => this.refresh(), POLL_MS);
     const reads = cap.chunks.filter((c) => c.direction === "read").length;
     const writes = cap.chunks.filter((c) => c.direction === "write").length;

@@ -2,30 +2,76 @@
 // tree, its file descriptors drawn as a two-column diagram (server ↔ child, one row per fd,
 // read from /proc by GET /api/jobs/<id>/fds), the bytes that crossed its channel (frames.js),
 // and the trace export links. It follows the selection through the "explorer:select" event
-// that explorer.js dispatches, so it needs nothing else from the page.
+// that explorer.js dispatches, with the page's store: a job the store says has ended has no
+// fds left to read, and the panel says so instead of asking the server (a 409 each time).
 
 import { api } from "./api.js";
 import { $, h } from "./ui.js";
-import { jobName } from "./store.js";
+import { jobName, jobTitle, nameJobs } from "./store.js";
 import { FrameView } from "./frames.js";
 
 const LIVE_MS = 2000;
 
 let selected = null; // job id
 let selectedJob = null; // its record from the API
+let store = null; // the page's store (explorer.js): the job's state as the feed tells it
+let unsubscribe = null;
 let liveTimer = null;
 let reading = false;
 
 const frames = new FrameView($("#frames-view"));
 
-document.addEventListener("explorer:select", (e) => select(e.detail?.job ?? null));
+document.addEventListener("explorer:select", (e) => {
+  if (e.detail?.store && e.detail.store !== store) {
+    unsubscribe?.();
+    store = e.detail.store;
+    unsubscribe = store.subscribe(onStoreChange);
+  }
+  select(e.detail?.job ?? null);
+});
+
+/** The selected job as the page knows it (its state from the feed), else as the API said. */
+function current() {
+  return (selected && store?.jobs.get(selected)) || selectedJob;
+}
+
+function hasEnded(job) {
+  return !!job && ["exited", "signaled", "failed"].includes(job.state);
+}
+
+// The moment the feed says the selected job ended: stop re-reading and say why.
+let endedShown = null;
+function onStoreChange() {
+  if (!selected || endedShown === selected || !hasEnded(store.jobs.get(selected))) return;
+  if (selectedJob) showEnded();
+}
+
+/** A neutral note, not an error: an ended job's fds are gone, by design. The last diagram
+ *  read stays, dimmed. */
+function showEnded() {
+  clearTimeout(liveTimer);
+  endedShown = selected;
+  const msg = $("#fds-msg");
+  msg.textContent = `${jobName(current())} has ended: its fds are closed, so there is nothing to read (the fds of a process exist only while it runs).`;
+  msg.className = "form-msg";
+  msg.dataset.state = "ended";
+  $("#fds-read").disabled = true;
+  if ($("#fds-diagram").childElementCount) $("#fds-diagram").dataset.state = "gone";
+  frames.ended();
+}
 
 async function select(id) {
   if (id === selected) return;
   selected = id;
   selectedJob = null;
+  endedShown = null;
   clearTimeout(liveTimer);
   $("#fds-diagram").replaceChildren();
+  delete $("#fds-diagram").dataset.state;
+  const msg = $("#fds-msg");
+  msg.textContent = "";
+  msg.className = "form-msg";
+  delete msg.dataset.state;
   const traceJob = $("#trace-job");
   if (!id) {
     $("#inspect-title").textContent = "select a process";
@@ -37,17 +83,21 @@ async function select(id) {
   traceJob.removeAttribute("aria-disabled");
   traceJob.href = `/api/trace?job=${encodeURIComponent(id)}`;
   traceJob.download = `ipc-explorer-${id}-trace.json`;
-  $("#inspect-title").textContent = "…"; // its #number once its record is read
+  const known = store?.jobs.get(id);
+  $("#inspect-title").textContent = known ? jobTitle(known) : "…"; // its full title once its record is read
   try {
     const data = await api.getJob(id);
     if (selected !== id) return;
     selectedJob = data?.job ?? data;
     $("#inspect-title").textContent = `${jobName(selectedJob)} · ${selectedJob.kind} ${selectedJob.program ?? selectedJob.command ?? ""} · pid ${selectedJob.pid ?? "?"}`;
   } catch (err) {
-    if (selected === id) $("#fds-msg").textContent = err.message;
+    if (selected === id) {
+      $("#fds-msg").textContent = nameJobs(err.message, known);
+      $("#fds-msg").className = "form-msg error";
+    }
     return;
   }
-  frames.show(selectedJob);
+  frames.show(selectedJob, hasEnded(current()));
   readFds();
 }
 
@@ -87,27 +137,45 @@ $("#fds-live").addEventListener("change", () => readFds());
 async function readFds() {
   clearTimeout(liveTimer);
   const id = selected;
-  if (!id || reading || $("#fds-view").hidden) return;
+  if (!id || reading || $("#fds-view").hidden || !selectedJob) return;
+  // Known to have ended: its fds are gone, and asking would only get the server's 409.
+  if (hasEnded(current())) {
+    showEnded();
+    return;
+  }
+  if (current()?.state === "starting") {
+    // Not started yet: no process, no fds. Look again in a moment.
+    $("#fds-msg").textContent = `${jobName(current())} is starting: its fds can be read once it runs.`;
+    liveTimer = setTimeout(readFds, 250);
+    return;
+  }
   reading = true;
   $("#fds-read").disabled = true;
   const msg = $("#fds-msg");
   let again = false;
   try {
     const body = await api.fds(id);
-    if (selected !== id) return;
+    if (selected !== id || endedShown === id) return; // another job, or it ended meanwhile
     msg.textContent = `Read at ${new Date().toLocaleTimeString([], { hour12: false })} from /proc/${body.pid}/fd: ${body.fds.length} open fds.`;
     msg.className = "form-msg";
     drawFds(body);
     again = $("#fds-live").checked;
   } catch (err) {
-    if (selected !== id) return;
-    msg.textContent = err.message;
+    if (selected !== id || endedShown === id) return;
+    if (err.status === 409) {
+      // It ended while this read was on its way (before the feed said so): the same note.
+      showEnded();
+      return;
+    }
+    msg.textContent = nameJobs(err.message, current());
     msg.className = "form-msg error";
-    if (err.status) $("#fds-diagram").dataset.state = "gone"; // 404/409: the child is gone
+    if (err.status) $("#fds-diagram").dataset.state = "gone"; // 404: the server forgot the job
   } finally {
     reading = false;
-    $("#fds-read").disabled = !selected;
-    if (again && selected === id) liveTimer = setTimeout(readFds, LIVE_MS);
+    if (selected === id && endedShown !== id) {
+      $("#fds-read").disabled = false;
+      if (again) liveTimer = setTimeout(readFds, LIVE_MS);
+    }
   }
 }
 

@@ -5,7 +5,7 @@
 // one thing timed here: a round trip browser → server (HTTP) → child → server → browser
 // (WebSocket), to show what the transports' microseconds look like from a page.
 
-import { Store, jobName } from "./store.js";
+import { Store, jobName, nameJobs } from "./store.js";
 import { Feed } from "./feed.js";
 import { api } from "./api.js";
 import { $, h, initTheme, showStatus, frameThrottle } from "./ui.js";
@@ -184,9 +184,10 @@ async function measureBrowser(n) {
   browser = { state: "running", done: 0, total: n, p50: null, p99: null, error: null, job: null };
   draw();
   let jobId = null;
+  let job = null;
   try {
     const res = await api.createJob({ kind: "fork", program: "ping_pong.py", transport: "auto" });
-    const job = res?.job ?? res;
+    job = res?.job ?? res;
     jobId = job.id;
     browserJob = jobId;
     browser.job = jobName(job); // "#7": the job as the explorer's tree names it
@@ -205,7 +206,7 @@ async function measureBrowser(n) {
     const pct = (p) => times[Math.min(times.length - 1, Math.floor((p / 100) * times.length))];
     Object.assign(browser, { state: "done", p50: pct(50), p99: pct(99) });
   } catch (err) {
-    Object.assign(browser, { state: "failed", error: err.message });
+    Object.assign(browser, { state: "failed", error: nameJobs(err.message, job) });
   } finally {
     browserJob = null;
     pongWaiters.clear();

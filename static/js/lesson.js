@@ -7,6 +7,7 @@ import { Feed } from "./feed.js";
 import { api, getText } from "./api.js";
 import { $, h, initTheme, showStatus, fmtMs } from "./ui.js";
 import { makeChart } from "./charts.js";
+import { whyNotFaster } from "./speedup.js";
 
 initTheme();
 
@@ -63,6 +64,7 @@ function onHeartbeat(msg) {
   }
   maxLate = Math.max(maxLate, late);
   worstSinceMark = Math.max(worstSinceMark, late);
+  for (const r of runs) if (!r.done) r.lateMs = Math.max(r.lateMs ?? 0, late); // how busy, per split run
   $("#hb-now").textContent = `${late.toFixed(1)} ms`;
   $("#hb-count").textContent = String(Number($("#hb-count").textContent || 0) + 1);
   if (!dirty) {
@@ -141,8 +143,10 @@ async function split(n) {
   const box = $("#workers");
   box.replaceChildren();
   const step = Math.ceil(max / n);
+  // How many children the server ran besides this run's, should it be slower than hoped.
+  const status = await api.status().catch(() => null);
   const t0 = performance.now();
-  const run = { n, max, workers: [], t0, done: false, row: null };
+  const run = { n, max, workers: [], t0, done: false, row: null, otherChildren: status?.live_children ?? null, lateMs: null };
   runs.push(run);
   for (let k = 0; k < n; k++) {
     const min = k * step;
@@ -194,8 +198,23 @@ function updateRun(run) {
     const total = run.workers.reduce((a, w) => a + w.result, 0n);
     const base = runs.find((r) => r.done && r.n === 1 && r.max === run.max);
     const speed = base ? `${(base.ms / run.ms).toFixed(2)}×` : "run with 1 child to compare";
-    $("#s-body").prepend(h("tr", { dataset: { n: run.n } }, h("td", {}, String(run.n)), h("td", {}, `0 … ${run.max.toLocaleString()}`), h("td", { class: "answer" }, total.toString()), h("td", {}, fmtMs(run.ms / 1000)), h("td", { class: "speedup" }, run.n === 1 ? "1× (baseline)" : speed)));
+    const why = base && run.n > 1 ? whyNotFaster({
+      n: run.n, oneMs: base.ms, manyMs: run.ms, startMs: startupMs(run),
+      cores: navigator.hardwareConcurrency || null, lateMs: run.lateMs, otherChildren: run.otherChildren,
+    }) : null;
+    const row = h("tr", { dataset: { n: run.n } }, h("td", {}, String(run.n)), h("td", {}, `0 … ${run.max.toLocaleString()}`), h("td", { class: "answer" }, total.toString()), h("td", {}, fmtMs(run.ms / 1000)), h("td", { class: "speedup" }, run.n === 1 ? "1× (baseline)" : speed, why ? " — slower, see why below" : ""));
+    // Below 1×, the reasons, under the row they explain.
+    const note = why ? h("tr", { class: "why", dataset: { n: run.n } }, h("td", { colspan: 5 },
+      h("strong", {}, `Why ${run.n} children were slower than one:`), h("ul", {}, why.reasons.map((r) => h("li", {}, r))))) : null;
+    $("#s-body").prepend(...[row, note].filter(Boolean));
   }
+}
+
+/** The median start-up of a run's children: from the request (the job's start) to its first
+ *  message, in ms (server times, both from the feed and the API). */
+function startupMs(run) {
+  const times = run.workers.map((w) => store.jobs.get(w.id)).filter((j) => j?.startedAt != null && j.firstMessageAt != null).map((j) => (j.firstMessageAt - j.startedAt) * 1000).sort((a, b) => a - b);
+  return times.length ? times[Math.floor(times.length / 2)] : null;
 }
 
 let pendingUpdate = false;

@@ -3,7 +3,7 @@
 // (the newest); filtering scans the store, which holds every event.
 
 import { h, fmtClock, download, adaptiveThrottle } from "./ui.js";
-import { preview, stringify } from "./store.js";
+import { jobName, jobTitle, preview, stringify } from "./store.js";
 
 const MAX_ROWS = 500;
 const REDRAW_MS = 500;
@@ -32,7 +32,7 @@ export class EventLog {
     this.typeSelect = typeSelect;
     this.textInput = textInput;
     this.countEl = countEl;
-    this.knownJobs = new Set();
+    this.knownJobs = new Map(); // id -> its <option> in the job filter
     for (const el of [jobSelect, typeSelect]) el.addEventListener("change", () => this.redraw());
     textInput.addEventListener("input", () => this.redraw());
     // The table is often below the fold: while it is off screen it is not redrawn at all.
@@ -50,6 +50,7 @@ export class EventLog {
     this.unsub?.();
     this.store = store;
     this.knownJobs.clear();
+    this.unnamed = new Set(); // ids whose option still waits for the job's number
     this.jobSelect.replaceChildren(h("option", { value: "" }, "all jobs"));
     this.unsub = store.subscribe(() => this.schedule());
     this.redraw();
@@ -86,20 +87,33 @@ export class EventLog {
       if (job && ev.job !== job) return false;
       if (type && ev.type !== type) return false;
       if (text) {
+        // The job by id and by name ("#3"); the name may come after the event, so it is not cached.
         const hay = (ev._hay ??= `${ev.job ?? ""} ${ev.pid ?? ""} ${ev.type} ${stringify(ev.data ?? "")}`.toLowerCase());
-        if (!hay.includes(text)) return false;
+        if (!hay.includes(text) && !(ev.job && this.nameOf(ev.job).includes(text))) return false;
       }
       return true;
     });
   }
 
+  nameOf(id) {
+    return jobName(this.store.jobs.get(id) ?? { id });
+  }
+
+  /** The job filter offers every job, by name ("#3 · echo.py"); the value is its id. */
   syncJobs() {
+    for (const id of this.unnamed) {
+      const j = this.store.jobs.get(id);
+      if (j?.number == null) continue;
+      this.knownJobs.get(id).textContent = jobTitle(j);
+      this.unnamed.delete(id);
+    }
     if (this.knownJobs.size === this.store.jobs.size) return;
-    for (const id of this.store.jobs.keys()) {
-      if (!this.knownJobs.has(id)) {
-        this.knownJobs.add(id);
-        this.jobSelect.append(h("option", { value: id }, id));
-      }
+    for (const [id, j] of this.store.jobs) {
+      if (this.knownJobs.has(id)) continue;
+      const option = h("option", { value: id }, jobTitle(j));
+      this.knownJobs.set(id, option);
+      if (j.number == null) this.unnamed.add(id);
+      this.jobSelect.append(option);
     }
   }
 
@@ -111,7 +125,7 @@ export class EventLog {
     const frag = document.createDocumentFragment();
     for (const ev of shown) {
       frag.append(h("tr", { class: `t-${ev.type}`, dataset: { seq: ev.seq ?? "" } },
-        h("td", {}, ev.seq ?? ""), h("td", {}, (ev._clock ??= fmtClock(ev.t))), h("td", {}, ev.job ?? ""), h("td", {}, ev.pid ?? ""),
+        h("td", {}, ev.seq ?? ""), h("td", {}, (ev._clock ??= fmtClock(ev.t))), h("td", { class: "job", dataset: { job: ev.job ?? "" } }, ev.job ? this.nameOf(ev.job) : ""), h("td", {}, ev.pid ?? ""),
         h("td", { class: "type" }, ev.type), h("td", { class: "data" }, cell(ev))));
     }
     this.tbody.replaceChildren(frag);

@@ -90,9 +90,28 @@ export function byteLength(value) {
   return ENC.encode(s).length;
 }
 
-/** A job's name for people: its short per-run number (the id is a long random key). */
+/** A job's name for people: its short per-run number (the id is a long random key, kept for
+ *  URLs and data attributes). A job whose number is not known (yet: it is looked up; or in a
+ *  file replayed from another server) is named by the start of its id, so two stay apart. */
 export function jobName(job) {
-  return job?.number != null ? `#${job.number}` : "job";
+  if (job?.number != null) return `#${job.number}`;
+  return job?.id ? `job ${String(job.id).slice(0, 8)}` : "job";
+}
+
+/** A job's name and what it runs, as the tree, the lanes and the titles show it: "#3 · echo.py". */
+export function jobTitle(job) {
+  return `${jobName(job)} · ${job?.label || job?.kind || "job"}`;
+}
+
+/** `text` (a server's error message, say) with the ids of `jobs` in it replaced by their
+ *  names: "job 39d6…e2 is not running" reads "#3 is not running". */
+export function nameJobs(text, ...jobs) {
+  let out = String(text ?? "");
+  for (const j of jobs) {
+    if (!j?.id || j.number == null || !out.includes(j.id)) continue;
+    out = out.replaceAll(`job ${j.id}`, jobName(j)).replaceAll(j.id, jobName(j));
+  }
+  return out;
 }
 
 // A job's state uses the library's names (ipc.State), the same the API's `state` field sends:
@@ -122,6 +141,7 @@ function endState(signal) {
 function newJob(id) {
   return {
     id,
+    number: null, // the server's per-run number (#3), from the API: the feed's events carry only the id
     pid: null,
     ppid: null,
     parent: null,
@@ -157,7 +177,12 @@ function newJob(id) {
 }
 
 export class Store {
-  constructor({ maxEvents = 100000, maxLines = 2000, maxKeepBytes = 4 * 1024 * 1024 } = {}) {
+  /**
+   * @param {Store} [opts.namesFrom]  a store whose jobs' numbers this one's jobs take (a replay
+   *   of a file names the jobs the live page knows as the live page does)
+   */
+  constructor({ maxEvents = 100000, maxLines = 2000, maxKeepBytes = 4 * 1024 * 1024, namesFrom = null } = {}) {
+    this.namesFrom = namesFrom;
     this.maxEvents = maxEvents;
     this.maxLines = maxLines;
     this.maxKeepBytes = maxKeepBytes;
@@ -192,6 +217,8 @@ export class Store {
     let j = this.jobs.get(id);
     if (!j) {
       j = newJob(id);
+      const known = this.namesFrom?.jobs.get(id);
+      if (known?.number != null) j.number = known.number;
       this.jobs.set(id, j);
     }
     return j;

@@ -3,7 +3,7 @@
 // zoom and pan, the groups dense marks fall into, ticks, and where labels fit. timeline.js
 // turns this into pixels. Everything here is plain data, so it is cheap to redo per frame.
 
-import { jobsByParent, messageDirection, messagePayload, preview } from "./store.js";
+import { jobName, jobsByParent, messageDirection, messagePayload, preview, stateText } from "./store.js";
 
 /** The three tracks of a lane: lifecycle marks, messages (arrows), output ticks. */
 const LIFE = new Set(["spawn", "exit", "close", "error", "disconnect", "dropped"]);
@@ -150,6 +150,31 @@ export class EventIndex {
 
 // ---------------------------------------------------------------- lanes
 export const LANE = { server: 28, job: 38, collapsed: 16, grand: 22 };
+
+/**
+ * What a lane's head may say, longest first, for its name line and its second line: the head
+ * shows the first that fits, so a narrow head shortens a name ("#3 · echo.py --serve" →
+ * "#3 · echo.py" → "#3") rather than cutting it; the longest is its title.
+ */
+export function laneTexts(row, { showHost = false } = {}) {
+  const j = row.job;
+  if (row.kind === "server") return { name: ["server (parent)", "server"], sub: [] };
+  if (row.kind === "grand") {
+    // One line: the lane is low. Known from the pids the child reported.
+    const st = j.state === "running" || j.state === "starting" ? "running" : "ended";
+    return { name: [`grandchild ${row.pid} · ${st}`, `${row.pid} · ${st}`, String(row.pid)], sub: [] };
+  }
+  const name = jobName(j);
+  const label = j.label || j.kind || "job";
+  const state = stateText(j);
+  const brief = j.state === "signaled" && j.signal ? j.signal : j.state === "exited" ? `exit ${j.exitCode ?? "?"}` : j.state;
+  // With several runners (servers and agents sharing Redis) each lane names its host.
+  const host = showHost && j.host ? `on ${j.host} · ` : "";
+  return {
+    name: [...new Set([`${name} · ${label}`, `${name} · ${label.split(" ")[0]}`, name])],
+    sub: [...new Set([j.pid != null ? `${host}pid ${j.pid} · ${state}` : `${host}${state}`, `${host}${state}`, state, brief])],
+  };
+}
 
 /**
  * The rows of the timeline: the server first, then each job in start order with its own

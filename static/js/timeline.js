@@ -11,10 +11,10 @@
 // shown beside it and read out.
 
 import { adaptiveThrottle, cssVar, fmtClock, fmtMs, frameThrottle, h } from "./ui.js";
-import { byteLength, messageDirection, messagePayload, preview, stateText } from "./store.js";
+import { byteLength, jobName, jobTitle, messageDirection, messagePayload, preview } from "./store.js";
 import {
   EventIndex, LANE, LabelRows, TimeWindow, buildLanes, eventLabel, fmtOffset, fmtSpan, forGroups,
-  groupDirection, padded, ticks,
+  groupDirection, laneTexts, padded, ticks,
 } from "./timeline-model.js";
 
 export { eventLabel };
@@ -406,7 +406,9 @@ export class Timeline {
     this.width = width;
     this.viewH = viewH;
     this.total = total;
-    this.headW = narrow ? 104 : 176;
+    // Lane names get 30% of the width (150 to 220 px): "#12 · compute.py" and "pid 5420 ·
+    // exited 0" fit; where they do not, a head shortens its texts (laneTexts).
+    this.headW = Math.round(Math.min(220, Math.max(150, width * 0.3)));
     this.plotL = this.headW;
     this.plotR = width - 10;
     this.scrollTopY = AXIS_H + this.fixedH; // where the scrolling lanes begin on the stage
@@ -774,6 +776,7 @@ export class Timeline {
       const parent = fixed ? this.headsFixed : this.headsScroll;
       if (el.parentNode !== parent) parent.append(el);
       seen.add(row.key);
+      if (el.style.width !== `${this.headW}px`) el.style.width = `${this.headW}px`; // before its text is fitted
       this.fillHead(el, row);
       const y = fixed ? top : top - this.scrollTopY;
       if (el._y !== y) {
@@ -782,7 +785,6 @@ export class Timeline {
       }
       const hgt = `${row.height}px`;
       if (el.style.height !== hgt) el.style.height = hgt;
-      if (el.style.width !== `${this.headW}px`) el.style.width = `${this.headW}px`;
     }
     for (const [key, el] of this.heads) {
       if (!seen.has(key)) {
@@ -812,22 +814,9 @@ export class Timeline {
   }
 
   fillHead(el, row) {
-    const narrow = this.headW < 150;
     const j = row.job;
-    let name;
-    let sub = "";
-    if (row.kind === "server") name = narrow ? "server" : "server (parent)";
-    else if (row.kind === "grand") {
-      // One line: the lane is low. Known from the pids the child reported.
-      const alive = j.state === "running" || j.state === "starting";
-      name = `grandchild ${row.pid} · ${alive ? "running" : "ended"}`;
-    } else {
-      name = `${j.id} · ${j.label || j.kind || "job"}`;
-      // With several runners (servers and agents sharing Redis) each lane names its host.
-      const host = j.host && this.store.hosts.size > 1 ? `on ${j.host} · ` : "";
-      sub = `${host}${j.pid != null ? `pid ${j.pid} · ` : ""}${stateText(j)}`;
-    }
-    const sig = `${name}|${sub}|${row.collapsed}|${row.pinned}|${row.hasKids}|${row.depth}|${this.selectedJob === j?.id}|${row.height}`;
+    const texts = laneTexts(row, { showHost: this.store.hosts.size > 1 });
+    const sig = `${texts.name[0]}|${texts.sub[0]}|${row.collapsed}|${row.pinned}|${row.hasKids}|${row.depth}|${this.selectedJob === j?.id}|${row.height}|${this.headW}`;
     if (el._sig === sig) return;
     el._sig = sig;
     el.setAttribute("aria-level", String(row.depth));
@@ -837,24 +826,41 @@ export class Timeline {
     if (row.kind === "job") el.setAttribute("aria-current", String(this.selectedJob === j.id));
     if (j) el.dataset.state = j.state;
     const nameEl = el.querySelector(".tl-lane-name");
-    nameEl.textContent = name;
-    nameEl.title = row.kind === "job" ? `${name} — click to select this job` : name;
     const subEl = el.querySelector(".tl-lane-sub");
-    subEl.textContent = sub;
-    subEl.hidden = !!row.collapsed || !sub;
+    subEl.hidden = !!row.collapsed || !texts.sub.length;
+    // The longest text that fits; the whole of it in the title.
+    this.fitLine(nameEl, texts.name);
+    nameEl.title = row.kind === "job" ? `${texts.name[0]} — click to select this job` : texts.name[0];
+    if (!subEl.hidden) {
+      this.fitLine(subEl, texts.sub);
+      subEl.title = texts.sub[0];
+    }
     const toggle = el.querySelector(".tl-collapse");
     if (toggle) {
       toggle.textContent = row.collapsed ? "▸" : "▾";
       toggle.setAttribute("aria-expanded", String(!row.collapsed));
-      toggle.setAttribute("aria-label", `${row.collapsed ? "Expand" : "Collapse"} the lane of ${j.id}${row.hasKids ? " and its children" : ""}`);
+      toggle.setAttribute("aria-label", `${row.collapsed ? "Expand" : "Collapse"} the lane of ${jobName(j)}${row.hasKids ? " and its children" : ""}`);
       toggle.title = toggle.getAttribute("aria-label");
     }
     const pin = el.querySelector(".tl-pin");
     if (pin) {
       pin.setAttribute("aria-pressed", String(!!row.pinned));
-      pin.setAttribute("aria-label", `${row.pinned ? "Unpin" : "Pin"} the lane of ${j.id}`);
+      pin.setAttribute("aria-label", `${row.pinned ? "Unpin" : "Pin"} the lane of ${jobName(j)}`);
       pin.title = row.pinned ? "Unpin: back among the other lanes" : "Pin: keep this lane in view under the server's";
     }
+  }
+
+  /** The first of `texts` that fits in `el` (a lane head's line), measured in place: the
+   *  page's own fonts (a canvas may resolve "system-ui" to another, narrower font). */
+  fitLine(el, texts) {
+    const range = document.createRange();
+    for (const text of texts) {
+      el.textContent = text;
+      if (texts.length === 1 || !el.clientWidth) return text; // nothing to choose, or not laid out
+      range.selectNodeContents(el);
+      if (range.getBoundingClientRect().width <= el.clientWidth) return text;
+    }
+    return texts.at(-1);
   }
 
   toggleCollapsed(key) {
@@ -1135,7 +1141,7 @@ export class Timeline {
     }
     const ev = m.arr[m.i];
     const j = this.store.jobs.get(ev.job);
-    const who = `${ev.job}${j?.label ? ` ${j.label}` : ""}`;
+    const who = jobTitle(j ?? { id: ev.job });
     if (ev.type === "message") {
       const dir = messageDirection(ev);
       const payload = messagePayload(ev);

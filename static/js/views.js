@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import { h, fmtBytes, fmtMs, fmtClock, adaptiveThrottle, download, copyText } from "./ui.js";
-import { jobName, jobsByParent, messageDirection, messagePayload, stateText, stringify } from "./store.js";
+import { jobName, jobTitle, jobsByParent, messageDirection, messagePayload, stateText, stringify } from "./store.js";
 
 /** Start-up cost of a job: time to `spawn` and to its first message, from the job's start. */
 export function startupCost(j) {
@@ -28,6 +28,14 @@ export function jobPhase(j) {
 const HIDE_FINISHED_KEY = "tree.hideFinished";
 const MAX_ROWS = 500;
 
+/** The server node's state from the feed's status: the server said it is going away
+ *  ("stopped"), the connection dropped without a word ("unreachable"); otherwise it answers. */
+export function serverState(feedStatus) {
+  if (feedStatus === "stopped") return "stopped";
+  if (feedStatus === "reconnecting") return "unreachable";
+  return "running";
+}
+
 /**
  * The process panel: the server, its jobs (a child job under its parent) and their
  * grandchildren, each parent with the count of its children. It scrolls inside its own box;
@@ -47,6 +55,7 @@ export class TreeView {
     this.hiddenEl = hiddenEl;
     this.selected = null;
     this.serverPid = serverPid;
+    this.serverState = "running";
     this.phase = "all";
     this.query = "";
     this.collapsed = new Set();
@@ -91,6 +100,12 @@ export class TreeView {
     this.schedule();
   }
 
+  /** Show the server as the feed last found it (Feed's `onStatus`). */
+  setServerStatus(feedStatus) {
+    this.serverState = serverState(feedStatus);
+    this.schedule.now();
+  }
+
   select(id) {
     this.selected = id;
     this.focusKey = id;
@@ -102,14 +117,14 @@ export class TreeView {
   matches(j) {
     if (!this.query) return true;
     const grand = (j.grandchildren ?? []).map((g) => g.pid ?? g).join(" ");
-    const text = `${j.id} ${j.label} ${j.kind ?? ""} ${j.transport ?? ""} pid ${j.pid ?? ""} ${stateText(j)} ${jobPhase(j)} ${grand}`.toLowerCase();
+    const text = `${j.id} ${jobName(j)} ${j.label} ${j.kind ?? ""} ${j.transport ?? ""} pid ${j.pid ?? ""} ${stateText(j)} ${jobPhase(j)} ${grand}`.toLowerCase();
     return text.includes(this.query);
   }
 
   draw() {
     const jobs = [...this.store.jobs.values()];
     // Output does not change the tree: redraw only when something it shows changed.
-    const sig = `${this.selected}|${this.phase}|${this.query}|${this.hideFinished}|${[...this.collapsed]}|${jobs.map((j) => `${j.id}:${j.number}:${j.host}:${j.state}:${j.pid}:${j.rss}:${j.label}:${j.spawnAt}:${j.firstMessageAt}:${j.startedAt}:${j.grandchildren.length}`).join(",")}`;
+    const sig = `${this.serverState}|${this.selected}|${this.phase}|${this.query}|${this.hideFinished}|${[...this.collapsed]}|${jobs.map((j) => `${j.id}:${j.number}:${j.host}:${j.state}:${j.pid}:${j.rss}:${j.label}:${j.spawnAt}:${j.firstMessageAt}:${j.startedAt}:${j.grandchildren.length}`).join(",")}`;
     if (sig === this.lastSig && this.root.childElementCount) return;
     this.lastSig = sig;
 
@@ -148,6 +163,9 @@ export class TreeView {
     }
     if (!hosts.size) hosts.set("", []);
     const several = hosts.size > 1;
+    // This server's feed says whether it is running, stopped or unreachable; the runners'
+    // own state is not known apart from it (their events reach us through this feed).
+    const st = this.serverState;
     const roots = [...hosts].map(([host, mine]) => {
       const key = several ? `host:${host}` : "server";
       const open = !this.collapsed.has(key);
@@ -155,9 +173,9 @@ export class TreeView {
       const about = several ? "runner, parent of its jobs" : "the Flask app, parent of every job";
       const count = several ? mine.length : jobs.length;
       const li = h("li", { role: "none", dataset: { host } },
-        h("div", { class: "node server-node", role: "treeitem", tabindex: -1, "aria-level": 1, "aria-expanded": String(open), "aria-selected": "false", dataset: { state: "running", key } },
+        h("div", { class: "node server-node", role: "treeitem", tabindex: -1, "aria-level": 1, "aria-expanded": String(open), "aria-selected": "false", dataset: { state: st, key } },
           h("span", { class: "twisty", "aria-hidden": "true" }, open ? "▾" : "▸"),
-          h("span", { class: "dot" }), h("span", { class: "name" }, several ? host || "server" : "server"), h("span", { class: "state", dataset: { state: "running" } }, "running"),
+          h("span", { class: "dot" }), h("span", { class: "name" }, several ? host || "server" : "server"), h("span", { class: "state", dataset: { state: st } }, st),
           h("span", { class: "meta" }, `${!several && host ? `${host} · ` : ""}pid ${pid ?? "?"} · ${about}`,
             h("span", { class: "kids" }, ` · ${count} job${count === 1 ? "" : "s"}`))));
       if (open) li.append(h("ul", { role: "group" }, mine.map((j) => this.item(j, byParent, 2))));
@@ -211,7 +229,7 @@ export class TreeView {
     },
     h("span", { class: "twisty", "aria-hidden": "true" }, n ? (open ? "▾" : "▸") : ""),
     h("span", { class: "dot" }),
-    h("span", { class: "name", title: j.label }, `${jobName(j)} · ${j.label || j.kind || ""}`),
+    h("span", { class: "name" }, jobTitle(j)),
     h("span", { class: "state", dataset: { state: j.state } }, stateText(j)),
     h("span", { class: "meta" }, meta, n ? h("span", { class: "kids" }, `${n} child${n === 1 ? "" : "ren"}`) : null));
     const li = h("li", { role: "none" }, node);
@@ -385,30 +403,36 @@ export class ConsoleView {
   show(jobId, force = false) {
     if (jobId === this.jobId && !force) return;
     this.jobId = jobId;
-    this.el.replaceChildren();
-    this.renderedSerial = 0;
+    this.renderedSerial = -1; // the next draw renders: the lines, or a note saying why none
     this.schedule.now();
   }
 
   draw() {
     const j = this.jobId ? this.store.jobs.get(this.jobId) : null;
-    if (!j) {
-      if (this.statsEl) this.statsEl.textContent = "";
-      return;
+    const serial = j?.lineSerial ?? 0;
+    if (serial !== this.renderedSerial) {
+      this.renderedSerial = serial;
+      this.renderLines(j);
     }
-    const serial = j.lineSerial ?? 0;
-    if (serial === this.renderedSerial) {
-      this.stats(j);
-      return;
-    }
+    // With no line to show, a note says so: which job, and whether it is still to come.
+    if (!this.linesShown) this.note(this.emptyText(j));
+    if (j) this.stats(j);
+    else if (this.statsEl) this.statsEl.textContent = "";
+  }
+
+  renderLines(j) {
     const atBottom = this.el.scrollHeight - this.el.scrollTop - this.el.clientHeight < 40;
     const showErr = this.stderrToggle ? this.stderrToggle.checked : true;
     // Consecutive lines of one stream become one element: a few nodes, not thousands.
     const frag = document.createDocumentFragment();
     let run = null;
     let runStream = null;
-    for (const ln of j.lines) {
-      if (ln.stream === "stderr" && !showErr) continue;
+    this.hiddenErr = 0;
+    for (const ln of j?.lines ?? []) {
+      if (ln.stream === "stderr" && !showErr) {
+        this.hiddenErr++;
+        continue;
+      }
       const text = ln.stream === "stdout" || ln.stream === "sys" ? ln.text : `${ln.stream} │ ${ln.text}`;
       if (ln.stream !== runStream) {
         if (run) frag.append(lineRun(runStream, run));
@@ -418,10 +442,28 @@ export class ConsoleView {
       run.push(text);
     }
     if (run) frag.append(lineRun(runStream, run));
+    this.linesShown = run !== null;
+    this.noteText = null;
     this.el.replaceChildren(frag);
-    this.renderedSerial = serial;
     if (atBottom) this.el.scrollTop = this.el.scrollHeight;
-    this.stats(j);
+  }
+
+  /** Why the console shows no line: nothing selected, nothing printed yet (or ever), only
+   *  stderr while stderr is hidden, or bytes that do not make a whole line yet. */
+  emptyText(j) {
+    if (!this.jobId) return "Select a process in the tree (or a mark on the timeline) to see its output here.";
+    if (!j) return "This process is not in the page's records (forgotten, or from before a reload of the server).";
+    const who = jobTitle(j);
+    if (this.hiddenErr) return `${who}: ${this.hiddenErr} stderr line${this.hiddenErr === 1 ? "" : "s"} hidden (tick "stderr" to show them).`;
+    const running = j.state === "running" || j.state === "starting";
+    if (j.outBytes) return `${who}: ${fmtBytes(j.outBytes)} received, no whole line yet.`;
+    return running ? `${who} has no output yet.` : `${who} ended with no output.`;
+  }
+
+  note(text) {
+    if (text === this.noteText) return;
+    this.noteText = text;
+    this.el.replaceChildren(h("span", { class: "console-note" }, text));
   }
 
   stats(j) {
@@ -440,7 +482,9 @@ export class ConsoleView {
 
 /** The details box: the full payload of one event, and its latency for a reply. */
 export function showDetails(el, ev, store) {
-  const rows = [h("strong", {}, `#${ev.seq ?? "–"} ${ev.type}`), ` · job ${ev.job ?? "–"} · pid ${ev.pid ?? "–"} · ${fmtClock(ev.t)}`];
+  // "#3" names a job (its number); the event's own number is its seq.
+  const job = ev.job ? jobTitle(store?.jobs.get(ev.job) ?? { id: ev.job }) : "–";
+  const rows = [h("strong", {}, `${ev.type} · seq ${ev.seq ?? "–"}`), ` · ${job} · pid ${ev.pid ?? "–"} · ${fmtClock(ev.t)}`];
   if (ev.type === "message") {
     const dir = messageDirection(ev);
     const payload = messagePayload(ev);

@@ -66,6 +66,29 @@ def launch_fork(
     return job_id
 
 
+def expect_answer_on_timeline(page: Page, answer: str, job: str | None = None) -> None:
+    """The child's message carrying `answer` is on the page's timeline (ipcExplorer.timeline,
+    fitted by the caller): its arrow, under the pointer, shows it in the tooltip. Not its label,
+    which may be hidden by design: an answer a few pixels before "exit SIGTERM · close" has no
+    room for one, and a label that does not fit is shown on hover."""
+    # Where the arrow is once the view is drawn (the next frames), not where it was.
+    page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    seq = page.evaluate(
+        """([answer, job]) => (ipcExplorer.timeline.store.events.find((e) =>
+             e.type === "message" && e.data.direction === "to_parent" && (!job || e.job === job)
+             && JSON.stringify(e.data.message).includes(answer)) ?? {}).seq""",
+        [answer, job],
+    )
+    assert seq is not None, f"no message with {answer!r} on the timeline"
+    page.wait_for_function("(s) => ipcExplorer.timeline.pointOf(s) !== null", arg=seq)
+    at = page.evaluate("(s) => ipcExplorer.timeline.pointOf(s)", seq)
+    page.mouse.move(0, 0)  # from elsewhere: a pointer already there would not move
+    page.mouse.move(at["x"], at["y"])
+    tip = page.locator(".tl-tip:not([hidden])")
+    expect(tip).to_contain_text("child → parent")
+    assert answer in tip.inner_text().splitlines()[-1], tip.inner_text()
+
+
 # ---------------------------------------------------------------- text that overlaps other text
 #: Every visible piece of text on the page (text nodes, each line of each one, cut to what its
 #: scrolling / clipping ancestors let show), and the pairs of them whose boxes overlap by more
@@ -142,6 +165,166 @@ def overlapping_text(page: Page, scope: str | None = None) -> tuple[int, list[st
         for a, b in found["pairs"]
     ]
     return found["boxes"], lines
+
+
+#: An element as a reader of a failure finds it: its tag, id and classes ("span#x.name").
+_NAME_JS = """
+  const name = (el) => {
+    const id = el.id ? `#${el.id}` : "";
+    const classes = typeof el.className === "string" ? el.className.trim().split(/\\s+/) : [];
+    return [el.tagName.toLowerCase() + id, ...classes.filter(Boolean)].join(".");
+  };
+"""
+
+
+# ---------------------------------------------------------------- text cut off or sticking out
+#: What the overlap check cannot see: text cut off at the side of a box that clips it (an
+#: ellipsis, a lane's subtitle), a placeholder or a chosen option wider than its field, and an
+#: element that sticks out sideways past the box that holds it ("hide finished" past the tree's
+#: tools). A box that scrolls sideways (a table, a code block) shows the rest by scrolling, so
+#: what it holds is not cut; an element placed on its own (absolute, fixed) is the page's to
+#: place and is left alone, as are visually hidden labels (1 px boxes for screen readers).
+_CUT_JS = (
+    """
+(scope) => {
+  const root = scope ? document.querySelector(scope) : document.body;
+  if (!root) return [];
+  const tol = 1;
+  const found = [];
+"""
+    + _NAME_JS
+    + """
+  const visible = (el) => el.checkVisibility({opacityProperty: true, visibilityProperty: true});
+  const scrollsX = (st) => st.overflowX === "auto" || st.overflowX === "scroll";
+  const clipsX = (st) => st.overflowX === "hidden" || st.overflowX === "clip";
+  const inner = (el) => {  // the padding box: where content may show
+    const r = el.getBoundingClientRect();
+    return {x0: r.left + el.clientLeft, x1: r.left + el.clientLeft + el.clientWidth};
+  };
+  // Measured in the page, in the field's font (a canvas may resolve "system-ui" to another).
+  const ruler = document.createElement("span");
+  ruler.style.cssText = "position:absolute; visibility:hidden; white-space:pre; left:0; top:0";
+  document.body.append(ruler);
+  const textWidth = (text, st) => {
+    for (const p of ["fontStyle", "fontWeight", "fontSize", "fontFamily", "letterSpacing"]) {
+      ruler.style[p] = st[p];
+    }
+    ruler.textContent = text;
+    return ruler.getBoundingClientRect().width;
+  };
+  // 1. Text cut at the side by an ancestor that clips (up to the first one that scrolls).
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const text = n.nodeValue;
+    const start = text.search(/\\S/);
+    if (start < 0) continue;
+    const el = n.parentElement;
+    if (!el || el.closest("script,style,template,option,select,textarea,noscript,title")) continue;
+    if (!visible(el)) continue;
+    const range = document.createRange();
+    range.setStart(n, start);
+    range.setEnd(n, text.trimEnd().length);
+    const rects = [...range.getClientRects()].filter((r) => r.width > 0.5);
+    if (!rects.length) continue;
+    const x0 = Math.min(...rects.map((r) => r.left));
+    const x1 = Math.max(...rects.map((r) => r.right));
+    for (let a = el; a && a !== document.documentElement; a = a.parentElement) {
+      const st = getComputedStyle(a);
+      if (scrollsX(st)) break;
+      if (!clipsX(st)) continue;
+      const box = inner(a);
+      if (box.x1 - box.x0 <= 2) break;  // a visually hidden label
+      if (x0 < box.x0 - tol || x1 > box.x1 + tol) {
+        found.push({what: "cut", text: text.trim().slice(0, 60), where: name(el), by: name(a),
+                    px: Math.round(Math.max(box.x0 - x0, x1 - box.x1))});
+        break;
+      }
+    }
+  }
+  // 2. Placeholders and chosen options wider than their field.
+  for (const el of root.querySelectorAll("input[placeholder], select")) {
+    if (!visible(el)) continue;
+    const st = getComputedStyle(el);
+    let text;
+    let room = el.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight);
+    // Chromium's own parts, measured from its rendering: a select's text starts 4 px inside
+    // its padding and stops 15 px short of it, for the arrow; an empty search field keeps
+    // 15 px for its (invisible) clear button.
+    if (el.tagName === "SELECT") {
+      if (el.multiple || el.size > 1) continue;
+      text = el.selectedOptions[0]?.text ?? "";
+      room -= 19;
+    } else {
+      if (el.value) continue;
+      text = el.placeholder;
+      if (el.type === "search") room -= 15;
+    }
+    const need = textWidth(text, st);
+    if (text && need > room + tol) {
+      const what = el.tagName === "SELECT" ? "option cut" : "placeholder cut";
+      found.push({what, text: text.slice(0, 60), where: name(el), by: name(el),
+                  px: Math.round(need - room)});
+    }
+  }
+  ruler.remove();
+  // 3. An element sticking out sideways past its parent (unless the parent scrolls sideways).
+  for (const el of root.querySelectorAll("*")) {
+    const parent = el.parentElement;
+    if (!parent || !visible(el) || el.closest("svg")) continue;
+    const st = getComputedStyle(el);
+    if (st.position === "absolute" || st.position === "fixed") continue;
+    // Measured against a parent with a box of its own (not an inline run of text).
+    const pst = getComputedStyle(parent);
+    if (scrollsX(pst) || pst.display === "contents" || pst.display === "inline") continue;
+    const r = el.getBoundingClientRect();
+    if (r.width < 1 || r.height < 1) continue;
+    const p = parent.getBoundingClientRect();
+    const over = Math.max(p.left - r.left, r.right - p.right);
+    if (over > tol) {
+      const text = (el.innerText ?? "").trim().slice(0, 60);
+      found.push({what: "sticks out", text, where: name(el), by: name(parent),
+                  px: Math.round(over)});
+    }
+  }
+  return found.slice(0, 30);
+}
+"""
+)
+
+
+def cut_text(page: Page, scope: str | None = None) -> list[str]:
+    """Text that does not fit sideways, as readable lines: cut off by a box that clips it, a
+    placeholder or a chosen option wider than its field, an element past its parent's side."""
+    return [
+        f"{f['what']}: {f['text']!r} ({f['where']}) by {f['px']} px at {f['by']}"
+        for f in page.evaluate(_CUT_JS, scope)
+    ]
+
+
+# ---------------------------------------------------------------- boxes that scroll sideways
+_SIDEWAYS_JS = (
+    """
+() => {
+  const found = [];
+"""
+    + _NAME_JS
+    + """
+  for (const el of document.querySelectorAll("body *")) {
+    const st = getComputedStyle(el);
+    if (st.overflowX !== "auto" && st.overflowX !== "scroll") continue;
+    if (!el.clientWidth || el.scrollWidth <= el.clientWidth + 1) continue;
+    found.push(`${name(el)} holds ${el.scrollWidth} px in ${el.clientWidth} px`);
+  }
+  return found;
+}
+"""
+)
+
+
+def scrolls_sideways(page: Page) -> list[str]:
+    """The boxes that hide part of what they hold past their side until scrolled sideways (a
+    table's last column, a code line's end). Fine on a phone; on a desktop window, overflow."""
+    return page.evaluate(_SIDEWAYS_JS)
 
 
 # ---------------------------------------------------------------- a synthetic run, for replay

@@ -12,7 +12,7 @@ import re
 import time
 from pathlib import Path
 
-from e2etest import SLOW, App, launch_fork
+from e2etest import SLOW, App, expect_answer_on_timeline, launch_fork
 from playwright.sync_api import Page, expect
 
 
@@ -132,6 +132,18 @@ def test_grandchildren_appear_under_their_parent(app: App) -> None:
 
 
 # ---------------------------------------------------------------- 4: consoles
+def test_the_console_says_when_the_selected_process_has_no_output(app: App) -> None:
+    job = app.launch({"kind": "spawn", "command": "sleep", "args": ["30"]})
+    page = app.open("/")
+    console = page.locator("#console")
+    expect(console).to_have_text(re.compile("^Select a process in the tree"))
+    page.locator(f'#tree .node[data-job="{job["id"]}"]').click()
+    name = f"#{job['number']} · sleep 30"
+    expect(console).to_have_text(f"{name} has no output yet.")
+    app.api("POST", f"/api/jobs/{job['id']}/kill", {"signal": "SIGKILL"})
+    expect(console).to_have_text(f"{name} ended with no output.", timeout=SLOW)
+
+
 def test_spawn_ls_shows_its_output(app: App) -> None:
     page = app.open("/")
     launch_command(page, "spawn", "ls", "-lh /usr")
@@ -281,13 +293,15 @@ def test_event_log_filters_exports_and_replays(app: App, tmp_path: Path) -> None
     page.set_input_files("#log-load", str(path))
     banner = page.locator("#replay-banner")
     expect(banner).to_contain_text(f"{len(events)} events")
-    expect(on_timeline(page, job_id).filter(has_text=re.compile(r"^45 · "))).to_be_visible()
+    page.click("#tl-fit-job")
+    expect_answer_on_timeline(page, "45", job_id)
     expect(page.locator("#tree .node[data-job]")).to_have_count(1)
     # Play it again in its own time: every event comes back, the answer last.
     page.select_option("#replay-speed", "1")
     page.click("#replay-play")
     expect(page.locator("#replay-progress")).to_have_text(f"{len(events)} / {len(events)} events")
-    expect(on_timeline(page, job_id).filter(has_text=re.compile(r"^45 · "))).to_be_visible()
+    page.click("#tl-fit-job")
+    expect_answer_on_timeline(page, "45", job_id)
     page.click("#log-live")
     expect(page.locator("#replay-bar")).to_be_hidden()
 
@@ -301,6 +315,8 @@ def test_reconnect_fills_the_gap(app: App) -> None:
     page.evaluate("window.ipcExplorer.feed.drop({holdMs: 3000})")
     expect(status).to_have_attribute("data-state", "reconnecting")
     expect(page.locator("#feed-banner")).to_contain_text("reconnecting")
+    server = page.locator("#tree .server-node > .state")  # the tree says it too
+    expect(server).to_have_text("unreachable")
     # Meanwhile a job runs to completion: every one of its events happens during the gap.
     job = app.launch({"kind": "fork", "program": "counter.py", "args": ["5", "20"]})
     deadline = time.monotonic() + 30
@@ -310,6 +326,7 @@ def test_reconnect_fills_the_gap(app: App) -> None:
     expected = app.api("GET", f"/api/jobs/{job['id']}/events?after=0")["events"]
     expect(status).to_have_attribute("data-state", "live", timeout=SLOW)
     expect(page.locator("#feed-banner")).to_be_hidden()
+    expect(server).to_have_text("running")
     node = page.locator(f'#tree .node[data-job="{job["id"]}"]')
     expect(node.locator(".state")).to_have_text("exited 0", timeout=SLOW)
     got = page.evaluate("(id) => window.ipcExplorer.store.jobEvents(id).map(e => e.seq)", job["id"])

@@ -34,10 +34,15 @@ def test_the_page_says_server_stopped_when_the_server_goes_away(
         open_page(page, srv)
         status = page.locator("#feed-status")
         expect(status).to_have_attribute("data-state", "live", timeout=SLOW)
+        server = page.locator("#tree .server-node")
+        expect(server.locator("> .state")).to_have_text("running")
         srv.stop()
         expect(status).to_have_attribute("data-state", "stopped", timeout=SLOW)
         expect(status).to_have_text("server stopped")
         expect(page.locator("#feed-banner")).to_contain_text("The server stopped")
+        # The process tree's server node says it too (not "running" under a "stopped" pill).
+        expect(server.locator("> .state")).to_have_text("stopped")
+        expect(server).to_have_attribute("data-state", "stopped")
         # Its retries fail while the server is gone: it still says why.
         page.wait_for_function("window.ipcExplorer.feed.reconnects >= 1", timeout=SLOW)
         expect(status).to_have_attribute("data-state", "stopped")

@@ -54,11 +54,48 @@ def test_fd_diagram_shows_the_channel_and_stdio_against_the_servers_fds(app: App
         inode = stdio.locator(".fd-box.child .fd-target").inner_text()
         expect(stdio.locator(".fd-box.parent .fd-target")).to_have_text(inode)  # one pipe
 
-    # Killed, the child's fds are gone; the panel says so on its next read.
+    # Killed, the child's fds are gone; the panel says so (a note, not an error), and keeps
+    # the last diagram, dimmed.
     page.select_option("#kill-signal", "SIGKILL")
     page.click("#kill-form button[type=submit]")
-    expect(page.locator("#fds-msg")).to_contain_text("not running", timeout=SLOW)
+    expect(page.locator("#fds-msg")).to_contain_text("has ended", timeout=SLOW)
+    expect(page.locator("#fds-msg")).not_to_have_class(re.compile("error"))
     expect(page.locator("#fds-diagram")).to_have_attribute("data-state", "gone")
+
+
+def test_a_finished_job_gets_a_note_and_no_request_that_must_fail(app: App) -> None:
+    """An ended job has no fds and no channel left: the panel says so in a neutral note with
+    the job's name, and asks the server nothing that can only answer 404 or 409 (each of which
+    the browser would log as an error)."""
+    job = app.launch({"kind": "fork", "program": "compute.py", "message": {"min": 0, "max": 10}})
+    other = app.launch({"kind": "spawn", "command": "true", "args": []})
+    page = app.open("/")
+    node = page.locator(f'#tree .node[data-job="{job["id"]}"]')
+    expect(node).to_have_attribute("data-state", "exited", timeout=SLOW)
+    page.locator(f'#tree .node[data-job="{other["id"]}"]').click()
+    failed: list[str] = []
+    errors: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+
+    node.click()
+    name = f"#{job['number']}"
+    msg = page.locator("#fds-msg")
+    expect(msg).to_have_text(re.compile(rf"^{name} has ended: its fds are closed"), timeout=SLOW)
+    expect(msg).not_to_have_class(re.compile("error"))
+    expect(page.locator("#inspect-title")).to_contain_text(f"{name} · fork compute.py")
+    expect(page.locator("#fds-read")).to_be_disabled()
+    page.click("#tab-frames")
+    frames = page.locator("#frames-msg")
+    expect(frames).to_have_text(re.compile(rf"^{name} has ended: its channel is closed"))
+    expect(frames).not_to_have_class(re.compile("error"))
+    expect(page.locator("#frames-record")).to_be_disabled()
+    page.click("#tab-fds")  # back: the fds tab reads again on showing, if it may
+    expect(msg).to_contain_text("has ended")
+    # Every request the page made has been answered by now: the job record, and nothing else.
+    page.evaluate("fetch('/api/jobs').then(r => r.json())")
+    assert failed == [], failed
+    assert errors == [], errors
 
 
 def test_a_pipe_channel_is_two_fds_one_each_way(app: App) -> None:

@@ -186,3 +186,36 @@ def test_big_integers_stay_exact(harness: Page) -> None:
         "back": '{"direction":"to_parent","message":7999999998000000000}',
         "small": "number",
     }
+
+
+def test_a_job_is_named_by_its_number_and_errors_name_it_too(harness: Page) -> None:
+    """People read "#3", not the job's id (a UUID): in names, titles and the server's errors."""
+    uuid = "39d626e2-f205-40ff-ab7e-d55fffd402d3"
+    result = harness.evaluate(
+        """(uuid) => {
+          const live = new S.Store();
+          live.upsertJob({id: uuid, number: 3, program: "echo.py", args: ["--serve"]});
+          const job = live.jobs.get(uuid);
+          // A replay of a file names the jobs the live page knows as the live page does.
+          const replay = new S.Store({namesFrom: live});
+          replay.apply({seq: 1, job: uuid, pid: 5, type: "spawn", t: 1, data: {}});
+          replay.apply({seq: 2, job: "j9", pid: 6, type: "spawn", t: 2, data: {}});
+          return {
+            name: S.jobName(job), title: S.jobTitle(job),
+            replayed: S.jobName(replay.jobs.get(uuid)), unknown: S.jobName(replay.jobs.get("j9")),
+            nameless: S.jobName({id: uuid}),
+            error: S.nameJobs(`job ${uuid} is not running (state exited); nothing to signal`, job),
+            possessive: S.nameJobs(`job ${uuid}'s channel is closed`, job),
+            other: S.nameJobs("job 1234 is not known", job),
+          };
+        }""",
+        uuid,
+    )
+    assert result["name"] == "#3"
+    assert result["title"] == "#3 · echo.py --serve"
+    assert result["replayed"] == "#3"
+    assert result["unknown"] == "job j9"  # not known here: its id's start, so two stay apart
+    assert result["nameless"] == "job 39d626e2"
+    assert result["error"] == "#3 is not running (state exited); nothing to signal"
+    assert result["possessive"] == "#3's channel is closed"
+    assert result["other"] == "job 1234 is not known"

@@ -312,7 +312,8 @@ def test_lanes_are_grouped_collapsed_and_pinned(app: App) -> None:
     # C folds its lane, P pins it.
     page.focus("#timeline .tl-plot")
     page.keyboard.press("ArrowRight")
-    expect(page.locator("#timeline .tl-tip")).to_contain_text(job)
+    number = page.locator(f'#tree .node[data-job="{job}"]').get_attribute("data-number")
+    expect(page.locator("#timeline .tl-tip")).to_contain_text(f"#{number} · grandchildren.py")
     page.keyboard.press("c")
     expect(toggle).to_have_attribute("aria-expanded", "false")
     page.keyboard.press("c")
@@ -366,9 +367,11 @@ def test_dense_run_labels_never_overlap_and_marks_count_true(app: App, tmp_path:
     # A mark whose label did not fit shows it on hover (zoomed in until single marks, too close
     # for all their labels, are drawn).
     x, y = plot_centre(page)
+    # One the pointer can reach: not in a scrolling lane's part under the pinned lanes.
     find_hidden = (
-        "(ipcExplorer.timeline.scene.marks.find(m => m.count === 1 && !m.labelled"
-        " && m.type === 'message') ?? {}).seq ?? null"
+        "(tl => (tl.scene.marks.find(m => m.count === 1 && !m.labelled"
+        " && m.type === 'message' && (m.fixed || m.by0 >= tl.scrollTopY) && m.by1 <= tl.viewH)"
+        " ?? {}).seq ?? null)(ipcExplorer.timeline)"
     )
     hidden = None
     for _ in range(12):

@@ -184,3 +184,25 @@ def test_keyboard_walk_visits_every_mark_of_a_lane_in_order(harness: Page) -> No
     assert result["near"] == 14
     assert result["none"] is None
     assert result["inView"] is False and result["notInView"] is False
+
+
+def test_a_lane_head_offers_shorter_texts_rather_than_cutting_one(harness: Page) -> None:
+    """Longest first: the head shows the first that fits, so "#3 · grandchildren.py 2 600"
+    becomes "#3 · grandchildren.py", then "#3"; the state line drops the pid, then the word."""
+    result = harness.evaluate(
+        """() => {
+          const s = new S.Store();
+          s.upsertJob({id: 'j1', number: 3, pid: 11, program: 'grandchildren.py',
+                       args: ['2', '600']});
+          s.apply({seq: 1, job: 'j1', pid: 11, type: 'exit', t: 1,
+                   data: {code: null, signal: 'SIGTERM'}});
+          s.jobs.get('j1').grandchildren = [101];
+          const lanes = TM.buildLanes(s).all;
+          return lanes.map((row) => TM.laneTexts(row));
+        }"""
+    )
+    server, job, grand = result
+    assert server == {"name": ["server (parent)", "server"], "sub": []}
+    assert job["name"] == ["#3 · grandchildren.py 2 600", "#3 · grandchildren.py", "#3"]
+    assert job["sub"] == ["pid 11 · signaled SIGTERM", "signaled SIGTERM", "SIGTERM"]
+    assert grand["name"] == ["grandchild 101 · ended", "101 · ended", "101"]
