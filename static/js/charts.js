@@ -36,3 +36,37 @@ export function makeChart(el, makeOpts, data, height = 240) {
   document.addEventListener("themechange", build);
   return handle;
 }
+
+/**
+ * Lines for labels drawn along a chart's x axis, so that no two overlap: each label goes on
+ * the first line (0, 1, ...) where it clears the label before it by `gap`; a label with no
+ * such line among `lines` gets -1 (not drawn: its band's colour still says what it is, and a
+ * label drawn over another would say neither). Pure: no canvas.
+ *
+ * @param {{x: number, width: number}[]} items  left edge and width of each label, in px
+ * @returns {number[]} the line of each item, in the order given
+ */
+export function labelLines(items, { lines = 2, gap = 6 } = {}) {
+  const rightEdge = new Array(lines).fill(-Infinity);
+  const order = items.map((_, i) => i).sort((a, b) => items[a].x - items[b].x);
+  const out = new Array(items.length).fill(-1);
+  for (const i of order) {
+    const { x, width } = items[i];
+    const line = rightEdge.findIndex((right) => x >= right + gap);
+    if (line < 0) continue;
+    rightEdge[line] = x + width;
+    out[i] = line;
+  }
+  return out;
+}
+
+/**
+ * The x range of a live time chart: its data's, or, before the first point, the `windowSec`
+ * seconds up to now (uPlot's own default for no data is a span of years in the future).
+ * @returns {[number, number]} unix seconds
+ */
+export function liveTimeRange(min, max, windowSec, now = Date.now() / 1000) {
+  if (min == null || max == null || !Number.isFinite(min) || !Number.isFinite(max)) return [now - windowSec, now];
+  if (max - min < 1) return [max - 1, max]; // one point: a second's span, not a zero-width axis
+  return [min, max];
+}

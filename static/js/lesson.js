@@ -6,7 +6,7 @@ import { Store, messagePayload } from "./store.js";
 import { Feed } from "./feed.js";
 import { api, getText } from "./api.js";
 import { $, h, initTheme, showStatus, fmtMs } from "./ui.js";
-import { makeChart } from "./charts.js";
+import { labelLines, liveTimeRange, makeChart } from "./charts.js";
 import { whyNotFaster } from "./speedup.js";
 
 initTheme();
@@ -28,6 +28,8 @@ const bandsPlugin = {
         const { ctx } = u;
         const { top, height } = u.bbox;
         ctx.save();
+        ctx.font = `${12 * devicePixelRatio}px system-ui, sans-serif`;
+        const labels = [];
         for (const [a, b, mode] of bands) {
           const x0 = u.valToPos(a, "x", true);
           const x1 = u.valToPos(b ?? Date.now() / 1000, "x", true);
@@ -35,10 +37,16 @@ const bandsPlugin = {
           const left = Math.max(x0, u.bbox.left);
           ctx.fillStyle = BAND_COLOURS[mode];
           ctx.fillRect(left, top, Math.max(2, x1 - left), height);
-          ctx.fillStyle = mode === "inline" ? "#b3261e" : "#2857c5";
-          ctx.font = `${12 * devicePixelRatio}px system-ui, sans-serif`;
-          ctx.fillText(mode === "inline" ? "inline" : "child", left + 4 * devicePixelRatio, top + 14 * devicePixelRatio);
+          const text = mode === "inline" ? "inline" : "child";
+          labels.push({ x: left + 4 * devicePixelRatio, width: ctx.measureText(text).width, text, mode });
         }
+        // Runs close together (or overlapping) have their labels on a second line, or none.
+        const lines = labelLines(labels, { gap: 6 * devicePixelRatio });
+        labels.forEach((label, i) => {
+          if (lines[i] < 0) return;
+          ctx.fillStyle = label.mode === "inline" ? "#b3261e" : "#2857c5";
+          ctx.fillText(label.text, label.x, top + (14 + 14 * lines[i]) * devicePixelRatio);
+        });
         ctx.restore();
       },
     ],
@@ -47,7 +55,8 @@ const bandsPlugin = {
 
 const chart = makeChart($("#hb-chart"), (axes) => ({
   plugins: [bandsPlugin],
-  scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(50, max * 1.1)] } },
+  // Before the first heartbeat the axis shows the last 30 s, not uPlot's default span.
+  scales: { x: { time: true, range: (u, min, max) => (u.data[0].length ? liveTimeRange(min, max, WINDOW / 10) : liveTimeRange(null, null, WINDOW / 10)) }, y: { range: (u, min, max) => [0, Math.max(50, max * 1.1)] } },
   axes: [axes[0], { ...axes[1], label: "late (ms)", size: 60 }],
   series: [{}, { label: "server lateness (ms)", stroke: "#d9480f", width: 2, fill: "rgba(217,72,15,0.12)", points: { show: false } }],
   legend: { live: true },

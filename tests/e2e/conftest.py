@@ -101,8 +101,8 @@ def static_url() -> Iterator[str]:
 def harness(
     page: Page, static_url: str, artifacts_dir: Path, request: pytest.FixtureRequest
 ) -> Iterator[Page]:
-    """A page with the store as `window.S`, the timeline's model as `window.TM` and the
-    lesson's speed-up reasons as `window.SP`."""
+    """A page with the store as `window.S`, the timeline's model as `window.TM`, the
+    lesson's speed-up reasons as `window.SP` and the chart helpers as `window.CH`."""
     # A page on the same origin as the modules, so `import` is allowed.
     page.route(
         f"{static_url}/harness.html",
@@ -112,11 +112,12 @@ def harness(
             "import * as store from '/static/js/store.js'; window.S = store;"
             "import * as model from '/static/js/timeline-model.js'; window.TM = model;"
             "import * as speedup from '/static/js/speedup.js'; window.SP = speedup;"
+            "import * as charts from '/static/js/charts.js'; window.CH = charts;"
             "</script>",
         ),
     )
     page.goto(f"{static_url}/harness.html")
-    page.wait_for_function("window.S && window.TM && window.SP")
+    page.wait_for_function("window.S && window.TM && window.SP && window.CH")
     yield page
     shots = artifacts_dir / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)

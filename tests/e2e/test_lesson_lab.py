@@ -113,3 +113,36 @@ def test_the_reasons_for_a_slowdown_use_the_numbers_given(harness: Page) -> None
         == "Nothing this page can see was busy; other programs on the machine may have been."
     )
     assert len(result["unknown"]["reasons"]) == 2  # no start-up or cores known: said without them
+
+
+def test_run_labels_on_the_chart_never_overlap(harness: Page) -> None:
+    """The labels of the runs shaded on the heartbeat chart ("inline", "child"): two runs close
+    together put the second label on the next line, a third with no room left is not drawn."""
+    lines = harness.evaluate(
+        """() => ({
+          apart: CH.labelLines([{x: 0, width: 40}, {x: 100, width: 40}]),
+          close: CH.labelLines([{x: 0, width: 40}, {x: 20, width: 40}]),
+          crowded: CH.labelLines([{x: 10, width: 40}, {x: 0, width: 40}, {x: 20, width: 40}]),
+          after: CH.labelLines([{x: 0, width: 40}, {x: 20, width: 40}, {x: 47, width: 40}],
+                               {gap: 6}),
+        })"""
+    )
+    assert lines["apart"] == [0, 0]
+    assert lines["close"] == [0, 1]
+    assert lines["crowded"] == [1, 0, -1]  # placed by x: the one at 0 first
+    assert lines["after"] == [0, 1, 0]  # 47 clears the first (0 + 40 + 6)
+
+
+def test_the_heartbeat_chart_shows_the_last_seconds_before_any_beat(app: App) -> None:
+    """With no points (before the first heartbeat, or none kept) the time axis spans the last
+    30 s up to now; uPlot's own default was a span of years in the future."""
+    page = app.open("/lesson")
+    span = page.evaluate(
+        """() => {
+          const plot = window.ipcExplorer.chart.plot;
+          plot.setData([[], []]);
+          return [plot.scales.x.min, plot.scales.x.max, Date.now() / 1000];
+        }"""
+    )
+    lo, hi, now = span
+    assert abs(hi - now) < 5 and abs((hi - lo) - 30) < 1, span
