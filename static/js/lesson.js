@@ -56,7 +56,7 @@ const bandsPlugin = {
 const chart = makeChart($("#hb-chart"), (axes) => ({
   plugins: [bandsPlugin],
   // Before the first heartbeat the axis shows the last 30 s, not uPlot's default span.
-  scales: { x: { time: true, range: (u, min, max) => (u.data[0].length ? liveTimeRange(min, max, WINDOW / 10) : liveTimeRange(null, null, WINDOW / 10)) }, y: { range: (u, min, max) => [0, Math.max(50, max * 1.1)] } },
+  scales: { x: { time: true, range: (u, min, max) => liveTimeRange(u.data[0].length ? min : null, max, WINDOW / 10) }, y: { range: (u, min, max) => [0, Math.max(50, max * 1.1)] } },
   axes: [axes[0], { ...axes[1], label: "late (ms)", size: 60 }],
   series: [{}, { label: "server lateness (ms)", stroke: "#d9480f", width: 2, fill: "rgba(217,72,15,0.12)", points: { show: false } }],
   legend: { live: true },
